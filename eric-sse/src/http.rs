@@ -1,0 +1,464 @@
+//! A `text/event-stream` HTTP body for hyper 1.x (feature `http`).
+//!
+//! [`SseBody`] turns a stream of [`SseEvent`]s into an [`http_body::Body`]:
+//!
+//! - the first frame opens with `retry: <ms>`, once per connection: the reconnection time
+//!   of [`SseBodyConfig::retry_ms`], or else of the first event, raised to
+//!   [`SseBodyConfig::retry_floor_ms`] (1 s by default: the reference's 5 ms would make a
+//!   browser hammer the server). Events carry no `retry:` of their own;
+//! - each event goes out as soon as the stream yields it; events that are ready together
+//!   share a frame, up to [`SseBodyConfig::max_frame_bytes`];
+//! - after [`SseBodyConfig::keep_alive`] without an event (15 s by default) a `: keep-alive`
+//!   comment is sent, so proxies and browsers keep an idle connection open;
+//! - when the event stream ends, the body ends.
+//!
+//! # Failure semantics
+//! An event that cannot be encoded (an event name with a line break, see
+//! [`EncodeError`](crate::EncodeError)) is skipped: in its place the body writes a comment
+//! line naming the error (`: eric-sse: event skipped: ...`), which clients ignore, and
+//! goes on with the next event. The stream is never corrupted and never cut for it.
+//! Nothing is logged (this crate has no logging dependency): a server that wants to see
+//! such events should check them before they reach the body.
+//!
+//! # Runtime
+//! The keep-alive timer is a [`tokio::time::Sleep`]: with `keep_alive` set, the body must
+//! be polled inside a tokio runtime with the time driver enabled (as hyper servers on
+//! tokio are). With `keep_alive: None` the body needs no runtime.
+//!
+//! ```
+//! use eric_sse::http::{sse_response, SseBody};
+//! use eric_sse::SseEvent;
+//!
+//! fn handler<S>(events: S) -> http::Response<SseBody<S>>
+//! where
+//!     S: futures_core::Stream<Item = SseEvent> + Send + Unpin,
+//! {
+//!     sse_response(SseBody::new(events))
+//! }
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use http_body::{Body, Frame};
+use tokio::time::{Instant, Sleep};
+
+use crate::{Encoder, SseEvent};
+
+/// How an [`SseBody`] writes its stream.
+///
+/// ```
+/// use std::time::Duration;
+/// use eric_sse::http::SseBodyConfig;
+///
+/// let mut config = SseBodyConfig::default();
+/// config.keep_alive = Some(Duration::from_secs(30));
+/// config.retry_floor_ms = 2_000;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SseBodyConfig {
+    /// The least reconnection time written, in milliseconds. Default: 1,000.
+    pub retry_floor_ms: u64,
+    /// The reconnection time to write, in milliseconds; when `None` (the default), the
+    /// first event's [`retry`](SseEvent::retry). Raised to `retry_floor_ms` either way.
+    pub retry_ms: Option<u64>,
+    /// Silence after which a keep-alive comment is written; `None` for none.
+    /// Default: 15 s.
+    pub keep_alive: Option<Duration>,
+    /// How events are encoded (data as JSON by default).
+    pub encoder: Encoder,
+    /// A frame takes more ready events while it is smaller than this. Default: 64 KiB.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for SseBodyConfig {
+    fn default() -> Self {
+        SseBodyConfig {
+            retry_floor_ms: 1_000,
+            retry_ms: None,
+            keep_alive: Some(Duration::from_secs(15)),
+            encoder: Encoder::new(),
+            max_frame_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The comment written after `keep_alive` of silence.
+pub const KEEP_ALIVE_COMMENT: &str = "keep-alive";
+
+/// An HTTP body that streams events as `text/event-stream`; see the
+/// [module documentation](self) for what it writes and when.
+///
+/// Build the response with [`sse_response`], which sets the headers a stream needs.
+#[derive(Debug)]
+pub struct SseBody<S> {
+    /// `None` once the event stream has ended.
+    events: Option<S>,
+    writer: Writer,
+}
+
+/// The part of the body that writes; apart from the stream, so both can be borrowed.
+#[derive(Debug)]
+struct Writer {
+    config: SseBodyConfig,
+    retry_sent: bool,
+    /// Created on the first idle poll (it needs the runtime's timer).
+    keep_alive: Option<Pin<Box<Sleep>>>,
+    buf: Vec<u8>,
+}
+
+impl<S> SseBody<S> {
+    /// A body for `events` with the default configuration.
+    pub fn new(events: S) -> Self {
+        SseBody::with_config(events, SseBodyConfig::default())
+    }
+
+    /// A body for `events` written as `config` says.
+    pub fn with_config(events: S, config: SseBodyConfig) -> Self {
+        SseBody {
+            events: Some(events),
+            writer: Writer {
+                config,
+                retry_sent: false,
+                keep_alive: None,
+                buf: Vec::new(),
+            },
+        }
+    }
+
+    /// The configuration of this body.
+    pub fn config(&self) -> &SseBodyConfig {
+        &self.writer.config
+    }
+}
+
+impl Writer {
+    fn retry(&mut self, event_retry: Option<u64>) {
+        if !self.retry_sent {
+            self.retry_sent = true;
+            let config = &self.config;
+            let ms = config.retry_ms.or(event_retry).unwrap_or(0);
+            config
+                .encoder
+                .encode_retry(ms.max(config.retry_floor_ms), &mut self.buf);
+        }
+    }
+
+    fn event(&mut self, event: &SseEvent) {
+        self.retry(Some(event.retry()));
+        if let Err(error) = self.config.encoder.encode_event(event, &mut self.buf) {
+            let note = format!("eric-sse: event skipped: {error}");
+            self.config.encoder.encode_comment(&note, &mut self.buf);
+        }
+    }
+
+    fn frame(&mut self) -> Frame<Bytes> {
+        if let (Some(sleep), Some(interval)) = (&mut self.keep_alive, self.config.keep_alive) {
+            sleep.as_mut().reset(Instant::now() + interval);
+        }
+        Frame::data(Bytes::from(std::mem::take(&mut self.buf)))
+    }
+
+    /// Polls the keep-alive timer; when it fires, writes the comment.
+    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(interval) = self.config.keep_alive else {
+            return Poll::Pending;
+        };
+        let sleep = self
+            .keep_alive
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.retry(None);
+        let encoder = self.config.encoder;
+        encoder.encode_comment(KEEP_ALIVE_COMMENT, &mut self.buf);
+        Poll::Ready(())
+    }
+}
+
+impl<S> Body for SseBody<S>
+where
+    S: Stream<Item = SseEvent> + Unpin,
+{
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let writer = &mut this.writer;
+        let Some(events) = this.events.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let mut ended = false;
+        while writer.buf.len() < writer.config.max_frame_bytes {
+            match Pin::new(&mut *events).poll_next(cx) {
+                Poll::Ready(Some(event)) => writer.event(&event),
+                Poll::Ready(None) => {
+                    ended = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if ended {
+            this.events = None;
+            writer.keep_alive = None;
+        }
+        if !writer.buf.is_empty() {
+            return Poll::Ready(Some(Ok(writer.frame())));
+        }
+        if ended {
+            return Poll::Ready(None);
+        }
+        match writer.poll_keep_alive(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Ok(writer.frame()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.events.is_none()
+    }
+}
+
+/// A `200 OK` response streaming `body`, with the headers an event stream needs:
+/// `Content-Type: text/event-stream`, `Cache-Control: no-cache` and
+/// `X-Accel-Buffering: no` (which stops nginx from buffering the stream).
+pub fn sse_response<S>(body: SseBody<S>) -> http::Response<SseBody<S>> {
+    let mut response = http::Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Parser;
+    use http_body_util::BodyExt;
+    use serde_json::json;
+    use std::collections::VecDeque;
+    use tokio::sync::mpsc;
+
+    /// A stream of events already there, then the end.
+    struct Ready(VecDeque<SseEvent>);
+
+    impl Stream for Ready {
+        type Item = SseEvent;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<SseEvent>> {
+            Poll::Ready(self.0.pop_front())
+        }
+    }
+
+    /// The receiving end of a channel, as a stream.
+    struct Rx(mpsc::UnboundedReceiver<SseEvent>);
+
+    impl Stream for Rx {
+        type Item = SseEvent;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SseEvent>> {
+            self.0.poll_recv(cx)
+        }
+    }
+
+    fn channel_body(config: SseBodyConfig) -> (mpsc::UnboundedSender<SseEvent>, SseBody<Rx>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (tx, SseBody::with_config(Rx(rx), config))
+    }
+
+    fn no_keep_alive() -> SseBodyConfig {
+        let mut config = SseBodyConfig::default();
+        config.keep_alive = None;
+        config
+    }
+
+    async fn next_frame<B: Body<Data = Bytes> + Unpin>(body: &mut B) -> Option<String>
+    where
+        B::Error: std::fmt::Debug,
+    {
+        let frame = body.frame().await?.unwrap();
+        let data = frame.into_data().unwrap();
+        Some(String::from_utf8(data.to_vec()).unwrap())
+    }
+
+    fn ready(events: impl IntoIterator<Item = SseEvent>) -> Ready {
+        Ready(events.into_iter().collect())
+    }
+
+    #[tokio::test]
+    async fn first_frame_opens_with_retry_raised_to_the_floor() {
+        let mut body = SseBody::with_config(ready([SseEvent::new("a", 1)]), no_keep_alive());
+        assert_eq!(
+            next_frame(&mut body).await.unwrap(),
+            "retry: 1000\n\nevent: a\ndata: 1\n\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_above_the_floor_is_kept_and_configured_retry_wins() {
+        let event = SseEvent::new("a", 1).with_retry(2_500);
+        let mut body = SseBody::with_config(ready([event.clone()]), no_keep_alive());
+        assert!(next_frame(&mut body).await.unwrap().starts_with("retry: 2500\n\n"));
+
+        let mut config = no_keep_alive();
+        config.retry_ms = Some(4_000);
+        let mut body = SseBody::with_config(ready([event]), config);
+        assert!(next_frame(&mut body).await.unwrap().starts_with("retry: 4000\n\n"));
+    }
+
+    #[tokio::test]
+    async fn ready_events_share_one_frame_and_the_body_ends_with_the_stream() {
+        let events = (1..=3).map(|i| SseEvent::new("n", i).with_id(i));
+        let mut body = SseBody::with_config(ready(events), no_keep_alive());
+        assert_eq!(
+            next_frame(&mut body).await.unwrap(),
+            "retry: 1000\n\nid: 1\nevent: n\ndata: 1\n\nid: 2\nevent: n\ndata: 2\n\n\
+             id: 3\nevent: n\ndata: 3\n\n"
+        );
+        assert!(body.is_end_stream());
+        assert_eq!(next_frame(&mut body).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_frame_stops_taking_events_past_max_frame_bytes() {
+        let mut config = no_keep_alive();
+        config.max_frame_bytes = 1;
+        let mut body = SseBody::with_config(ready([1, 2].map(|i| SseEvent::new("n", i))), config);
+        assert_eq!(
+            next_frame(&mut body).await.unwrap(),
+            "retry: 1000\n\nevent: n\ndata: 1\n\n"
+        );
+        assert_eq!(next_frame(&mut body).await.unwrap(), "event: n\ndata: 2\n\n");
+        assert_eq!(next_frame(&mut body).await, None);
+    }
+
+    #[tokio::test]
+    async fn each_event_is_its_own_frame_as_it_comes_and_retry_is_written_once() {
+        let (tx, mut body) = channel_body(no_keep_alive());
+        tx.send(SseEvent::new("a", 1)).unwrap();
+        assert!(next_frame(&mut body).await.unwrap().starts_with("retry: "));
+        tx.send(SseEvent::new("b", 2)).unwrap();
+        assert_eq!(next_frame(&mut body).await.unwrap(), "event: b\ndata: 2\n\n");
+        drop(tx);
+        assert_eq!(next_frame(&mut body).await, None);
+    }
+
+    #[tokio::test]
+    async fn an_event_that_cannot_be_encoded_becomes_a_comment_and_the_stream_goes_on() {
+        let events = [SseEvent::new("bad\nname", 1), SseEvent::new("good", 2)];
+        let mut body = SseBody::with_config(ready(events), no_keep_alive());
+        let text = next_frame(&mut body).await.unwrap();
+        assert_eq!(
+            text,
+            "retry: 1000\n\n: eric-sse: event skipped: cannot encode SSE field `event`: \
+             the event name \"bad\\nname\" contains a line feed (LF)\n\n\
+             event: good\ndata: 2\n\n"
+        );
+        let mut parser = Parser::new();
+        parser.feed(text.as_bytes());
+        let parsed: Vec<_> = parser.events().collect();
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].event, "good");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_brings_a_keep_alive_comment_every_interval() {
+        let (tx, mut body) = channel_body(SseBodyConfig::default());
+        let start = Instant::now();
+        assert_eq!(
+            next_frame(&mut body).await.unwrap(),
+            "retry: 1000\n\n: keep-alive\n\n"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(15));
+        assert_eq!(next_frame(&mut body).await.unwrap(), ": keep-alive\n\n");
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_resets_the_keep_alive_timer() {
+        let mut config = SseBodyConfig::default();
+        config.keep_alive = Some(Duration::from_secs(10));
+        let (tx, mut body) = channel_body(config);
+        let start = Instant::now();
+        // Start the timer with an idle poll, then send an event 6 s later.
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            tx.send(SseEvent::new("a", 1)).unwrap();
+            tx
+        });
+        assert!(next_frame(&mut body).await.unwrap().ends_with("event: a\ndata: 1\n\n"));
+        assert_eq!(start.elapsed(), Duration::from_secs(6));
+        assert_eq!(next_frame(&mut body).await.unwrap(), ": keep-alive\n\n");
+        assert_eq!(start.elapsed(), Duration::from_secs(16));
+        drop(sender.await.unwrap());
+    }
+
+    #[test]
+    fn sse_response_sets_the_stream_headers() {
+        let response = sse_response(SseBody::new(ready([])));
+        assert_eq!(response.status(), http::StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(headers["content-type"], "text/event-stream");
+        assert_eq!(headers["cache-control"], "no-cache");
+        assert_eq!(headers["x-accel-buffering"], "no");
+    }
+
+    /// Through a real hyper server and client, over an in-memory connection.
+    #[tokio::test]
+    async fn hyper_serves_the_body_and_a_parser_reads_the_events_back() {
+        use hyper_util::rt::TokioIo;
+        use std::sync::{Arc, Mutex};
+
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(Some(Rx(rx))));
+        let service = hyper::service::service_fn(move |_request| {
+            let events = rx.lock().unwrap().take().expect("one request");
+            async move { Ok::<_, Infallible>(sse_response(SseBody::with_config(events, no_keep_alive()))) }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server_io), service),
+        );
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(client_io)).await.unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::get("/stream")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut body = response.into_body();
+
+        let mut parser = Parser::new();
+        for i in 1..=3u64 {
+            tx.send(SseEvent::new("n", json!({"i": i})).with_id(i)).unwrap();
+            // Each event arrives on its own, before the next is sent: nothing waits in a buffer.
+            parser.feed(next_frame(&mut body).await.unwrap().as_bytes());
+            let event = parser.next_event().expect("a whole event per frame");
+            assert_eq!(event.json::<serde_json::Value>().unwrap(), json!({"i": i}));
+            assert_eq!(event.last_event_id, i.to_string());
+        }
+        assert_eq!(parser.reconnection_time(), Some(1000));
+        drop(tx);
+        assert_eq!(next_frame(&mut body).await, None);
+    }
+}
