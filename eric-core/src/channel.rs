@@ -1,0 +1,458 @@
+//! Channels: a set of listeners, each with its queue, and an adapter for what consumers see.
+
+use crate::error::{Error, Result};
+use crate::listener::{Listener, QueueConfig, Refused};
+use crate::message::{Delivery, Message};
+use crate::stream::MessageStream;
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Turns a delivered message into what a channel's consumers receive: the reference's
+/// abstract `adapt`.
+///
+/// eric-sse's adapter makes SSE events, eric-processing's makes `{event, data}` results;
+/// any `Fn(&Delivery) -> T` is an adapter too.
+///
+/// ```
+/// use eric_core::{Channel, Delivery, Message};
+///
+/// let channel = Channel::new(|d: &Delivery| format!("{}#{}", d.msg_type, d.id));
+/// let listener = channel.add_listener();
+/// listener.start();
+/// channel.dispatch(listener.id(), Message::empty("ping")).unwrap();
+/// let mut stream = channel.message_stream(&listener);
+/// assert_eq!(stream.try_recv().as_deref(), Some("ping#1"));
+/// ```
+pub trait Adapter: Send + Sync + 'static {
+    /// What a stream of the channel yields.
+    type Output;
+
+    /// Adapts one delivered message. A `Delivery` with id 0 is synthetic: the
+    /// `_eric_channel_closed` message of a removed listener, or a resume marker.
+    fn adapt(&self, delivery: &Delivery) -> Self::Output;
+}
+
+impl<F, T> Adapter for F
+where
+    F: Fn(&Delivery) -> T + Send + Sync + 'static,
+{
+    type Output = T;
+
+    fn adapt(&self, delivery: &Delivery) -> T {
+        self(delivery)
+    }
+}
+
+/// An adapter that hands out the delivery itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Identity;
+
+impl Adapter for Identity {
+    type Output = Delivery;
+
+    fn adapt(&self, delivery: &Delivery) -> Delivery {
+        delivery.clone()
+    }
+}
+
+/// A sleep provided by the caller's runtime, used for the stream delay.
+///
+/// eric-core never spawns threads nor touches a runtime, so an async stream that must
+/// pause between messages asks this trait for a future that completes after a duration
+/// (eric-socket implements it with `tokio::time::sleep`). Blocking consumers sleep the
+/// thread instead and do not need it.
+pub trait Timer: Send + Sync + 'static {
+    /// A future that completes after `duration`.
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The reference's `stream_delay_seconds`: a pause after every message a stream yields.
+#[derive(Clone)]
+pub struct StreamDelay {
+    pub(crate) delay: Duration,
+    pub(crate) timer: Arc<dyn Timer>,
+}
+
+impl StreamDelay {
+    /// A pause of `delay` after each streamed message, slept with `timer` in async streams.
+    pub fn new(delay: Duration, timer: Arc<dyn Timer>) -> Self {
+        StreamDelay { delay, timer }
+    }
+
+    /// The pause.
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+}
+
+impl fmt::Debug for StreamDelay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamDelay")
+            .field("delay", &self.delay)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a broadcast did: how many listeners got the message and how many did not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BroadcastReport {
+    /// Listeners whose queue took the message.
+    pub delivered: usize,
+    /// Listeners whose full queue refused it ([`OverflowPolicy::Reject`](crate::OverflowPolicy::Reject)).
+    pub rejected: usize,
+    /// Listeners removed because their queue overflowed
+    /// ([`OverflowPolicy::Disconnect`](crate::OverflowPolicy::Disconnect)).
+    pub disconnected: usize,
+}
+
+type ListenerMap = HashMap<String, Arc<Listener>, ahash::RandomState>;
+
+struct Inner<A> {
+    id: String,
+    adapter: A,
+    listeners: RwLock<ListenerMap>,
+    queue_config: QueueConfig,
+    stream_delay: Option<StreamDelay>,
+}
+
+/// A set of listeners, one queue each, and the adapter that shapes what they receive:
+/// the reference's `AbstractChannel`.
+///
+/// `Channel` is a cheap handle: clones share the same channel. Every method takes
+/// `&self` and may be called from many threads at once. Consumers of different
+/// listeners never contend with each other; a broadcast holds the listener set for
+/// reading while it queues, which only delays adding and removing listeners.
+///
+/// ```
+/// use eric_core::{Channel, Identity, Message};
+/// use serde_json::json;
+///
+/// let channel = Channel::new(Identity);
+/// let a = channel.add_listener();
+/// let b = channel.add_listener();
+/// a.start();
+/// channel.broadcast(Message::new("greeting", json!({"text": "hi"})));
+/// assert_eq!(channel.deliver_next(a.id()).unwrap().payload["text"], "hi");
+/// assert_eq!(b.queue_len(), 1);
+/// ```
+pub struct Channel<A> {
+    inner: Arc<Inner<A>>,
+}
+
+impl<A> Clone for Channel<A> {
+    fn clone(&self) -> Self {
+        Channel {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<A> fmt::Debug for Channel<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &self.inner.id)
+            .field("listeners", &self.inner.listeners.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Channel`] with a chosen id, queue configuration or stream delay.
+#[derive(Debug)]
+pub struct ChannelBuilder<A> {
+    adapter: A,
+    id: Option<String>,
+    queue_config: QueueConfig,
+    stream_delay: Option<StreamDelay>,
+}
+
+impl<A: Adapter> ChannelBuilder<A> {
+    /// Uses `id` instead of the next generated channel id.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The queue configuration of listeners made by [`Channel::add_listener`].
+    pub fn queue_config(mut self, config: QueueConfig) -> Self {
+        self.queue_config = config;
+        self
+    }
+
+    /// Pauses every stream of the channel after each message it yields.
+    pub fn stream_delay(mut self, delay: StreamDelay) -> Self {
+        self.stream_delay = Some(delay);
+        self
+    }
+
+    /// The channel.
+    pub fn build(self) -> Channel<A> {
+        Channel {
+            inner: Arc::new(Inner {
+                id: self.id.unwrap_or_else(crate::id::next_channel_id),
+                adapter: self.adapter,
+                listeners: RwLock::new(ListenerMap::default()),
+                queue_config: self.queue_config,
+                stream_delay: self.stream_delay,
+            }),
+        }
+    }
+}
+
+impl<A: Adapter> Channel<A> {
+    /// A channel with the next generated id, unbounded queues and no stream delay.
+    pub fn new(adapter: A) -> Self {
+        Channel::builder(adapter).build()
+    }
+
+    /// A builder for a channel with other settings.
+    pub fn builder(adapter: A) -> ChannelBuilder<A> {
+        ChannelBuilder {
+            adapter,
+            id: None,
+            queue_config: QueueConfig::default(),
+            stream_delay: None,
+        }
+    }
+
+    /// The channel's id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The channel's adapter.
+    pub fn adapter(&self) -> &A {
+        &self.inner.adapter
+    }
+
+    /// The queue configuration given to listeners made by [`add_listener`](Self::add_listener).
+    pub fn queue_config(&self) -> QueueConfig {
+        self.inner.queue_config
+    }
+
+    /// The stream delay, if the channel has one.
+    pub fn stream_delay(&self) -> Option<&StreamDelay> {
+        self.inner.stream_delay.as_ref()
+    }
+
+    /// Adds a new listener with a generated id and the channel's queue configuration.
+    /// Like every new listener it is stopped.
+    pub fn add_listener(&self) -> Arc<Listener> {
+        let listener = Arc::new(Listener::new().queue_config(self.inner.queue_config));
+        self.inner
+            .listeners
+            .write()
+            .insert(listener.id().to_owned(), Arc::clone(&listener));
+        listener
+    }
+
+    /// Adds a listener built by the caller. Fails if its id is taken on this channel.
+    pub fn register_listener(&self, listener: Listener) -> Result<Arc<Listener>> {
+        let mut listeners = self.inner.listeners.write();
+        if listeners.contains_key(listener.id()) {
+            return Err(Error::DuplicateId(listener.id().to_owned()));
+        }
+        let listener = Arc::new(listener);
+        listeners.insert(listener.id().to_owned(), Arc::clone(&listener));
+        Ok(listener)
+    }
+
+    /// Removes a listener. Its queue is discarded; its open streams yield one
+    /// `_eric_channel_closed` item and end.
+    pub fn remove_listener(&self, listener_id: &str) -> Result<Arc<Listener>> {
+        let listener = self
+            .inner
+            .listeners
+            .write()
+            .remove(listener_id)
+            .ok_or_else(|| Error::InvalidListener(listener_id.to_owned()))?;
+        listener.mark_removed();
+        Ok(listener)
+    }
+
+    /// The listener with this id.
+    pub fn get_listener(&self, listener_id: &str) -> Result<Arc<Listener>> {
+        self.inner
+            .listeners
+            .read()
+            .get(listener_id)
+            .cloned()
+            .ok_or_else(|| Error::InvalidListener(listener_id.to_owned()))
+    }
+
+    /// The ids of the channel's listeners, in no particular order.
+    pub fn listener_ids(&self) -> Vec<String> {
+        self.inner.listeners.read().keys().cloned().collect()
+    }
+
+    /// How many listeners the channel has.
+    pub fn listener_count(&self) -> usize {
+        self.inner.listeners.read().len()
+    }
+
+    /// Queues `message` for one listener.
+    ///
+    /// Fails with `InvalidListener` if no listener has this id, and with `QueueFull` or
+    /// `Disconnected` when a bounded queue overflows (see
+    /// [`OverflowPolicy`](crate::OverflowPolicy)).
+    pub fn dispatch(&self, listener_id: &str, message: impl Into<Arc<Message>>) -> Result<()> {
+        let listener = self.get_listener(listener_id)?;
+        self.dispatch_to(&listener, &message.into())
+    }
+
+    /// Queues `message` for a listener the caller already holds, skipping the id lookup.
+    pub fn dispatch_to(&self, listener: &Arc<Listener>, message: &Arc<Message>) -> Result<()> {
+        match listener.push(message) {
+            Ok(()) => Ok(()),
+            Err(refused) => Err(self.overflowed(listener, refused)),
+        }
+    }
+
+    fn overflowed(&self, listener: &Listener, refused: Refused) -> Error {
+        let capacity = listener.config().capacity.unwrap_or(usize::MAX);
+        let id = listener.id().to_owned();
+        match refused {
+            Refused::Full => {
+                tracing::debug!(listener = %id, capacity, "queue full: message rejected");
+                Error::QueueFull {
+                    listener: id,
+                    capacity,
+                }
+            }
+            Refused::MustDisconnect => {
+                tracing::info!(listener = %id, capacity, "queue overflowed: listener disconnected");
+                // It may already be gone if a concurrent overflow disconnected it.
+                let _ = self.remove_listener(&id);
+                Error::Disconnected {
+                    listener: id,
+                    capacity,
+                }
+            }
+            Refused::Removed => Error::InvalidListener(id),
+        }
+    }
+
+    /// Queues `message` for every listener of the channel.
+    ///
+    /// The message is shared, not copied: each queue holds a pointer to it. Listeners
+    /// whose bounded queue overflows are handled by their policy and counted in the report.
+    pub fn broadcast(&self, message: impl Into<Arc<Message>>) -> BroadcastReport {
+        let message = message.into();
+        let mut report = BroadcastReport::default();
+        let mut to_disconnect = Vec::new();
+        {
+            let listeners = self.inner.listeners.read();
+            for listener in listeners.values() {
+                match listener.push(&message) {
+                    Ok(()) => report.delivered += 1,
+                    Err(Refused::Full) => report.rejected += 1,
+                    Err(Refused::MustDisconnect) => to_disconnect.push(Arc::clone(listener)),
+                    Err(Refused::Removed) => {}
+                }
+            }
+        }
+        for listener in to_disconnect {
+            self.overflowed(&listener, Refused::MustDisconnect);
+            report.disconnected += 1;
+        }
+        report
+    }
+
+    /// Takes the next message of a running listener and runs its handler on it.
+    ///
+    /// Fails with `NoMessages` when the queue is empty or the listener is stopped, and
+    /// with `InvalidListener` when no listener has this id.
+    pub fn deliver_next(&self, listener_id: &str) -> Result<Delivery> {
+        let listener = self.get_listener(listener_id)?;
+        match listener.try_next() {
+            Some(crate::listener::Next::Message(delivery)) => {
+                listener.handle(&delivery.message);
+                Ok(delivery)
+            }
+            _ => Err(Error::NoMessages(listener_id.to_owned())),
+        }
+    }
+
+    /// Broadcasts the end-of-stream message (`_eric_channel_closed`): every open stream
+    /// yields it and ends.
+    pub fn notify_end(&self) -> BroadcastReport {
+        self.broadcast(Message::closed())
+    }
+
+    /// A stream of the listener's messages, adapted. See [`MessageStream`] for when it ends.
+    pub fn message_stream(&self, listener: &Arc<Listener>) -> MessageStream<A> {
+        MessageStream::new(self.clone(), Arc::clone(listener), Default::default())
+    }
+
+    /// A stream that first replays the messages the listener delivered after event id
+    /// `last_event_id` (kept in its history, see [`QueueConfig::history`]), then goes on
+    /// with the queue: what a consumer that reconnects with `Last-Event-ID` needs.
+    ///
+    /// If some of those messages are no longer in the history, the stream starts with a
+    /// synthetic `_eric_error` item (id 0) whose payload reads
+    /// `{"error": "history_gap", "last_event_id": n, "first_available": m}`, then replays
+    /// what remains. An id newer than anything delivered replays nothing.
+    pub fn message_stream_after(
+        &self,
+        listener: &Arc<Listener>,
+        last_event_id: u64,
+    ) -> MessageStream<A> {
+        let replay = listener.replay_after(last_event_id);
+        let mut items = replay.items;
+        if let Some((requested, first_available)) = replay.gap {
+            let marker = Message::new(
+                crate::MESSAGE_TYPE_ERROR,
+                serde_json::json!({
+                    "error": "history_gap",
+                    "last_event_id": requested,
+                    "first_available": first_available,
+                }),
+            );
+            items.push_front(Delivery {
+                id: 0,
+                message: Arc::new(marker),
+            });
+        }
+        MessageStream::new(self.clone(), Arc::clone(listener), items)
+    }
+
+    /// Adds a new listener, starts it and streams it. The listener lives as long as the
+    /// stream: dropping the stream removes it from the channel.
+    pub fn watch(&self) -> MessageStream<A> {
+        let listener = self.add_listener();
+        listener.start();
+        self.message_stream(&listener).removing_listener_on_drop()
+    }
+
+    /// A handle that does not keep the channel alive (for handlers that call back into
+    /// their channel without making a reference cycle).
+    pub fn downgrade(&self) -> WeakChannel<A> {
+        WeakChannel {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+}
+
+/// A [`Channel`] handle that does not keep the channel alive; see [`Channel::downgrade`].
+pub struct WeakChannel<A> {
+    inner: Weak<Inner<A>>,
+}
+
+impl<A> Clone for WeakChannel<A> {
+    fn clone(&self) -> Self {
+        WeakChannel {
+            inner: Weak::clone(&self.inner),
+        }
+    }
+}
+
+impl<A> WeakChannel<A> {
+    /// The channel, if it still exists.
+    pub fn upgrade(&self) -> Option<Channel<A>> {
+        self.inner.upgrade().map(|inner| Channel { inner })
+    }
+}

@@ -1,0 +1,475 @@
+//! Listeners and their queues.
+//!
+//! A [`Listener`] owns the queue of messages waiting for it. Producers push into it
+//! (through [`Channel::dispatch`](crate::Channel::dispatch) and
+//! [`Channel::broadcast`](crate::Channel::broadcast)); consumers pop from it through a
+//! [`MessageStream`](crate::MessageStream) or
+//! [`Channel::deliver_next`](crate::Channel::deliver_next).
+//!
+//! # Bounded queues and overflow
+//!
+//! A queue is unbounded by default, as in the reference. A [`QueueConfig`] may bound it;
+//! when a message arrives at a full queue, the listener's [`OverflowPolicy`] decides:
+//!
+//! * [`Reject`](OverflowPolicy::Reject): the new message is refused.
+//!   [`Channel::dispatch`](crate::Channel::dispatch) returns
+//!   [`Error::QueueFull`](crate::Error::QueueFull); a broadcast skips this listener and
+//!   reports it in [`BroadcastReport::rejected`](crate::BroadcastReport::rejected).
+//! * [`DropOldest`](OverflowPolicy::DropOldest): the oldest queued message is discarded to
+//!   make room. The new message is accepted.
+//! * [`Disconnect`](OverflowPolicy::Disconnect): the listener is removed from its channel;
+//!   its open streams yield one `_eric_channel_closed` item and end.
+//!
+//! Every message lost in these ways is counted in [`ListenerStats::dropped`]; nothing is
+//! dropped silently.
+//!
+//! # History and resume
+//!
+//! With [`QueueConfig::history`] above zero, a listener remembers the last messages it
+//! delivered, so that a consumer that lost its connection can ask for everything after
+//! the last event id it saw (see
+//! [`Channel::message_stream_after`](crate::Channel::message_stream_after)).
+
+use crate::message::{Delivery, Message};
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+/// A listener's message handler: the reference's `on_message` override.
+///
+/// It receives the listener (so it can stop itself, or answer with its id) and the
+/// message. It runs once per delivered message, outside every lock, so it may dispatch
+/// into any channel, the listener's own included.
+pub type Handler = Arc<dyn Fn(&Listener, &Message) + Send + Sync>;
+
+/// What a bounded queue does with a message that arrives when it is full.
+/// See the [module documentation](self) for the details of each policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// Refuse the new message with an error.
+    #[default]
+    Reject,
+    /// Discard the oldest queued message to make room.
+    DropOldest,
+    /// Remove the listener from its channel.
+    Disconnect,
+}
+
+/// Size limit, overflow policy and resume history of a listener's queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The most messages the queue holds; `None` (the default) is unbounded.
+    pub capacity: Option<usize>,
+    /// What happens when a bounded queue is full.
+    pub overflow: OverflowPolicy,
+    /// How many delivered messages are kept for resume; 0 (the default) keeps none.
+    pub history: usize,
+}
+
+impl QueueConfig {
+    /// An unbounded queue without history: the reference's behaviour.
+    pub fn unbounded() -> Self {
+        QueueConfig::default()
+    }
+
+    /// A queue of at most `capacity` messages (at least 1) with the given overflow policy.
+    pub fn bounded(capacity: usize, overflow: OverflowPolicy) -> Self {
+        QueueConfig {
+            capacity: Some(capacity.max(1)),
+            overflow,
+            history: 0,
+        }
+    }
+
+    /// The same queue, keeping the last `history` delivered messages for resume.
+    pub fn with_history(mut self, history: usize) -> Self {
+        self.history = history;
+        self
+    }
+}
+
+/// Counters of one listener, read with [`Listener::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenerStats {
+    /// Messages waiting in the queue.
+    pub queued: usize,
+    /// Messages taken out of the queue by consumers.
+    pub delivered: u64,
+    /// Messages lost to the overflow policy (rejected, or discarded as oldest).
+    pub dropped: u64,
+    /// The id of the last message queued (0 before the first).
+    pub last_event_id: u64,
+}
+
+/// A consumer of one queue in a channel.
+///
+/// A listener has an id, a running flag and an optional [`Handler`]. It is created on its
+/// own (to choose its id, handler or queue) and then handed to
+/// [`Channel::register_listener`](crate::Channel::register_listener), or created by
+/// [`Channel::add_listener`](crate::Channel::add_listener). Registered listeners are
+/// shared as `Arc<Listener>`.
+///
+/// A new listener is stopped. Messages are queued for it either way, but it delivers
+/// only while running: a stream of a stopped listener ends, and
+/// [`Channel::deliver_next`](crate::Channel::deliver_next) answers `NoMessages`.
+///
+/// ```
+/// use eric_core::Listener;
+///
+/// let listener = Listener::with_id("alice").on_message(|me, msg| {
+///     println!("{} got {}", me.id(), msg.msg_type);
+/// });
+/// assert!(!listener.is_running());
+/// listener.start();
+/// assert!(listener.is_running());
+/// ```
+pub struct Listener {
+    id: String,
+    running: AtomicBool,
+    handler: Option<Handler>,
+    config: QueueConfig,
+    queue: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: VecDeque<Delivery>,
+    history: VecDeque<Delivery>,
+    last_id: u64,
+    delivered: u64,
+    dropped: u64,
+    removed: bool,
+    waker: Option<Waker>,
+    more_wakers: Vec<Waker>,
+    blocked_threads: usize,
+}
+
+/// What the queue has for a consumer.
+pub(crate) enum Next {
+    Message(Delivery),
+    Stopped,
+    Removed,
+}
+
+/// Why a push did not queue the message.
+pub(crate) enum Refused {
+    Full,
+    MustDisconnect,
+    Removed,
+}
+
+/// What [`Listener::replay_after`] found in the history.
+pub(crate) struct Replay {
+    pub(crate) items: VecDeque<Delivery>,
+    /// `(requested, first_available)` when delivered messages after the requested id
+    /// are no longer in the history.
+    pub(crate) gap: Option<(u64, u64)>,
+}
+
+/// Wakers taken out of the queue under its lock, woken after it is released.
+struct Wakeup {
+    waker: Option<Waker>,
+    more: Vec<Waker>,
+    threads: bool,
+}
+
+impl Wakeup {
+    fn run(self, ready: &Condvar) {
+        if let Some(waker) = self.waker {
+            waker.wake();
+        }
+        for waker in self.more {
+            waker.wake();
+        }
+        if self.threads {
+            ready.notify_all();
+        }
+    }
+}
+
+impl QueueState {
+    fn take_wakeup(&mut self) -> Wakeup {
+        Wakeup {
+            waker: self.waker.take(),
+            more: if self.more_wakers.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut self.more_wakers)
+            },
+            threads: self.blocked_threads > 0,
+        }
+    }
+
+    fn register(&mut self, waker: &Waker) {
+        match &self.waker {
+            None => self.waker = Some(waker.clone()),
+            Some(current) if current.will_wake(waker) => {}
+            Some(_) => {
+                if !self.more_wakers.iter().any(|w| w.will_wake(waker)) {
+                    self.more_wakers.push(waker.clone());
+                }
+            }
+        }
+    }
+
+    fn pop(&mut self, history: usize) -> Option<Delivery> {
+        let delivery = self.items.pop_front()?;
+        self.delivered += 1;
+        if history > 0 {
+            if self.history.len() == history {
+                self.history.pop_front();
+            }
+            self.history.push_back(delivery.clone());
+        }
+        Some(delivery)
+    }
+}
+
+impl Listener {
+    /// A stopped listener with the next generated id, no handler and an unbounded queue.
+    pub fn new() -> Self {
+        Listener::with_id(crate::id::next_listener_id())
+    }
+
+    /// A stopped listener with a caller-chosen id.
+    pub fn with_id(id: impl Into<String>) -> Self {
+        Listener {
+            id: id.into(),
+            running: AtomicBool::new(false),
+            handler: None,
+            config: QueueConfig::default(),
+            queue: Mutex::new(QueueState::default()),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// The same listener with `handler` called once per delivered message.
+    pub fn on_message<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&Listener, &Message) + Send + Sync + 'static,
+    {
+        self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// The same listener with this queue configuration.
+    pub fn queue_config(mut self, config: QueueConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The listener's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The listener's queue configuration.
+    pub fn config(&self) -> QueueConfig {
+        self.config
+    }
+
+    /// Marks the listener as running: its streams deliver.
+    pub fn start(&self) {
+        self.running.store(true, Ordering::SeqCst);
+    }
+
+    /// Marks the listener as stopped: its open streams end (they are woken at once).
+    /// Messages keep being queued; a later [`start`](Self::start) delivers them.
+    pub fn stop(&self) {
+        self.running.store(false, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    /// Whether the listener is running.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Runs the listener's handler on `message`, if it has one.
+    ///
+    /// Streams and [`Channel::deliver_next`](crate::Channel::deliver_next) call this for
+    /// every message they deliver; executors that pop with
+    /// [`take_next`](Self::take_next) call it themselves.
+    pub fn handle(&self, message: &Message) {
+        if let Some(handler) = &self.handler {
+            handler(self, message);
+        }
+    }
+
+    /// Whether the listener has a handler.
+    pub fn has_handler(&self) -> bool {
+        self.handler.is_some()
+    }
+
+    /// Its counters: queue length, delivered, dropped, last event id.
+    pub fn stats(&self) -> ListenerStats {
+        let state = self.queue.lock();
+        ListenerStats {
+            queued: state.items.len(),
+            delivered: state.delivered,
+            dropped: state.dropped,
+            last_event_id: state.last_id,
+        }
+    }
+
+    /// Number of messages waiting in the queue.
+    pub fn queue_len(&self) -> usize {
+        self.queue.lock().items.len()
+    }
+
+    /// Whether the listener was removed from its channel (or disconnected by overflow).
+    pub fn is_removed(&self) -> bool {
+        self.queue.lock().removed
+    }
+
+    /// Pops the next queued message whether or not the listener runs, without calling
+    /// the handler. Meant for executors that run handlers elsewhere (eric-processing).
+    pub fn take_next(&self) -> Option<Delivery> {
+        self.queue.lock().pop(self.config.history)
+    }
+
+    /// Queues `message`, applying the overflow policy.
+    pub(crate) fn push(&self, message: &Arc<Message>) -> Result<(), Refused> {
+        let mut state = self.queue.lock();
+        if state.removed {
+            return Err(Refused::Removed);
+        }
+        if let Some(capacity) = self.config.capacity {
+            if state.items.len() >= capacity {
+                match self.config.overflow {
+                    OverflowPolicy::Reject => {
+                        state.dropped += 1;
+                        return Err(Refused::Full);
+                    }
+                    OverflowPolicy::DropOldest => {
+                        state.items.pop_front();
+                        state.dropped += 1;
+                    }
+                    OverflowPolicy::Disconnect => {
+                        state.dropped += 1;
+                        return Err(Refused::MustDisconnect);
+                    }
+                }
+            }
+        }
+        state.last_id += 1;
+        let id = state.last_id;
+        state.items.push_back(Delivery {
+            id,
+            message: Arc::clone(message),
+        });
+        let wakeup = state.take_wakeup();
+        drop(state);
+        wakeup.run(&self.ready);
+        Ok(())
+    }
+
+    /// Marks the listener as removed from its channel and wakes its consumers. The
+    /// messages still queued are discarded with it.
+    pub(crate) fn mark_removed(&self) {
+        let mut state = self.queue.lock();
+        state.removed = true;
+        state.items.clear();
+        let wakeup = state.take_wakeup();
+        drop(state);
+        wakeup.run(&self.ready);
+    }
+
+    fn wake_all(&self) {
+        let wakeup = self.queue.lock().take_wakeup();
+        wakeup.run(&self.ready);
+    }
+
+    fn next_locked(&self, state: &mut QueueState) -> Option<Next> {
+        if state.removed {
+            return Some(Next::Removed);
+        }
+        if !self.is_running() {
+            return Some(Next::Stopped);
+        }
+        state.pop(self.config.history).map(Next::Message)
+    }
+
+    /// The next message for a running listener, if one is queued.
+    pub(crate) fn try_next(&self) -> Option<Next> {
+        self.next_locked(&mut self.queue.lock())
+    }
+
+    /// The next message, or registers `cx`'s waker to be woken by the next push, stop or
+    /// removal.
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+        let mut state = self.queue.lock();
+        match self.next_locked(&mut state) {
+            Some(next) => Poll::Ready(next),
+            None => {
+                state.register(cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The next message, blocking the thread until one comes or `deadline` passes
+    /// (`None` on timeout).
+    pub(crate) fn wait_next(&self, deadline: Option<Instant>) -> Option<Next> {
+        let mut state = self.queue.lock();
+        loop {
+            if let Some(next) = self.next_locked(&mut state) {
+                return Some(next);
+            }
+            state.blocked_threads += 1;
+            let timed_out = match deadline {
+                Some(deadline) => self.ready.wait_until(&mut state, deadline).timed_out(),
+                None => {
+                    self.ready.wait(&mut state);
+                    false
+                }
+            };
+            state.blocked_threads -= 1;
+            if timed_out {
+                return self.next_locked(&mut state);
+            }
+        }
+    }
+
+    /// The delivered messages after `last_id` still in the history.
+    pub(crate) fn replay_after(&self, last_id: u64) -> Replay {
+        let state = self.queue.lock();
+        let last_delivered = state
+            .history
+            .back()
+            .map(|d| d.id)
+            .unwrap_or_else(|| state.items.front().map_or(state.last_id, |d| d.id - 1));
+        let items: VecDeque<Delivery> = state
+            .history
+            .iter()
+            .filter(|d| d.id > last_id)
+            .cloned()
+            .collect();
+        let first_available = items.front().map_or(last_delivered + 1, |d| d.id);
+        let gap = (last_id < last_delivered && first_available > last_id + 1)
+            .then_some((last_id, first_available));
+        Replay { items, gap }
+    }
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Listener::new()
+    }
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("id", &self.id)
+            .field("running", &self.is_running())
+            .field("has_handler", &self.has_handler())
+            .field("config", &self.config)
+            .finish()
+    }
+}

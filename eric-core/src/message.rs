@@ -1,0 +1,143 @@
+//! Messages: a type and a JSON payload.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// The reserved message type that marks the end of a stream.
+///
+/// [`Channel::notify_end`](crate::Channel::notify_end) broadcasts it, and a stream whose
+/// listener is removed yields one message of this type before it ends.
+pub const MESSAGE_TYPE_CLOSED: &str = "_eric_channel_closed";
+
+/// The reserved message type for errors reported in-band, inside a stream.
+pub const MESSAGE_TYPE_ERROR: &str = "_eric_error";
+
+/// A message: a type that says what it is, and a JSON payload.
+///
+/// The payload may be any JSON value: object, array, string, number, boolean or null
+/// (the reference accepts `dict | list | str | int | float | None`).
+///
+/// Serialised with serde it reads `{"type": ..., "payload": ...}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// What the message is; receivers and adapters select on it.
+    #[serde(rename = "type")]
+    pub msg_type: String,
+    /// The content; `null` when absent.
+    #[serde(default)]
+    pub payload: Value,
+}
+
+impl Message {
+    /// A message of type `msg_type` carrying `payload`.
+    pub fn new(msg_type: impl Into<String>, payload: impl Into<Value>) -> Self {
+        Message {
+            msg_type: msg_type.into(),
+            payload: payload.into(),
+        }
+    }
+
+    /// A message with a `null` payload.
+    pub fn empty(msg_type: impl Into<String>) -> Self {
+        Message::new(msg_type, Value::Null)
+    }
+
+    /// The end-of-stream message ([`MESSAGE_TYPE_CLOSED`], null payload).
+    pub fn closed() -> Self {
+        Message::empty(MESSAGE_TYPE_CLOSED)
+    }
+
+    /// Whether this is the reserved end-of-stream message.
+    pub fn is_closed(&self) -> bool {
+        self.msg_type == MESSAGE_TYPE_CLOSED
+    }
+}
+
+/// A message that carries the id of its sender, so the receiver can answer.
+///
+/// Converted into a [`Message`], its payload reads
+/// `{"sender_id": "<sender>", "payload": <payload>}`, as in the reference.
+///
+/// ```
+/// use eric_core::{Message, SignedMessage};
+/// use serde_json::json;
+///
+/// let signed = SignedMessage::new("1", "hello", "hi");
+/// assert_eq!(signed.payload(), json!({"sender_id": "1", "payload": "hi"}));
+/// let message: Message = signed.into();
+/// assert_eq!(message.msg_type, "hello");
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignedMessage {
+    /// The id of the listener that sent the message.
+    pub sender_id: String,
+    /// The message type.
+    pub msg_type: String,
+    /// The payload before wrapping.
+    pub inner_payload: Value,
+}
+
+impl SignedMessage {
+    /// A message of `msg_type` with `payload`, signed by `sender_id`.
+    pub fn new(
+        sender_id: impl Into<String>,
+        msg_type: impl Into<String>,
+        payload: impl Into<Value>,
+    ) -> Self {
+        SignedMessage {
+            sender_id: sender_id.into(),
+            msg_type: msg_type.into(),
+            inner_payload: payload.into(),
+        }
+    }
+
+    /// The wrapped payload: `{"sender_id": ..., "payload": ...}`.
+    pub fn payload(&self) -> Value {
+        wrap_signed(self.sender_id.clone(), self.inner_payload.clone())
+    }
+}
+
+fn wrap_signed(sender_id: String, payload: Value) -> Value {
+    let mut map = serde_json::Map::with_capacity(2);
+    map.insert("sender_id".to_owned(), Value::String(sender_id));
+    map.insert("payload".to_owned(), payload);
+    Value::Object(map)
+}
+
+impl From<SignedMessage> for Message {
+    fn from(signed: SignedMessage) -> Self {
+        Message {
+            msg_type: signed.msg_type,
+            payload: wrap_signed(signed.sender_id, signed.inner_payload),
+        }
+    }
+}
+
+/// A message as delivered to one listener: the shared message and its event id.
+///
+/// The id increases by one with every message queued for the listener (so it is
+/// per listener, not per channel); it is what an SSE stream writes as `id:` and what a
+/// client sends back as `Last-Event-ID` to resume. Dereferences to the [`Message`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// Position of the message in its listener's queue, starting at 1.
+    pub id: u64,
+    /// The message; shared with every other listener it was broadcast to.
+    pub message: Arc<Message>,
+}
+
+impl Deref for Delivery {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        &self.message
+    }
+}
+
+impl From<SignedMessage> for Arc<Message> {
+    fn from(signed: SignedMessage) -> Self {
+        Arc::new(Message::from(signed))
+    }
+}

@@ -1,0 +1,259 @@
+//! Streams of a listener's messages: async (`futures_core::Stream`) and blocking.
+
+use crate::channel::{Adapter, Channel};
+use crate::listener::{Listener, Next};
+use crate::message::{Delivery, Message};
+use futures_core::Stream;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// The adapted messages of one listener, in queue order: the reference's
+/// `message_stream`.
+///
+/// It is both an async [`Stream`] that any runtime can poll, and a blocking receiver
+/// ([`recv`](Self::recv), [`recv_timeout`](Self::recv_timeout), [`iter`](Self::iter)) for
+/// programs without one. Either way delivery is push: an empty stream sleeps until a
+/// message, a stop or a removal wakes it, and uses no CPU meanwhile.
+///
+/// Each message taken out of the queue runs the listener's handler, then is adapted.
+///
+/// # When it ends
+/// * the listener is stopped (at once, or when a handler stops it): the stream ends;
+///   messages still queued stay queued for a later stream;
+/// * the listener is removed from the channel: it yields one `_eric_channel_closed` item
+///   (id 0), then ends;
+/// * it takes an `_eric_channel_closed` message (see
+///   [`Channel::notify_end`](crate::Channel::notify_end)): it yields it, then ends.
+///
+/// A stream of a listener that is not running ends at once, as in the reference.
+pub struct MessageStream<A: Adapter> {
+    channel: Channel<A>,
+    listener: Arc<Listener>,
+    replay: VecDeque<Delivery>,
+    pause: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    rest_until: Option<Instant>,
+    finished: bool,
+    remove_listener_on_drop: bool,
+}
+
+/// Why [`MessageStream::recv_timeout`] returned no item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvTimeoutError {
+    /// Nothing arrived in time; the stream goes on.
+    Timeout,
+    /// The stream has ended.
+    Ended,
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecvTimeoutError::Timeout => "no message arrived before the timeout",
+            RecvTimeoutError::Ended => "the stream has ended",
+        })
+    }
+}
+
+impl std::error::Error for RecvTimeoutError {}
+
+impl<A: Adapter> MessageStream<A> {
+    pub(crate) fn new(
+        channel: Channel<A>,
+        listener: Arc<Listener>,
+        replay: VecDeque<Delivery>,
+    ) -> Self {
+        MessageStream {
+            channel,
+            listener,
+            replay,
+            pause: None,
+            rest_until: None,
+            finished: false,
+            remove_listener_on_drop: false,
+        }
+    }
+
+    /// Makes the stream remove its listener from the channel when dropped (what
+    /// [`Channel::watch`](crate::Channel::watch) does).
+    pub fn removing_listener_on_drop(mut self) -> Self {
+        self.remove_listener_on_drop = true;
+        self
+    }
+
+    /// The listener this stream consumes.
+    pub fn listener(&self) -> &Arc<Listener> {
+        &self.listener
+    }
+
+    /// The channel this stream belongs to.
+    pub fn channel(&self) -> &Channel<A> {
+        &self.channel
+    }
+
+    /// Whether the stream has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Turns what the queue gave into the stream's next item (or its end).
+    fn accept(&mut self, next: Next) -> Option<A::Output> {
+        let delivery = match next {
+            Next::Message(delivery) => {
+                self.listener.handle(&delivery.message);
+                if delivery.is_closed() {
+                    self.finished = true;
+                }
+                delivery
+            }
+            Next::Stopped => {
+                self.finished = true;
+                return None;
+            }
+            Next::Removed => {
+                self.finished = true;
+                Delivery {
+                    id: 0,
+                    message: Arc::new(Message::closed()),
+                }
+            }
+        };
+        Some(self.channel.adapter().adapt(&delivery))
+    }
+
+    fn take_replayed(&mut self) -> Option<A::Output> {
+        let delivery = self.replay.pop_front()?;
+        Some(self.channel.adapter().adapt(&delivery))
+    }
+
+    fn delay(&self) -> Option<Duration> {
+        self.channel.stream_delay().map(|d| d.delay)
+    }
+
+    /// The next item, blocking the thread until there is one; `None` once the stream ended.
+    pub fn recv(&mut self) -> Option<A::Output> {
+        self.recv_until(None).ok()
+    }
+
+    /// The next item, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<A::Output, RecvTimeoutError> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// The next item if one is ready now; `None` if there is none yet or the stream ended
+    /// (tell them apart with [`is_finished`](Self::is_finished)). Ignores the stream delay.
+    pub fn try_recv(&mut self) -> Option<A::Output> {
+        if self.finished {
+            return None;
+        }
+        if let Some(item) = self.take_replayed() {
+            return Some(item);
+        }
+        let next = self.listener.try_next()?;
+        self.accept(next)
+    }
+
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<A::Output, RecvTimeoutError> {
+        if self.finished {
+            return Err(RecvTimeoutError::Ended);
+        }
+        if let Some(rest_until) = self.rest_until.take() {
+            let now = Instant::now();
+            if rest_until > now {
+                if deadline.is_some_and(|d| d < rest_until) {
+                    self.rest_until = Some(rest_until);
+                    std::thread::sleep(deadline.unwrap().saturating_duration_since(now));
+                    return Err(RecvTimeoutError::Timeout);
+                }
+                std::thread::sleep(rest_until - now);
+            }
+        }
+        let item = match self.take_replayed() {
+            Some(item) => Some(item),
+            None => match self.listener.wait_next(deadline) {
+                Some(next) => self.accept(next),
+                None => return Err(RecvTimeoutError::Timeout),
+            },
+        };
+        match item {
+            Some(item) => {
+                self.rest_until = self.delay().map(|d| Instant::now() + d);
+                Ok(item)
+            }
+            None => Err(RecvTimeoutError::Ended),
+        }
+    }
+
+    /// A blocking iterator over the stream's items; it ends with the stream.
+    pub fn iter(&mut self) -> Iter<'_, A> {
+        Iter { stream: self }
+    }
+}
+
+impl<A: Adapter> Stream for MessageStream<A> {
+    type Item = A::Output;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<A::Output>> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        if let Some(pause) = this.pause.as_mut() {
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.pause = None;
+        }
+        let item = match this.take_replayed() {
+            Some(item) => Some(item),
+            None => match this.listener.poll_next(cx) {
+                Poll::Ready(next) => this.accept(next),
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        if item.is_some() {
+            if let Some(delay) = this.channel.stream_delay() {
+                this.pause = Some(delay.timer.sleep(delay.delay));
+            }
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl<A: Adapter> Drop for MessageStream<A> {
+    fn drop(&mut self) {
+        if self.remove_listener_on_drop {
+            // Already gone if it was removed while the stream ran.
+            let _ = self.channel.remove_listener(self.listener.id());
+        }
+    }
+}
+
+impl<A: Adapter> fmt::Debug for MessageStream<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageStream")
+            .field("channel", &self.channel.id())
+            .field("listener", &self.listener.id())
+            .field("replay", &self.replay.len())
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A blocking iterator over a [`MessageStream`]; see [`MessageStream::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, A: Adapter> {
+    stream: &'a mut MessageStream<A>,
+}
+
+impl<A: Adapter> Iterator for Iter<'_, A> {
+    type Item = A::Output;
+
+    fn next(&mut self) -> Option<A::Output> {
+        self.stream.recv()
+    }
+}
