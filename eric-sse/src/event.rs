@@ -13,7 +13,7 @@ use serde_json::Value;
 /// reference (`SSEChannel(retry_timeout_milliseconds=5)`).
 ///
 /// Over HTTP that is far too short for a browser, which is why
-/// [`SseBody`](crate::http::SseBody) raises it to a floor (1 s by default).
+/// `http::SseBody` (feature `http`) raises it to a floor (1 s by default).
 pub const DEFAULT_RETRY_MS: u64 = 5;
 
 /// One server-sent event: a shared [`Message`] (its type is the event name, its payload
@@ -247,7 +247,10 @@ mod tests {
         assert_eq!(event.retry(), DEFAULT_RETRY_MS);
         assert_eq!(event.data(), &Value::Null);
         let error = serde_json::from_str::<SseEvent>(r#"{"data": 1}"#).unwrap_err();
-        assert!(error.to_string().contains("missing field `event`"), "{error}");
+        assert!(
+            error.to_string().contains("missing field `event`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -52,13 +52,20 @@ use crate::{Encoder, SseEvent};
 
 /// How an [`SseBody`] writes its stream.
 ///
+/// Set fields one by one, or chain the `with_` methods:
 /// ```
 /// use std::time::Duration;
 /// use eric_sse::http::SseBodyConfig;
+/// use eric_sse::{DataMode, Encoder};
+///
+/// let config = SseBodyConfig::default()
+///     .with_keep_alive(Some(Duration::from_secs(30)))
+///     .with_retry_floor_ms(2_000)
+///     .with_encoder(Encoder::new().with_data_mode(DataMode::RawText));
+/// assert_eq!(config.retry_floor_ms, 2_000);
 ///
 /// let mut config = SseBodyConfig::default();
-/// config.keep_alive = Some(Duration::from_secs(30));
-/// config.retry_floor_ms = 2_000;
+/// config.keep_alive = None;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -86,6 +93,43 @@ impl Default for SseBodyConfig {
             encoder: Encoder::new(),
             max_frame_bytes: 64 * 1024,
         }
+    }
+}
+
+impl SseBodyConfig {
+    /// This configuration with [`retry_floor_ms`](Self::retry_floor_ms) set.
+    #[must_use]
+    pub fn with_retry_floor_ms(mut self, ms: u64) -> Self {
+        self.retry_floor_ms = ms;
+        self
+    }
+
+    /// This configuration with [`retry_ms`](Self::retry_ms) set.
+    #[must_use]
+    pub fn with_retry_ms(mut self, ms: Option<u64>) -> Self {
+        self.retry_ms = ms;
+        self
+    }
+
+    /// This configuration with [`keep_alive`](Self::keep_alive) set.
+    #[must_use]
+    pub fn with_keep_alive(mut self, interval: Option<Duration>) -> Self {
+        self.keep_alive = interval;
+        self
+    }
+
+    /// This configuration with [`encoder`](Self::encoder) set.
+    #[must_use]
+    pub fn with_encoder(mut self, encoder: Encoder) -> Self {
+        self.encoder = encoder;
+        self
+    }
+
+    /// This configuration with [`max_frame_bytes`](Self::max_frame_bytes) set.
+    #[must_use]
+    pub fn with_max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.max_frame_bytes = bytes;
+        self
     }
 }
 
@@ -284,9 +328,7 @@ mod tests {
     }
 
     fn no_keep_alive() -> SseBodyConfig {
-        let mut config = SseBodyConfig::default();
-        config.keep_alive = None;
-        config
+        SseBodyConfig::default().with_keep_alive(None)
     }
 
     async fn next_frame<B: Body<Data = Bytes> + Unpin>(body: &mut B) -> Option<String>
@@ -315,12 +357,13 @@ mod tests {
     async fn retry_above_the_floor_is_kept_and_configured_retry_wins() {
         let event = SseEvent::new("a", 1).with_retry(2_500);
         let mut body = SseBody::with_config(ready([event.clone()]), no_keep_alive());
-        assert!(next_frame(&mut body).await.unwrap().starts_with("retry: 2500\n\n"));
+        let first = next_frame(&mut body).await.unwrap();
+        assert!(first.starts_with("retry: 2500\n\n"), "{first}");
 
-        let mut config = no_keep_alive();
-        config.retry_ms = Some(4_000);
+        let config = no_keep_alive().with_retry_ms(Some(4_000));
         let mut body = SseBody::with_config(ready([event]), config);
-        assert!(next_frame(&mut body).await.unwrap().starts_with("retry: 4000\n\n"));
+        let first = next_frame(&mut body).await.unwrap();
+        assert!(first.starts_with("retry: 4000\n\n"), "{first}");
     }
 
     #[tokio::test]
@@ -338,14 +381,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_frame_stops_taking_events_past_max_frame_bytes() {
-        let mut config = no_keep_alive();
-        config.max_frame_bytes = 1;
+        let config = no_keep_alive().with_max_frame_bytes(1);
         let mut body = SseBody::with_config(ready([1, 2].map(|i| SseEvent::new("n", i))), config);
         assert_eq!(
             next_frame(&mut body).await.unwrap(),
             "retry: 1000\n\nevent: n\ndata: 1\n\n"
         );
-        assert_eq!(next_frame(&mut body).await.unwrap(), "event: n\ndata: 2\n\n");
+        assert_eq!(
+            next_frame(&mut body).await.unwrap(),
+            "event: n\ndata: 2\n\n"
+        );
         assert_eq!(next_frame(&mut body).await, None);
     }
 
@@ -355,7 +400,10 @@ mod tests {
         tx.send(SseEvent::new("a", 1)).unwrap();
         assert!(next_frame(&mut body).await.unwrap().starts_with("retry: "));
         tx.send(SseEvent::new("b", 2)).unwrap();
-        assert_eq!(next_frame(&mut body).await.unwrap(), "event: b\ndata: 2\n\n");
+        assert_eq!(
+            next_frame(&mut body).await.unwrap(),
+            "event: b\ndata: 2\n\n"
+        );
         drop(tx);
         assert_eq!(next_frame(&mut body).await, None);
     }
@@ -394,8 +442,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_event_resets_the_keep_alive_timer() {
-        let mut config = SseBodyConfig::default();
-        config.keep_alive = Some(Duration::from_secs(10));
+        let config = SseBodyConfig::default().with_keep_alive(Some(Duration::from_secs(10)));
         let (tx, mut body) = channel_body(config);
         let start = Instant::now();
         // Start the timer with an idle poll, then send an event 6 s later.
@@ -404,7 +451,10 @@ mod tests {
             tx.send(SseEvent::new("a", 1)).unwrap();
             tx
         });
-        assert!(next_frame(&mut body).await.unwrap().ends_with("event: a\ndata: 1\n\n"));
+        assert!(next_frame(&mut body)
+            .await
+            .unwrap()
+            .ends_with("event: a\ndata: 1\n\n"));
         assert_eq!(start.elapsed(), Duration::from_secs(6));
         assert_eq!(next_frame(&mut body).await.unwrap(), ": keep-alive\n\n");
         assert_eq!(start.elapsed(), Duration::from_secs(16));
@@ -432,14 +482,18 @@ mod tests {
         let rx = Arc::new(Mutex::new(Some(Rx(rx))));
         let service = hyper::service::service_fn(move |_request| {
             let events = rx.lock().unwrap().take().expect("one request");
-            async move { Ok::<_, Infallible>(sse_response(SseBody::with_config(events, no_keep_alive()))) }
+            async move {
+                Ok::<_, Infallible>(sse_response(SseBody::with_config(events, no_keep_alive())))
+            }
         });
         tokio::spawn(
             hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(server_io), service),
         );
         let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(client_io)).await.unwrap();
+            hyper::client::conn::http1::handshake(TokioIo::new(client_io))
+                .await
+                .unwrap();
         tokio::spawn(connection);
         let request = http::Request::get("/stream")
             .body(http_body_util::Empty::<Bytes>::new())
@@ -450,7 +504,8 @@ mod tests {
 
         let mut parser = Parser::new();
         for i in 1..=3u64 {
-            tx.send(SseEvent::new("n", json!({"i": i})).with_id(i)).unwrap();
+            tx.send(SseEvent::new("n", json!({"i": i})).with_id(i))
+                .unwrap();
             // Each event arrives on its own, before the next is sent: nothing waits in a buffer.
             parser.feed(next_frame(&mut body).await.unwrap().as_bytes());
             let event = parser.next_event().expect("a whole event per frame");

@@ -52,6 +52,14 @@
 //!   that streams [`SseEvent`]s, and [`http::sse_response`]. Brings in `http`,
 //!   `http-body`, `bytes`, `futures-core` and `tokio` (its `time` feature only, for the
 //!   keep-alive timer).
+// Without the feature, the links to the `http` module point to docs.rs.
+#![cfg_attr(
+    not(feature = "http"),
+    doc = "",
+    doc = "[`http`]: https://docs.rs/eric-sse/latest/eric_sse/http/index.html",
+    doc = "[`http::SseBody`]: https://docs.rs/eric-sse/latest/eric_sse/http/struct.SseBody.html",
+    doc = "[`http::sse_response`]: https://docs.rs/eric-sse/latest/eric_sse/http/fn.sse_response.html"
+)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

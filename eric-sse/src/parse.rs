@@ -252,20 +252,20 @@ impl Parser {
                 self.event_type.clear();
                 self.event_type.push_str(&String::from_utf8_lossy(value));
             }
-            b"id" => {
-                if memchr(0, value).is_none() {
-                    self.id_buffer.clear();
-                    self.id_buffer.push_str(&String::from_utf8_lossy(value));
-                }
+            // An id holding NUL is ignored.
+            b"id" if memchr(0, value).is_none() => {
+                self.id_buffer.clear();
+                self.id_buffer.push_str(&String::from_utf8_lossy(value));
             }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    let ms = value.iter().fold(0u64, |ms, digit| {
-                        ms.saturating_mul(10).saturating_add(u64::from(digit - b'0'))
-                    });
-                    self.retry = Some(ms);
-                }
+            // A retry that is not all ASCII digits is ignored.
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                let ms = value.iter().fold(0u64, |ms, digit| {
+                    ms.saturating_mul(10)
+                        .saturating_add(u64::from(digit - b'0'))
+                });
+                self.retry = Some(ms);
             }
+            // Any other field, and the ignored values above.
             _ => {}
         }
     }
