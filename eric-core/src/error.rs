@@ -26,7 +26,9 @@ pub enum Error {
     #[error("Id {0} is already taken")]
     DuplicateId(String),
     /// The listener's bounded queue is full and its policy rejects new messages.
-    #[error("Queue of listener {listener} is full ({capacity} messages); the message was rejected")]
+    #[error(
+        "Queue of listener {listener} is full ({capacity} messages); the message was rejected"
+    )]
     QueueFull {
         /// The listener whose queue is full.
         listener: String,

@@ -39,10 +39,14 @@ fn listener_ids_are_consecutive_decimal_numbers_in_creation_order() {
 #[test]
 fn caller_chosen_listener_ids_are_kept_and_duplicates_refused() {
     let channel = Channel::new(Identity);
-    let listener = channel.register_listener(Listener::with_id("alice")).unwrap();
+    let listener = channel
+        .register_listener(Listener::with_id("alice"))
+        .unwrap();
     assert_eq!(listener.id(), "alice");
     assert_eq!(
-        channel.register_listener(Listener::with_id("alice")).unwrap_err(),
+        channel
+            .register_listener(Listener::with_id("alice"))
+            .unwrap_err(),
         Error::DuplicateId("alice".into())
     );
 }
@@ -100,7 +104,13 @@ fn messages_reach_the_handler_in_dispatch_order_with_exact_payloads() {
         }))
         .unwrap();
     listener.start();
-    let payloads = [json!({"i": 0}), json!("text"), json!([1, 2]), json!(3.5), json!(null)];
+    let payloads = [
+        json!({"i": 0}),
+        json!("text"),
+        json!([1, 2]),
+        json!(3.5),
+        json!(null),
+    ];
     for payload in &payloads {
         channel
             .dispatch(listener.id(), Message::new("t", payload.clone()))
@@ -159,13 +169,19 @@ fn distributed_alice_and_bob_exchange_hello_and_stop() {
         .dispatch(alice.id(), SignedMessage::new(bob.id(), "hello", "hi"))
         .unwrap();
     channel
-        .dispatch(alice.id(), SignedMessage::new(bob.id(), "stop", json!(null)))
+        .dispatch(
+            alice.id(),
+            SignedMessage::new(bob.id(), "stop", json!(null)),
+        )
         .unwrap();
     let alice_saw: Vec<_> = channel.message_stream(alice.listener()).iter().collect();
     assert_eq!(types(&alice_saw), ["hello", "stop"]);
 
     channel
-        .dispatch(bob.id(), SignedMessage::new(alice.id(), "stop", json!(null)))
+        .dispatch(
+            bob.id(),
+            SignedMessage::new(alice.id(), "stop", json!(null)),
+        )
         .unwrap();
     let bob_saw: Vec<_> = channel.message_stream(bob.listener()).iter().collect();
     assert_eq!(types(&bob_saw), ["hello_ack", "stop"]);
@@ -192,7 +208,9 @@ fn remove_action_takes_the_listener_off_the_channel() {
     let channel = Channel::new(Identity);
     let listener = DistributedListener::register(&channel).unwrap();
     listener.listener().start();
-    channel.dispatch(listener.id(), Message::empty("remove")).unwrap();
+    channel
+        .dispatch(listener.id(), Message::empty("remove"))
+        .unwrap();
     channel.deliver_next(listener.id()).unwrap();
     assert!(channel.get_listener(listener.id()).is_err());
 }
@@ -205,9 +223,16 @@ fn unknown_action_and_missing_sender_are_skipped_without_panic() {
         .set_action("ask", |_| vec![Message::empty("answer")])
         .unwrap();
     listener.listener().start();
-    channel.dispatch(listener.id(), Message::empty("nobody-knows")).unwrap();
-    channel.dispatch(listener.id(), Message::new("ask", "no sender")).unwrap();
-    assert_eq!(channel.deliver_next(listener.id()).unwrap().msg_type, "nobody-knows");
+    channel
+        .dispatch(listener.id(), Message::empty("nobody-knows"))
+        .unwrap();
+    channel
+        .dispatch(listener.id(), Message::new("ask", "no sender"))
+        .unwrap();
+    assert_eq!(
+        channel.deliver_next(listener.id()).unwrap().msg_type,
+        "nobody-knows"
+    );
     assert_eq!(channel.deliver_next(listener.id()).unwrap().msg_type, "ask");
     assert_eq!(channel.listener_count(), 1);
 }
@@ -216,7 +241,9 @@ fn unknown_action_and_missing_sender_are_skipped_without_panic() {
 fn deliver_next_on_a_stopped_listener_or_empty_queue_is_no_messages() {
     let channel = Channel::new(Identity);
     let listener = channel.add_listener();
-    channel.dispatch(listener.id(), Message::empty("t")).unwrap();
+    channel
+        .dispatch(listener.id(), Message::empty("t"))
+        .unwrap();
     assert_eq!(
         channel.deliver_next(listener.id()).unwrap_err(),
         Error::NoMessages(listener.id().into())
@@ -240,7 +267,9 @@ fn deliver_next_runs_the_handler_like_the_reference() {
         }))
         .unwrap();
     listener.start();
-    channel.dispatch(listener.id(), Message::empty("t")).unwrap();
+    channel
+        .dispatch(listener.id(), Message::empty("t"))
+        .unwrap();
     channel.deliver_next(listener.id()).unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -274,9 +303,13 @@ fn removing_a_listener_ends_its_stream_with_one_closed_item() {
 #[test]
 fn notify_end_ends_every_stream_after_the_queued_messages() {
     let (channel, listener) = channel_with_started_listener();
-    channel.dispatch(listener.id(), Message::empty("a")).unwrap();
+    channel
+        .dispatch(listener.id(), Message::empty("a"))
+        .unwrap();
     channel.notify_end();
-    channel.dispatch(listener.id(), Message::empty("after")).unwrap();
+    channel
+        .dispatch(listener.id(), Message::empty("after"))
+        .unwrap();
     let items: Vec<_> = channel.message_stream(&listener).iter().collect();
     assert_eq!(types(&items), ["a", MESSAGE_TYPE_CLOSED]);
     assert_eq!(listener.queue_len(), 1, "what follows the end stays queued");
@@ -286,7 +319,9 @@ fn notify_end_ends_every_stream_after_the_queued_messages() {
 fn a_stream_of_a_listener_that_is_not_running_ends_at_once() {
     let channel = Channel::new(Identity);
     let listener = channel.add_listener();
-    channel.dispatch(listener.id(), Message::empty("t")).unwrap();
+    channel
+        .dispatch(listener.id(), Message::empty("t"))
+        .unwrap();
     assert_eq!(channel.message_stream(&listener).recv(), None);
     assert_eq!(listener.queue_len(), 1);
 }
@@ -306,7 +341,9 @@ fn a_handler_that_dispatches_into_its_own_channel_does_not_deadlock() {
         }))
         .unwrap();
     listener.start();
-    channel.dispatch(listener.id(), Message::new("t", 1)).unwrap();
+    channel
+        .dispatch(listener.id(), Message::new("t", 1))
+        .unwrap();
     let items: Vec<_> = channel.message_stream(&listener).iter().collect();
     assert_eq!(types(&items), ["t"]);
     assert_eq!(echo_target.queue_len(), 2);

@@ -1,0 +1,322 @@
+//! Bounded queues, overflow policies, resume history, concurrency and runtime-free async.
+
+mod common;
+
+use common::*;
+use eric_core::{
+    Channel, Error, Identity, Listener, Message, OverflowPolicy, QueueConfig, StreamDelay, Timer,
+    MESSAGE_TYPE_CLOSED, MESSAGE_TYPE_ERROR,
+};
+use futures::StreamExt;
+use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn bounded_listener(
+    channel: &Channel<Identity>,
+    capacity: usize,
+    policy: OverflowPolicy,
+) -> Arc<Listener> {
+    let listener = channel
+        .register_listener(Listener::new().queue_config(QueueConfig::bounded(capacity, policy)))
+        .unwrap();
+    listener.start();
+    listener
+}
+
+#[test]
+fn reject_policy_refuses_the_new_message_and_counts_it() {
+    let channel = Channel::new(Identity);
+    let listener = bounded_listener(&channel, 2, OverflowPolicy::Reject);
+    for message in counters(2) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    let error = channel
+        .dispatch(listener.id(), Message::empty("t"))
+        .unwrap_err();
+    assert_eq!(
+        error,
+        Error::QueueFull {
+            listener: listener.id().into(),
+            capacity: 2
+        }
+    );
+    let report = channel.broadcast(Message::empty("b"));
+    assert_eq!((report.delivered, report.rejected), (0, 1));
+    assert_eq!(listener.stats().dropped, 2);
+    assert_eq!(
+        channel.deliver_next(listener.id()).unwrap().payload,
+        json!({"i": 0})
+    );
+}
+
+#[test]
+fn drop_oldest_policy_keeps_the_newest_messages() {
+    let channel = Channel::new(Identity);
+    let listener = bounded_listener(&channel, 2, OverflowPolicy::DropOldest);
+    for message in counters(5) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    let kept: Vec<_> = (0..2)
+        .map(|_| channel.deliver_next(listener.id()).unwrap().payload.clone())
+        .collect();
+    assert_eq!(kept, [json!({"i": 3}), json!({"i": 4})]);
+    assert_eq!(listener.stats().dropped, 3);
+}
+
+#[test]
+fn disconnect_policy_removes_the_listener_and_ends_its_stream() {
+    let channel = Channel::new(Identity);
+    let listener = bounded_listener(&channel, 1, OverflowPolicy::Disconnect);
+    let mut stream = channel.message_stream(&listener);
+    channel
+        .dispatch(listener.id(), Message::empty("first"))
+        .unwrap();
+    let error = channel
+        .dispatch(listener.id(), Message::empty("second"))
+        .unwrap_err();
+    assert!(matches!(error, Error::Disconnected { .. }), "{error}");
+    assert!(channel.get_listener(listener.id()).is_err());
+    let items: Vec<_> = stream.iter().collect();
+    assert_eq!(types(&items), [MESSAGE_TYPE_CLOSED]);
+
+    let other = bounded_listener(&channel, 1, OverflowPolicy::Disconnect);
+    channel.broadcast(Message::empty("a"));
+    let report = channel.broadcast(Message::empty("b"));
+    assert_eq!(report.disconnected, 1);
+    assert!(other.is_removed());
+}
+
+#[test]
+fn resume_replays_the_messages_after_the_last_seen_id_without_duplicates() {
+    let channel = Channel::builder(Identity)
+        .queue_config(QueueConfig::unbounded().with_history(100))
+        .build();
+    let listener = channel.add_listener();
+    listener.start();
+    for message in counters(5) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    let mut first = channel.message_stream(&listener);
+    let seen: Vec<u64> = (0..3).map(|_| first.try_recv().unwrap().id).collect();
+    assert_eq!(seen, [1, 2, 3]);
+    // The consumer only processed up to 2 before its connection broke.
+    drop(first);
+    channel
+        .dispatch(listener.id(), Message::empty("late"))
+        .unwrap();
+    let mut resumed = channel.message_stream_after(&listener, 2);
+    let ids: Vec<u64> = (0..4).map(|_| resumed.try_recv().unwrap().id).collect();
+    assert_eq!(ids, [3, 4, 5, 6]);
+    assert!(resumed.try_recv().is_none());
+}
+
+#[test]
+fn resume_from_before_the_history_starts_with_a_gap_marker() {
+    let channel = Channel::builder(Identity)
+        .queue_config(QueueConfig::unbounded().with_history(2))
+        .build();
+    let listener = channel.add_listener();
+    listener.start();
+    for message in counters(5) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    for _ in 0..5 {
+        channel.deliver_next(listener.id()).unwrap();
+    }
+    let mut resumed = channel.message_stream_after(&listener, 1);
+    let marker = resumed.try_recv().unwrap();
+    assert_eq!(marker.msg_type, MESSAGE_TYPE_ERROR);
+    assert_eq!(marker.id, 0);
+    assert_eq!(
+        marker.payload,
+        json!({"error": "history_gap", "last_event_id": 1, "first_available": 4})
+    );
+    let ids: Vec<u64> = (0..2).map(|_| resumed.try_recv().unwrap().id).collect();
+    assert_eq!(ids, [4, 5]);
+}
+
+#[test]
+fn resume_from_the_latest_id_replays_nothing() {
+    let channel = Channel::builder(Identity)
+        .queue_config(QueueConfig::unbounded().with_history(8))
+        .build();
+    let listener = channel.add_listener();
+    listener.start();
+    channel
+        .dispatch(listener.id(), Message::empty("a"))
+        .unwrap();
+    channel.deliver_next(listener.id()).unwrap();
+    assert!(channel
+        .message_stream_after(&listener, 1)
+        .try_recv()
+        .is_none());
+    assert!(channel
+        .message_stream_after(&listener, 99)
+        .try_recv()
+        .is_none());
+}
+
+#[test]
+fn recv_timeout_times_out_on_an_idle_stream_and_returns_when_a_message_comes() {
+    let (channel, listener) = channel_with_started_listener();
+    let mut stream = channel.message_stream(&listener);
+    assert_eq!(
+        stream.recv_timeout(Duration::from_millis(20)).unwrap_err(),
+        eric_core::RecvTimeoutError::Timeout
+    );
+    let producer = {
+        let channel = channel.clone();
+        let id = listener.id().to_owned();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            channel.dispatch(&id, Message::empty("wake")).unwrap();
+        })
+    };
+    let item = stream.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(item.msg_type, "wake");
+    producer.join().unwrap();
+}
+
+#[test]
+fn many_producers_and_consumers_lose_duplicate_and_reorder_nothing() {
+    const PRODUCERS: usize = 8;
+    const PER_PRODUCER: usize = 10_000;
+    const LISTENERS: usize = 4;
+    let channel = Channel::new(Identity);
+    let listeners: Vec<_> = (0..LISTENERS)
+        .map(|_| {
+            let listener = channel.add_listener();
+            listener.start();
+            listener
+        })
+        .collect();
+    let consumers: Vec<_> = listeners
+        .iter()
+        .map(|listener| {
+            let mut stream = channel.message_stream(listener);
+            std::thread::spawn(move || {
+                let mut next_expected = [0u64; PRODUCERS];
+                let mut count = 0;
+                while count < PRODUCERS * PER_PRODUCER {
+                    let delivery = stream.recv().expect("stream ended early");
+                    let producer = delivery.payload["p"].as_u64().unwrap() as usize;
+                    let seq = delivery.payload["i"].as_u64().unwrap();
+                    assert_eq!(seq, next_expected[producer], "producer {producer}");
+                    next_expected[producer] += 1;
+                    count += 1;
+                }
+                assert!(stream.try_recv().is_none());
+                count
+            })
+        })
+        .collect();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let channel = channel.clone();
+            let ids: Vec<String> = listeners.iter().map(|l| l.id().to_owned()).collect();
+            std::thread::spawn(move || {
+                for i in 0..PER_PRODUCER {
+                    let message = Arc::new(Message::new("t", json!({"p": p, "i": i})));
+                    if i % 2 == 0 {
+                        channel.broadcast(Arc::clone(&message));
+                    } else {
+                        for id in &ids {
+                            channel.dispatch(id, Arc::clone(&message)).unwrap();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.join().unwrap();
+    }
+    for consumer in consumers {
+        assert_eq!(consumer.join().unwrap(), PRODUCERS * PER_PRODUCER);
+    }
+}
+
+#[test]
+fn the_async_stream_runs_on_a_non_tokio_executor() {
+    let (channel, listener) = channel_with_started_listener();
+    let producer = {
+        let channel = channel.clone();
+        let id = listener.id().to_owned();
+        std::thread::spawn(move || {
+            for message in counters(100) {
+                channel.dispatch(&id, message).unwrap();
+                std::thread::yield_now();
+            }
+            channel.notify_end();
+        })
+    };
+    let stream = channel.message_stream(&listener);
+    let items: Vec<_> = futures::executor::block_on(stream.collect());
+    producer.join().unwrap();
+    assert_eq!(items.len(), 101);
+    assert_eq!(items[99].payload, json!({"i": 99}));
+    assert_eq!(items[100].msg_type, MESSAGE_TYPE_CLOSED);
+}
+
+#[test]
+fn stopping_a_listener_wakes_and_ends_a_waiting_async_stream() {
+    let (channel, listener) = channel_with_started_listener();
+    let stopper = {
+        let listener = Arc::clone(&listener);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            listener.stop();
+        })
+    };
+    let mut stream = channel.message_stream(&listener);
+    assert!(futures::executor::block_on(stream.next()).is_none());
+    stopper.join().unwrap();
+}
+
+/// A timer that sleeps a helper thread: enough for a test, without a runtime.
+struct ThreadTimer;
+
+impl Timer for ThreadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            std::thread::sleep(duration);
+            let _ = tx.send(());
+        });
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+#[test]
+fn stream_delay_paces_async_and_blocking_streams() {
+    let delay = Duration::from_millis(30);
+    let channel = Channel::builder(Identity)
+        .stream_delay(StreamDelay::new(delay, Arc::new(ThreadTimer)))
+        .build();
+    let listener = channel.add_listener();
+    listener.start();
+    for message in counters(3) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    channel.notify_end();
+    let started = Instant::now();
+    let items: Vec<_> =
+        futures::executor::block_on(channel.message_stream(&listener).collect::<Vec<_>>());
+    assert_eq!(items.len(), 4);
+    assert!(started.elapsed() >= delay * 3, "{:?}", started.elapsed());
+
+    for message in counters(3) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    let started = Instant::now();
+    let mut stream = channel.message_stream(&listener);
+    for _ in 0..3 {
+        stream.recv().unwrap();
+    }
+    assert!(started.elapsed() >= delay * 2, "{:?}", started.elapsed());
+}
