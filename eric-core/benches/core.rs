@@ -1,4 +1,5 @@
 //! Throughput of eric-core's queues: the W1-W3 workloads of bench/README.md.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 //!
 //! `cargo bench -p eric-core --bench core`
 
