@@ -186,6 +186,62 @@ proptest! {
         prop_assert_eq!(&bytes[..], &b"data: before\n\n"[..]);
     }
 
+    /// Streams of lines with every kind of line end (CR, LF, CRLF), cut anywhere: the
+    /// cuts do not change the events (a CRLF cut in two is still one line end).
+    #[test]
+    fn chunking_never_changes_what_mixed_line_ends_parse_to(
+        lines in prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "data: x", "data", "data:", "id: 1", "id", "event: e", ": c", "", "retry: 5",
+                    "\u{feff}data: y",
+                ]),
+                prop::sample::select(vec!["\r", "\n", "\r\n"]),
+            ),
+            0..40,
+        ),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let stream: String = lines.iter().flat_map(|(line, end)| [*line, *end]).collect();
+        let bytes = stream.as_bytes();
+        prop_assert_eq!(parse_in_chunks(bytes, &cuts), parse_in_chunks(bytes, &[]));
+    }
+
+    /// The incremental parser agrees with a plain transcription of the spec
+    /// ([`spec_model`]) on arbitrary bytes: events, last event id, reconnection time.
+    #[test]
+    fn the_parser_agrees_with_a_line_by_line_model_of_the_spec(
+        bom in any::<bool>(),
+        tokens in prop::collection::vec(
+            prop_oneof![
+                3 => prop::sample::select(vec![
+                    &b"data"[..], b"event", b"id", b"retry", b":", b" ", b"x", b"42", b"\0",
+                    b"\r", b"\n", b"\r\n", b"\n\n", "\u{feff}".as_bytes(), "\u{e9}".as_bytes(),
+                    b"\xE2\x82", b"\xFF",
+                ]).prop_map(<[u8]>::to_vec),
+                1 => any::<u8>().prop_map(|b| vec![b]),
+            ],
+            0..80,
+        ),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let mut bytes = if bom { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() };
+        bytes.extend(tokens.concat());
+        let mut cut_sorted: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        cut_sorted.sort_unstable();
+        let mut parser = Parser::new();
+        let mut start = 0;
+        for cut in cut_sorted.into_iter().chain([bytes.len()]) {
+            parser.feed(&bytes[start..cut]);
+            start = cut;
+        }
+        parser.finish();
+        let model = spec_model(&bytes);
+        prop_assert_eq!(parser.events().collect::<Vec<_>>(), model.events);
+        prop_assert_eq!(parser.last_event_id(), model.last_event_id);
+        prop_assert_eq!(parser.reconnection_time(), model.retry);
+    }
+
     /// Any bytes at all: the parser does not panic, and chunking does not change the result.
     #[test]
     fn chunking_never_changes_what_arbitrary_bytes_parse_to(
@@ -209,4 +265,82 @@ fn contains_float(value: &Value) -> bool {
         Value::Object(map) => map.values().any(contains_float),
         _ => false,
     }
+}
+
+struct Model {
+    events: Vec<ParsedEvent>,
+    last_event_id: String,
+    retry: Option<u64>,
+}
+
+/// The WHATWG algorithm written as plainly as possible, on a whole stream: decode (UTF-8
+/// decode drops one BOM), split into lines, process each line, drop the unterminated tail.
+fn spec_model(bytes: &[u8]) -> Model {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                lines.push(std::mem::take(&mut line));
+            }
+            '\n' => lines.push(std::mem::take(&mut line)),
+            c => line.push(c),
+        }
+    }
+    // `line` is now the unterminated tail: discarded.
+    let (mut data, mut event_type, mut id_buffer) = (String::new(), String::new(), String::new());
+    let mut model = Model {
+        events: Vec::new(),
+        last_event_id: String::new(),
+        retry: None,
+    };
+    for line in lines {
+        if line.is_empty() {
+            model.last_event_id = id_buffer.clone();
+            if data.is_empty() {
+                event_type.clear();
+                continue;
+            }
+            if data.ends_with('\n') {
+                data.pop();
+            }
+            model.events.push(ParsedEvent {
+                event: if event_type.is_empty() {
+                    "message".into()
+                } else {
+                    event_type.clone()
+                },
+                data: std::mem::take(&mut data),
+                last_event_id: model.last_event_id.clone(),
+            });
+            event_type.clear();
+            continue;
+        }
+        if line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line.as_str(), ""),
+        };
+        match field {
+            "event" => event_type = value.to_owned(),
+            "data" => {
+                data.push_str(value);
+                data.push('\n');
+            }
+            "id" if !value.contains('\0') => id_buffer = value.to_owned(),
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                model.retry = Some(value.parse().unwrap_or(u64::MAX));
+            }
+            _ => {}
+        }
+    }
+    model
 }
