@@ -63,6 +63,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod channel;
 pub mod encode;
 mod event;
 #[cfg(feature = "http")]
@@ -70,6 +71,7 @@ mod event;
 pub mod http;
 pub mod parse;
 
+pub use channel::{SseAdapter, SseChannel, SseChannelBuilder, DEFAULT_HISTORY};
 pub use encode::{DataMode, EncodeError, Encoder, Forbidden};
 pub use event::{SseEvent, DEFAULT_RETRY_MS};
 pub use parse::{Item, ParsedEvent, Parser};

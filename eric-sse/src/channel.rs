@@ -1,0 +1,175 @@
+//! The SSE channel: an eric-core channel whose consumers receive [`SseEvent`]s.
+
+use crate::event::{SseEvent, DEFAULT_RETRY_MS};
+use eric_core::{Adapter, Channel, Delivery, QueueConfig, StreamDelay};
+use std::ops::Deref;
+
+/// How many delivered events each listener of an [`SseChannel`] keeps for resume, unless
+/// configured otherwise: enough for a browser that reconnects after a short drop, small
+/// enough (16 bytes an entry) for tens of thousands of idle subscribers.
+pub const DEFAULT_HISTORY: usize = 256;
+
+/// Adapts a delivery to an [`SseEvent`]: the message (shared, not copied), the delivery
+/// id as event id, and the channel's retry time. Synthetic deliveries (id 0: the closed
+/// event of a removed listener, a resume gap marker) get no id, so they do not move a
+/// client's `Last-Event-ID`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SseAdapter {
+    retry_ms: u64,
+}
+
+impl SseAdapter {
+    /// An adapter that puts `retry_ms` on every event.
+    pub fn new(retry_ms: u64) -> Self {
+        SseAdapter { retry_ms }
+    }
+
+    /// The retry time it puts on events.
+    pub fn retry_ms(&self) -> u64 {
+        self.retry_ms
+    }
+}
+
+impl Default for SseAdapter {
+    fn default() -> Self {
+        SseAdapter::new(DEFAULT_RETRY_MS)
+    }
+}
+
+impl Adapter for SseAdapter {
+    type Output = SseEvent;
+
+    fn adapt(&self, delivery: &Delivery) -> SseEvent {
+        let event = SseEvent::from_message(delivery.message.clone()).with_retry(self.retry_ms);
+        match delivery.id {
+            0 => event,
+            id => event.with_id(id),
+        }
+    }
+}
+
+/// A channel of Server-Sent Events: the reference's
+/// `SSEChannel(stream_delay_seconds=0, retry_timeout_milliseconds=5)`.
+///
+/// It dereferences to an [`eric_core::Channel`] whose streams yield [`SseEvent`]s, so it
+/// has every channel method (`add_listener`, `dispatch`, `broadcast`, `message_stream`,
+/// `message_stream_after` for resume, ...). Unlike the reference it gives every event an
+/// id, and its listeners keep the last [`DEFAULT_HISTORY`] delivered events so a client
+/// can resume with `Last-Event-ID`.
+///
+/// ```
+/// use eric_core::Message;
+/// use eric_sse::SseChannel;
+///
+/// let channel = SseChannel::new();
+/// let listener = channel.add_listener();
+/// listener.start();
+/// channel.dispatch(listener.id(), Message::new("welcome", "Hello!")).unwrap();
+/// let event = channel.message_stream(&listener).try_recv().unwrap();
+/// assert_eq!(
+///     serde_json::to_string(&event).unwrap(),
+///     r#"{"event":"welcome","retry":5,"data":"Hello!"}"#
+/// );
+/// assert_eq!(event.id(), Some(1));
+/// ```
+#[derive(Clone, Debug)]
+pub struct SseChannel {
+    channel: Channel<SseAdapter>,
+}
+
+impl SseChannel {
+    /// A channel with a generated id, retry 5 ms (the reference's default), no stream
+    /// delay, unbounded queues and the default history.
+    pub fn new() -> Self {
+        SseChannel::builder().build()
+    }
+
+    /// A builder for other settings.
+    pub fn builder() -> SseChannelBuilder {
+        SseChannelBuilder::default()
+    }
+
+    /// The underlying eric-core channel.
+    pub fn channel(&self) -> &Channel<SseAdapter> {
+        &self.channel
+    }
+
+    /// The retry time written in the JSON form of every event.
+    pub fn retry_ms(&self) -> u64 {
+        self.channel.adapter().retry_ms()
+    }
+}
+
+impl Default for SseChannel {
+    fn default() -> Self {
+        SseChannel::new()
+    }
+}
+
+impl Deref for SseChannel {
+    type Target = Channel<SseAdapter>;
+
+    fn deref(&self) -> &Channel<SseAdapter> {
+        &self.channel
+    }
+}
+
+/// Builds an [`SseChannel`]; see [`SseChannel::builder`].
+#[derive(Debug)]
+pub struct SseChannelBuilder {
+    id: Option<String>,
+    retry_ms: u64,
+    queue: QueueConfig,
+    stream_delay: Option<StreamDelay>,
+}
+
+impl Default for SseChannelBuilder {
+    fn default() -> Self {
+        SseChannelBuilder {
+            id: None,
+            retry_ms: DEFAULT_RETRY_MS,
+            queue: QueueConfig::unbounded().with_history(DEFAULT_HISTORY),
+            stream_delay: None,
+        }
+    }
+}
+
+impl SseChannelBuilder {
+    /// Uses `id` instead of a generated channel id.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The reference's `retry_timeout_milliseconds` (default 5).
+    pub fn retry_ms(mut self, retry_ms: u64) -> Self {
+        self.retry_ms = retry_ms;
+        self
+    }
+
+    /// Queue bounds, overflow policy and history of the listeners `add_listener` makes.
+    pub fn queue_config(mut self, config: QueueConfig) -> Self {
+        self.queue = config;
+        self
+    }
+
+    /// The reference's `stream_delay_seconds`, with the timer of the caller's runtime.
+    pub fn stream_delay(mut self, delay: StreamDelay) -> Self {
+        self.stream_delay = Some(delay);
+        self
+    }
+
+    /// The channel.
+    pub fn build(self) -> SseChannel {
+        let mut builder = Channel::builder(SseAdapter::new(self.retry_ms)).queue_config(self.queue);
+        if let Some(id) = self.id {
+            builder = builder.id(id);
+        }
+        if let Some(delay) = self.stream_delay {
+            builder = builder.stream_delay(delay);
+        }
+        SseChannel {
+            channel: builder.build(),
+        }
+    }
+}
