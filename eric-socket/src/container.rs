@@ -1,0 +1,160 @@
+//! The set of channels the servers share: the reference's `SSEChannelContainer`.
+
+use eric_core::{Error, QueueConfig, Result};
+use eric_sse::{SseChannel, DEFAULT_HISTORY};
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, HashMap};
+
+/// How the container makes channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelSettings {
+    /// The `retry` of every event in the JSON form (the reference's default is 5 ms).
+    pub retry_ms: u64,
+    /// Queue bound, overflow policy and resume history of every listener.
+    pub queue: QueueConfig,
+}
+
+impl Default for ChannelSettings {
+    fn default() -> Self {
+        ChannelSettings {
+            retry_ms: eric_sse::DEFAULT_RETRY_MS,
+            queue: QueueConfig::unbounded().with_history(DEFAULT_HISTORY),
+        }
+    }
+}
+
+/// A thread-safe set of [`SseChannel`]s, shared by the Unix and the HTTP server, so that
+/// what one transport sends the other delivers.
+///
+/// ```
+/// use eric_socket::ChannelContainer;
+///
+/// let container = ChannelContainer::new();
+/// let channel = container.add();
+/// assert_eq!(container.get(channel.id()).unwrap().id(), channel.id());
+/// container.add_with_id("news").unwrap();
+/// assert!(container.add_with_id("news").is_err());
+/// container.remove("news").unwrap();
+/// ```
+#[derive(Debug, Default)]
+pub struct ChannelContainer {
+    channels: RwLock<HashMap<String, SseChannel>>,
+    settings: ChannelSettings,
+}
+
+impl ChannelContainer {
+    /// An empty container with default channel settings.
+    pub fn new() -> Self {
+        ChannelContainer::default()
+    }
+
+    /// An empty container whose channels use `settings`.
+    pub fn with_settings(settings: ChannelSettings) -> Self {
+        ChannelContainer {
+            channels: RwLock::default(),
+            settings,
+        }
+    }
+
+    /// The settings of new channels.
+    pub fn settings(&self) -> ChannelSettings {
+        self.settings
+    }
+
+    fn build(&self, id: Option<String>) -> SseChannel {
+        let builder = SseChannel::builder()
+            .retry_ms(self.settings.retry_ms)
+            .queue_config(self.settings.queue);
+        match id {
+            Some(id) => builder.id(id),
+            None => builder,
+        }
+        .build()
+    }
+
+    /// Adds a channel with a generated id.
+    pub fn add(&self) -> SseChannel {
+        let mut channels = self.channels.write();
+        // A caller may have taken the next generated id already: skip it.
+        loop {
+            let channel = self.build(None);
+            if !channels.contains_key(channel.id()) {
+                channels.insert(channel.id().to_owned(), channel.clone());
+                return channel;
+            }
+        }
+    }
+
+    /// Adds a channel with a caller-chosen id; fails if the id is taken.
+    pub fn add_with_id(&self, id: &str) -> Result<SseChannel> {
+        let mut channels = self.channels.write();
+        if channels.contains_key(id) {
+            return Err(Error::DuplicateId(id.to_owned()));
+        }
+        let channel = self.build(Some(id.to_owned()));
+        channels.insert(id.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// The channel with this id.
+    pub fn get(&self, id: &str) -> Result<SseChannel> {
+        self.channels
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::InvalidChannel(id.to_owned()))
+    }
+
+    /// Removes a channel and every listener in it: their streams get
+    /// `_eric_channel_closed` and end.
+    pub fn remove(&self, id: &str) -> Result<SseChannel> {
+        let channel = self
+            .channels
+            .write()
+            .remove(id)
+            .ok_or_else(|| Error::InvalidChannel(id.to_owned()))?;
+        for listener in channel.listener_ids() {
+            let _ = channel.remove_listener(&listener);
+        }
+        Ok(channel)
+    }
+
+    /// The ids of all channels, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.channels.read().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Every channel id with its listener ids, sorted.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<String>> {
+        self.channels
+            .read()
+            .iter()
+            .map(|(id, channel)| {
+                let mut listeners = channel.listener_ids();
+                listeners.sort();
+                (id.clone(), listeners)
+            })
+            .collect()
+    }
+
+    /// The number of channels.
+    pub fn len(&self) -> usize {
+        self.channels.read().len()
+    }
+
+    /// Whether there is no channel.
+    pub fn is_empty(&self) -> bool {
+        self.channels.read().is_empty()
+    }
+
+    /// The total number of listeners over all channels.
+    pub fn listener_count(&self) -> usize {
+        self.channels
+            .read()
+            .values()
+            .map(|channel| channel.listener_count())
+            .sum()
+    }
+}

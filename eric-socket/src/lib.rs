@@ -1,0 +1,62 @@
+//! eric's servers and clients: channels shared by every transport, the socket command
+//! protocol of eric-sse 0.6.0.3 over a Unix socket, and an HTTP server with SSE streams.
+//!
+//! * [`ChannelContainer`]: the set of [`eric_sse::SseChannel`]s the servers share (the
+//!   reference's `SSEChannelContainer`).
+//! * [`protocol`]: the command protocol without I/O: parse a command, execute it against
+//!   a container, write answers, errors and stream lines byte for byte as the reference.
+//! * [`UnixServer`] and [`SocketClient`]: the protocol over a Unix socket (tokio), so that
+//!   Python programs written for eric-sse 0.6.0.3 work unchanged.
+//! * `http` (feature `http`, on by default): the HTTP routes of eric-api with
+//!   `text/event-stream` streams for browsers, over the same container.
+//!
+//! Servers run inside the caller's tokio runtime and stop with a [`ShutdownHandle`]
+//! (or [`termination_signal`] for binaries).
+//!
+//! # Example
+//! ```
+//! use eric_socket::{ChannelContainer, SocketClient, UnixServer, UnixServerConfig};
+//! use serde_json::json;
+//! use std::sync::Arc;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = std::env::temp_dir().join(format!("eric-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let path = dir.join("eric.sock");
+//! let server = UnixServer::bind(UnixServerConfig::new(&path), Arc::new(ChannelContainer::new()))
+//!     .await
+//!     .unwrap();
+//! let stop = server.shutdown_handle();
+//! let running = tokio::spawn(server.run());
+//!
+//! let client = SocketClient::new(&path);
+//! let channel = client.create_channel().await.unwrap();
+//! let listener = client.register(&channel).await.unwrap();
+//! client.dispatch(&channel, &listener, "hello", json!({"to": "you"})).await.unwrap();
+//! let mut events = client.listen(&channel, &listener).await.unwrap();
+//! let event = events.next_event().await.unwrap().unwrap();
+//! assert_eq!(event.event(), "hello");
+//! assert_eq!(event.data(), &json!({"to": "you"}));
+//!
+//! stop.shutdown();
+//! running.await.unwrap().unwrap();
+//! assert!(!path.exists());
+//! # });
+//! ```
+//!
+//! # Feature flags
+//! * `http` (default): the HTTP server, on hyper 1.x.
+#![deny(missing_docs)]
+
+mod container;
+pub mod protocol;
+mod pyjson;
+mod shutdown;
+mod timer;
+pub mod unix;
+
+pub use container::{ChannelContainer, ChannelSettings};
+pub use pyjson::{python_repr, write_python_json};
+pub use shutdown::{termination_signal, ShutdownHandle};
+pub use timer::TokioTimer;
+pub use unix::{ClientError, EventStream, SocketClient, UnixServer, UnixServerConfig};

@@ -1,0 +1,359 @@
+//! The socket command protocol of eric-sse 0.6.0.3, as a typed command, its execution
+//! against a [`ChannelContainer`], and the bytes of answers and errors.
+//!
+//! A client writes one JSON object and half-closes; the server answers and closes. See
+//! `docs/socket-protocol.md` for the whole protocol. This module holds no I/O: the Unix
+//! server feeds it the bytes it read and writes what it returns.
+
+use crate::container::ChannelContainer;
+use crate::pyjson::{python_repr, write_python_json};
+use eric_core::{Error, Message, MessageStream};
+use eric_sse::{SseAdapter, SseEvent};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// One command of the protocol, parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// `c`: create a channel; answers its id.
+    CreateChannel,
+    /// `r`: register a new listener on a channel; answers its id.
+    Register {
+        /// Channel id.
+        channel: String,
+    },
+    /// `d`: dispatch a message to one listener; answers `ack`.
+    Dispatch {
+        /// Channel id.
+        channel: String,
+        /// Listener id.
+        receiver: String,
+        /// The message (`t`, `p`).
+        message: Message,
+    },
+    /// `b`: broadcast a message to every listener of a channel; answers `ack`.
+    Broadcast {
+        /// Channel id.
+        channel: String,
+        /// The message (`t`, `p`).
+        message: Message,
+    },
+    /// `l`: start a listener and stream its queue.
+    Listen {
+        /// Channel id.
+        channel: String,
+        /// Listener id.
+        receiver: String,
+    },
+    /// `w`: add a started listener to a channel and stream it; it is removed when the
+    /// stream ends.
+    Watch {
+        /// Channel id.
+        channel: String,
+    },
+}
+
+/// A failed command, as the protocol reports it: `Name('message')`, with the exception
+/// names of the reference so that scripts matching on them keep working.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtocolError {
+    /// The exception name, e.g. `InvalidChannelException`.
+    pub name: &'static str,
+    /// The human-readable message; empty writes `Name()`.
+    pub message: String,
+}
+
+impl ProtocolError {
+    fn new(name: &'static str, message: impl Into<String>) -> Self {
+        ProtocolError {
+            name,
+            message: message.into(),
+        }
+    }
+
+    /// `InvalidMessageFormat`: the command is not what the protocol accepts.
+    pub fn invalid_format(message: impl Into<String>) -> Self {
+        ProtocolError::new("InvalidMessageFormat", message)
+    }
+
+    /// The bytes written to the client: the Python `repr` of the exception.
+    pub fn to_wire(&self) -> Vec<u8> {
+        self.to_string().into_bytes()
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() {
+            write!(f, "{}()", self.name)
+        } else {
+            write!(f, "{}({})", self.name, python_repr(&self.message))
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+impl From<Error> for ProtocolError {
+    fn from(error: Error) -> Self {
+        let name = match &error {
+            Error::InvalidChannel(_) => "InvalidChannelException",
+            Error::InvalidListener(_) | Error::DuplicateId(_) => "InvalidListenerException",
+            Error::NoMessages(_) => "NoMessagesException",
+            Error::QueueFull { .. } | Error::Disconnected { .. } => "QueueFullException",
+            _ => "InvalidMessageFormat",
+        };
+        ProtocolError::new(name, error.to_string())
+    }
+}
+
+/// The message of Python's `JSONDecodeError` for a serde_json error, so that the most
+/// common case reads as in the reference: `Expecting value: line 1 column 1 (char 0)`.
+fn json_decode_error(raw: &[u8], error: &serde_json::Error) -> ProtocolError {
+    let text = String::from_utf8_lossy(raw);
+    let (line, column) = (error.line().max(1), error.column().max(1));
+    let char_offset: usize = text
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(|l| l.chars().count())
+        .sum::<usize>()
+        + column
+        - 1;
+    let detail = error.to_string();
+    let what = if detail.starts_with("expected value")
+        || detail.starts_with("EOF while parsing a value")
+    {
+        "Expecting value".to_owned()
+    } else if detail.starts_with("trailing characters") {
+        "Extra data".to_owned()
+    } else if detail.starts_with("key must be a string") {
+        "Expecting property name enclosed in double quotes".to_owned()
+    } else {
+        // Keep serde_json's wording for the rarer cases, without its position suffix.
+        let without_position = detail.split(" at line ").next().unwrap_or(&detail);
+        let mut chars = without_position.chars();
+        match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => "Invalid JSON".to_owned(),
+        }
+    };
+    ProtocolError::new(
+        "JSONDecodeError",
+        format!("{what}: line {line} column {column} (char {char_offset})"),
+    )
+}
+
+fn string_field(
+    object: &Map<String, Value>,
+    key: &str,
+    what: &str,
+    raw: &str,
+) -> Result<Option<String>, ProtocolError> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        // Ids are strings, but a client that writes 7 for "7" means the same.
+        Some(Value::Number(n)) if n.is_u64() => Ok(Some(n.to_string())),
+        Some(other) => Err(ProtocolError::invalid_format(format!(
+            "key {key:?} ({what}) must be a string, got {other} in {raw}"
+        ))),
+    }
+}
+
+fn required(
+    value: Option<String>,
+    key: &str,
+    what: &str,
+    raw: &str,
+) -> Result<String, ProtocolError> {
+    value.ok_or_else(|| {
+        ProtocolError::invalid_format(format!("missing key {key:?} ({what}) in {raw}"))
+    })
+}
+
+/// Parses the bytes a client sent into a [`Command`].
+pub fn parse(raw: &[u8]) -> Result<Command, ProtocolError> {
+    let value: Value = serde_json::from_slice(raw).map_err(|e| json_decode_error(raw, &e))?;
+    let raw_text = String::from_utf8_lossy(raw);
+    let Value::Object(object) = value else {
+        return Err(ProtocolError::invalid_format(format!(
+            "a command is a JSON object, got {}",
+            raw_text.trim()
+        )));
+    };
+    // Missing verb: the reference answers InvalidMessageFormat('<the raw command>').
+    let Some(verb) = object.get("v") else {
+        return Err(ProtocolError::invalid_format(raw_text));
+    };
+    let Some(verb) = verb.as_str() else {
+        return Err(ProtocolError::invalid_format(format!(
+            "verb \"v\" must be a string, got {verb}"
+        )));
+    };
+    let channel = string_field(&object, "c", "channel id", &raw_text)?;
+    let receiver = string_field(&object, "r", "listener id", &raw_text)?;
+    let message = || -> Result<Message, ProtocolError> {
+        match object.get("t") {
+            Some(Value::String(t)) => Ok(Message::new(
+                t.clone(),
+                object.get("p").cloned().unwrap_or(Value::Null),
+            )),
+            // As the reference: a message verb without a type is the raw command, refused.
+            None => Err(ProtocolError::invalid_format(raw_text.clone())),
+            Some(other) => Err(ProtocolError::invalid_format(format!(
+                "message type \"t\" must be a string, got {other}"
+            ))),
+        }
+    };
+    match verb {
+        "c" => Ok(Command::CreateChannel),
+        "r" => Ok(Command::Register {
+            channel: required(channel, "c", "channel id", &raw_text)?,
+        }),
+        "d" => {
+            let message = message()?;
+            Ok(Command::Dispatch {
+                channel: required(channel, "c", "channel id", &raw_text)?,
+                receiver: required(receiver, "r", "listener id", &raw_text)?,
+                message,
+            })
+        }
+        "b" => {
+            let message = message()?;
+            Ok(Command::Broadcast {
+                channel: required(channel, "c", "channel id", &raw_text)?,
+                message,
+            })
+        }
+        "l" => Ok(Command::Listen {
+            channel: required(channel, "c", "channel id", &raw_text)?,
+            receiver: required(receiver, "r", "listener id", &raw_text)?,
+        }),
+        "w" => Ok(Command::Watch {
+            channel: required(channel, "c", "channel id", &raw_text)?,
+        }),
+        other => Err(ProtocolError::invalid_format(format!(
+            "unknown verb {other:?}: expected one of c, r, d, b, l, w"
+        ))),
+    }
+}
+
+/// What executing a command produced.
+#[derive(Debug)]
+pub enum Answer {
+    /// A one-shot answer: an id or `ack`.
+    Text(String),
+    /// A stream to write line by line with [`write_stream_line`] until it ends.
+    Stream(MessageStream<SseAdapter>),
+}
+
+/// The answer to `d` and `b`.
+pub const ACK: &str = "ack";
+
+/// Executes `command` against `container`.
+pub fn execute(container: &ChannelContainer, command: Command) -> Result<Answer, ProtocolError> {
+    Ok(match command {
+        Command::CreateChannel => Answer::Text(container.add().id().to_owned()),
+        Command::Register { channel } => {
+            Answer::Text(container.get(&channel)?.add_listener().id().to_owned())
+        }
+        Command::Dispatch {
+            channel,
+            receiver,
+            message,
+        } => {
+            container.get(&channel)?.dispatch(&receiver, message)?;
+            Answer::Text(ACK.to_owned())
+        }
+        Command::Broadcast { channel, message } => {
+            container.get(&channel)?.broadcast(message);
+            Answer::Text(ACK.to_owned())
+        }
+        Command::Listen { channel, receiver } => {
+            let channel = container.get(&channel)?;
+            let listener = channel.get_listener(&receiver)?;
+            // The reference (0.6.0.3) forgets to start the listener; later versions do.
+            listener.start();
+            Answer::Stream(channel.message_stream(&listener))
+        }
+        Command::Watch { channel } => Answer::Stream(container.get(&channel)?.watch()),
+    })
+}
+
+/// Parses and executes in one step.
+pub fn handle(container: &ChannelContainer, raw: &[u8]) -> Result<Answer, ProtocolError> {
+    execute(container, parse(raw)?)
+}
+
+/// Appends one stream line: the event as `json.dumps` writes it, then a line feed.
+pub fn write_stream_line(buf: &mut Vec<u8>, event: &SseEvent) {
+    write_python_json(buf, event).expect("an SseEvent always serialises");
+    buf.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn error(raw: &str) -> String {
+        parse(raw.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn not_json_is_the_reference_json_decode_error() {
+        assert_eq!(
+            error(""),
+            "JSONDecodeError('Expecting value: line 1 column 1 (char 0)')"
+        );
+        assert_eq!(
+            error("hello"),
+            "JSONDecodeError('Expecting value: line 1 column 1 (char 0)')"
+        );
+    }
+
+    #[test]
+    fn missing_verb_or_type_is_the_raw_command() {
+        assert_eq!(
+            error(r#"{"c": "1"}"#),
+            r#"InvalidMessageFormat('{"c": "1"}')"#
+        );
+        assert_eq!(
+            error(r#"{"v": "b", "c": "1"}"#),
+            r#"InvalidMessageFormat('{"v": "b", "c": "1"}')"#
+        );
+    }
+
+    #[test]
+    fn unknown_verb_is_named() {
+        assert_eq!(
+            error(r#"{"v": "x", "t": "a"}"#),
+            r#"InvalidMessageFormat('unknown verb "x": expected one of c, r, d, b, l, w')"#
+        );
+    }
+
+    #[test]
+    fn a_payload_may_be_any_json_and_defaults_to_null() {
+        let command =
+            parse(br#"{"v": "b", "c": "1", "t": "t", "p": {"deep": [1, {"x": null}]}}"#).unwrap();
+        assert_eq!(
+            command,
+            Command::Broadcast {
+                channel: "1".into(),
+                message: Message::new("t", json!({"deep": [1, {"x": null}]}))
+            }
+        );
+        let command = parse(br#"{"v": "d", "c": "1", "r": "2", "t": "t"}"#).unwrap();
+        assert!(matches!(command, Command::Dispatch { message, .. } if message.payload.is_null()));
+    }
+
+    #[test]
+    fn stream_lines_are_written_as_json_dumps_writes_them() {
+        let mut buf = Vec::new();
+        write_stream_line(&mut buf, &SseEvent::new("t", json!({"a": "é"})));
+        assert_eq!(
+            buf,
+            b"{\"event\": \"t\", \"retry\": 5, \"data\": {\"a\": \"\\u00e9\"}}\n"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! The Unix socket transport: [`UnixServer`] and [`SocketClient`].
+
+mod client;
+mod server;
+
+pub use client::{ClientError, EventStream, SocketClient};
+pub use server::{UnixServer, UnixServerConfig, DEFAULT_MAX_COMMAND_BYTES};

@@ -1,0 +1,344 @@
+//! The Unix socket server of the command protocol.
+
+use crate::container::ChannelContainer;
+use crate::protocol::{self, Answer, ProtocolError};
+use crate::shutdown::ShutdownHandle;
+use eric_core::MessageStream;
+use eric_sse::SseAdapter;
+use futures_core::Stream;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::Interest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// The default limit on a command's size: a 1 MiB payload plus 64 KiB for the rest of
+/// the JSON object (keys, ids, message type, escapes).
+pub const DEFAULT_MAX_COMMAND_BYTES: usize = (1 << 20) + (64 << 10);
+
+/// Settings of a [`UnixServer`].
+#[derive(Clone, Debug)]
+pub struct UnixServerConfig {
+    /// Where the socket file is created.
+    pub path: PathBuf,
+    /// Permission bits of the socket file (default `0o600`: only the owner may connect).
+    pub mode: u32,
+    /// How long a client may take to send its command and half-close (default 10 s).
+    pub read_timeout: Duration,
+    /// The largest command accepted, in bytes ([`DEFAULT_MAX_COMMAND_BYTES`]).
+    pub max_command_bytes: usize,
+    /// Connections served at once; more wait to be accepted (default 16,384).
+    pub max_connections: usize,
+    /// How long shutdown waits for connections to finish before cutting them (default 5 s).
+    pub shutdown_grace: Duration,
+}
+
+impl UnixServerConfig {
+    /// Default settings for a socket at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        UnixServerConfig {
+            path: path.into(),
+            mode: 0o600,
+            read_timeout: Duration::from_secs(10),
+            max_command_bytes: DEFAULT_MAX_COMMAND_BYTES,
+            max_connections: 16_384,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A Unix socket server speaking the eric-sse 0.6.0.3 command protocol, wire-compatible
+/// with the reference's `SocketServer`: one task per connection, one command per
+/// connection, streams for `l` and `w`.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use eric_socket::{ChannelContainer, UnixServer, UnixServerConfig};
+/// use std::sync::Arc;
+///
+/// let container = Arc::new(ChannelContainer::new());
+/// let server = UnixServer::bind(UnixServerConfig::new("/tmp/eric.sock"), container).await?;
+/// let stop = server.shutdown_handle();
+/// tokio::spawn(async move {
+///     eric_socket::termination_signal().await.ok();
+///     stop.shutdown();
+/// });
+/// server.run().await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct UnixServer {
+    listener: UnixListener,
+    config: Arc<UnixServerConfig>,
+    container: Arc<ChannelContainer>,
+    shutdown: ShutdownHandle,
+}
+
+impl UnixServer {
+    /// Creates the socket file and listens on it.
+    ///
+    /// A stale socket file (nobody answers on it) is replaced; a live one (another
+    /// server answers) is refused with `AddrInUse`; a path that is not a socket is never
+    /// touched. The file gets its mode before any client can reach it: the socket is
+    /// bound under a temporary name, given its mode, then renamed into place.
+    pub async fn bind(
+        config: UnixServerConfig,
+        container: Arc<ChannelContainer>,
+    ) -> io::Result<Self> {
+        let path = &config.path;
+        if let Ok(metadata) = std::fs::symlink_metadata(path) {
+            if !metadata.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} exists and is not a socket; refusing to replace it",
+                        path.display()
+                    ),
+                ));
+            }
+            match UnixStream::connect(path).await {
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("another server is listening at {}", path.display()),
+                    ))
+                }
+                Err(_) => {
+                    tracing::info!(path = %path.display(), "replacing stale socket file");
+                    std::fs::remove_file(path)?;
+                }
+            }
+        }
+        let staging = staging_path(path);
+        let _ = std::fs::remove_file(&staging);
+        let listener = UnixListener::bind(&staging)?;
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(config.mode))?;
+        std::fs::rename(&staging, path)?;
+        tracing::info!(path = %path.display(), "socket server listening");
+        Ok(UnixServer {
+            listener,
+            config: Arc::new(config),
+            container,
+            shutdown: ShutdownHandle::new(),
+        })
+    }
+
+    /// The path of the socket file.
+    pub fn path(&self) -> &Path {
+        &self.config.path
+    }
+
+    /// The handle that stops this server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Uses `handle` to stop this server (to stop several servers with one handle).
+    pub fn with_shutdown_handle(mut self, handle: ShutdownHandle) -> Self {
+        self.shutdown = handle;
+        self
+    }
+
+    /// Serves until the shutdown handle fires; then stops accepting, ends the open
+    /// streams, waits for connections (at most the grace period), removes the socket
+    /// file and returns.
+    pub async fn run(self) -> io::Result<()> {
+        let UnixServer {
+            listener,
+            config,
+            container,
+            shutdown,
+        } = self;
+        let permits = Arc::new(Semaphore::new(config.max_connections));
+        let mut connections = JoinSet::new();
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            let permit = tokio::select! {
+                _ = &mut stop => break,
+                permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
+            };
+            let stream = tokio::select! {
+                _ = &mut stop => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of file descriptors, most likely: let connections finish.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let connection = Connection {
+                container: Arc::clone(&container),
+                config: Arc::clone(&config),
+                shutdown: shutdown.clone(),
+            };
+            connections.spawn(async move {
+                connection.serve(stream).await;
+                drop(permit);
+            });
+            while connections.try_join_next().is_some() {}
+        }
+        drop(listener);
+        let _ = std::fs::remove_file(&config.path);
+        tracing::info!(open = connections.len(), "socket server stopping");
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(config.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the grace period: cut");
+            connections.shutdown().await;
+        }
+        tracing::info!("socket server stopped");
+        Ok(())
+    }
+}
+
+fn staging_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+struct Connection {
+    container: Arc<ChannelContainer>,
+    config: Arc<UnixServerConfig>,
+    shutdown: ShutdownHandle,
+}
+
+impl Connection {
+    async fn serve(self, mut stream: UnixStream) {
+        let answer = match tokio::time::timeout(self.config.read_timeout, self.read_command(&mut stream)).await {
+            Ok(Ok(Ok(raw))) => protocol::handle(&self.container, &raw),
+            Ok(Ok(Err(refused))) => Err(refused),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "connection failed while reading");
+                return;
+            }
+            Err(_) => Err(ProtocolError {
+                name: "TimeoutError",
+                message: format!(
+                    "no complete command within {:?}: write one JSON object, then half-close the connection (shutdown SHUT_WR)",
+                    self.config.read_timeout
+                ),
+            }),
+        };
+        let result = match answer {
+            Ok(Answer::Text(text)) => write_and_close(&mut stream, text.as_bytes()).await,
+            Ok(Answer::Stream(events)) => self.stream(stream, events).await,
+            Err(error) => {
+                tracing::debug!(%error, "command refused");
+                write_and_close(&mut stream, &error.to_wire()).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    }
+
+    /// Reads until the client half-closes. `Ok(Err(_))` is a command refused for its size.
+    async fn read_command(
+        &self,
+        stream: &mut UnixStream,
+    ) -> io::Result<Result<Vec<u8>, ProtocolError>> {
+        let limit = self.config.max_command_bytes;
+        let mut raw = Vec::with_capacity(512);
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let read = stream.read(&mut chunk).await?;
+            if read == 0 {
+                return Ok(Ok(raw));
+            }
+            if raw.len() + read > limit {
+                return Ok(Err(ProtocolError::invalid_format(format!(
+                    "command larger than {limit} bytes: refused"
+                ))));
+            }
+            raw.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// Writes the stream's events, one JSON line each, until the stream ends, the client
+    /// goes away, or the server shuts down.
+    async fn stream(
+        &self,
+        stream: UnixStream,
+        mut events: MessageStream<SseAdapter>,
+    ) -> io::Result<()> {
+        let (stream, watcher) = split_watcher(stream)?;
+        let mut stream = stream;
+        let client_gone = client_gone(&watcher);
+        tokio::pin!(client_gone);
+        let stop = self.shutdown.wait();
+        tokio::pin!(stop);
+        let mut buf = Vec::with_capacity(16 * 1024);
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                _ = &mut client_gone => {
+                    tracing::debug!(listener = events.listener().id(), "stream client left");
+                    return Ok(());
+                }
+                event = next_event(&mut events) => event,
+            };
+            let Some(event) = event else { break };
+            protocol::write_stream_line(&mut buf, &event);
+            // Write what else is ready in the same system call.
+            while buf.len() < 64 * 1024 {
+                match events.try_recv() {
+                    Some(event) => protocol::write_stream_line(&mut buf, &event),
+                    None => break,
+                }
+            }
+            stream.write_all(&buf).await?;
+            buf.clear();
+        }
+        stream.shutdown().await
+    }
+}
+
+async fn write_and_close(stream: &mut UnixStream, bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.shutdown().await
+}
+
+async fn next_event(events: &mut MessageStream<SseAdapter>) -> Option<eric_sse::SseEvent> {
+    std::future::poll_fn(|cx| Pin::new(&mut *events).poll_next(cx)).await
+}
+
+/// A second handle on the connection's socket, only to notice a hang-up: the client
+/// half-closed long ago, so reading cannot tell it left; its full close shows as
+/// `EPOLLHUP`, which this handle waits for without disturbing the writer's readiness.
+fn split_watcher(stream: UnixStream) -> io::Result<(UnixStream, UnixStream)> {
+    let std_stream = stream.into_std()?;
+    let watcher = std_stream.try_clone()?;
+    Ok((
+        UnixStream::from_std(std_stream)?,
+        UnixStream::from_std(watcher)?,
+    ))
+}
+
+async fn client_gone(watcher: &UnixStream) {
+    loop {
+        match watcher.ready(Interest::WRITABLE).await {
+            Ok(ready) if ready.is_write_closed() => return,
+            Ok(_) => {
+                // Consume this readiness so the next wait is for a new event.
+                let _ = watcher.try_io(Interest::WRITABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
+            }
+            Err(_) => return,
+        }
+    }
+}
