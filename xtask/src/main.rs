@@ -1,1 +1,264 @@
-fn main() {}
+//! Maintenance tasks of the eric workspace, run as `cargo xtask <task>`.
+//!
+//! A plain binary with no dependencies: it shells out to cargo, git, tar and sha256sum.
+//!
+//! * `ci`: what CI checks: formatting, clippy with warnings denied, the README's test
+//!   command, docs with broken intra-doc links denied, and each library crate built alone
+//!   and with `--no-default-features`.
+//! * `release <version>`: bumps every crate's version and the versions of the
+//!   inter-crate dependencies together, refuses when the tree is dirty or CHANGELOG.md has
+//!   no entry for the version, packages each crate in dependency order, commits and tags.
+//! * `dist`: a release build of `eric` in a tarball, with its SHA-256 checksum.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The publishable crates, in dependency order (each depends only on earlier ones).
+const CRATES: [&str; 5] = ["eric-core", "eric-sse", "eric-processing", "eric-socket", "eric-cli"];
+
+/// The library crates, checked alone and without default features.
+const LIBRARIES: [&str; 4] = ["eric-core", "eric-sse", "eric-processing", "eric-socket"];
+
+/// The README's test command, run by `ci` (keep the two in step).
+const TEST_COMMAND: [&str; 2] = ["test", "--workspace"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["ci"] => ci(),
+        ["release", version] => release(version, false),
+        ["release", version, "--no-verify"] => release(version, true),
+        ["dist"] => dist(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 tasks:\n  \
+                 ci                               fmt, clippy, tests, docs, each crate alone\n  \
+                 release <version> [--no-verify]  bump versions, package, commit and tag\n  \
+                 dist                             release tarball of `eric` with its SHA-256"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+/// The root of the repository the task works on: the git top level of the current
+/// directory (so tests can run the task on a throwaway copy).
+fn root() -> Result<PathBuf> {
+    let out = output(Command::new("git").args(["rev-parse", "--show-toplevel"]))?;
+    Ok(PathBuf::from(out.trim()))
+}
+
+fn run(command: &mut Command) -> Result {
+    eprintln!("$ {}", describe(command));
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", describe(command)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({status})", describe(command)))
+    }
+}
+
+fn output(command: &mut Command) -> Result<String> {
+    let out = command
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", describe(command)))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed: {}",
+            describe(command),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn describe(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root);
+    command
+}
+
+fn ci() -> Result {
+    let root = root()?;
+    run(cargo(&root).args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo(&root).args(TEST_COMMAND))?;
+    run(cargo(&root)
+        .args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D rustdoc::broken_intra_doc_links"))?;
+    for library in LIBRARIES {
+        run(cargo(&root).args(["check", "-p", library, "--all-targets"]))?;
+        run(cargo(&root).args(["check", "-p", library, "--no-default-features"]))?;
+    }
+    Ok(())
+}
+
+fn git_is_clean(root: &Path) -> Result<bool> {
+    Ok(output(Command::new("git").current_dir(root).args(["status", "--porcelain"]))?
+        .trim()
+        .is_empty())
+}
+
+/// Whether CHANGELOG.md has a heading for `version` (`## 1.2.3` or `## [1.2.3]`).
+fn changelog_has(root: &Path, version: &str) -> Result<bool> {
+    let changelog = std::fs::read_to_string(root.join("CHANGELOG.md"))
+        .map_err(|e| format!("cannot read CHANGELOG.md: {e}"))?;
+    Ok(changelog.lines().any(|line| {
+        let Some(heading) = line.strip_prefix("## ") else {
+            return false;
+        };
+        let first = heading.split_whitespace().next().unwrap_or("");
+        first == version || first == format!("[{version}]") || first == format!("v{version}")
+    }))
+}
+
+fn is_version(text: &str) -> bool {
+    let core = text.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Rewrites the root Cargo.toml: `[workspace.package] version` and the `version = "..."`
+/// of every inter-crate entry of `[workspace.dependencies]`.
+fn bump_manifest(manifest: &str, version: &str) -> String {
+    let mut section = String::new();
+    let mut out = String::with_capacity(manifest.len());
+    for line in manifest.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            section = trimmed.to_owned();
+        }
+        let replaced = if section == "[workspace.package]" && trimmed.starts_with("version") {
+            format!("version = \"{version}\"")
+        } else if section == "[workspace.dependencies]"
+            && CRATES.iter().any(|c| trimmed.starts_with(&format!("{c} ")))
+            && trimmed.contains("path =")
+        {
+            replace_version_value(line, version)
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&replaced);
+        out.push('\n');
+    }
+    out
+}
+
+fn replace_version_value(line: &str, version: &str) -> String {
+    let Some(start) = line.find("version = \"") else {
+        return line.to_owned();
+    };
+    let value_start = start + "version = \"".len();
+    let Some(len) = line[value_start..].find('"') else {
+        return line.to_owned();
+    };
+    format!("{}{}{}", &line[..value_start], version, &line[value_start + len..])
+}
+
+fn release(version: &str, no_verify: bool) -> Result {
+    let root = root()?;
+    if !is_version(version) {
+        return Err(format!("{version:?} is not a version like 1.2.3"));
+    }
+    if !git_is_clean(&root)? {
+        return Err("the working tree has uncommitted changes: commit or stash them first".into());
+    }
+    if !changelog_has(&root, version)? {
+        return Err(format!(
+            "CHANGELOG.md has no entry for {version}: add a `## {version}` section first"
+        ));
+    }
+    let manifest_path = root.join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&manifest_path).map_err(|e| e.to_string())?;
+    std::fs::write(&manifest_path, bump_manifest(&manifest, version)).map_err(|e| e.to_string())?;
+    // Refresh Cargo.lock with the new versions.
+    run(cargo(&root).args(["metadata", "--format-version", "1", "--offline"]).stdout(std::process::Stdio::null()))
+        .or_else(|_| run(cargo(&root).args(["metadata", "--format-version", "1"]).stdout(std::process::Stdio::null())))?;
+    // One packaging run in dependency order: cargo stages each crate for the next.
+    let mut package = cargo(&root);
+    package.args(["package", "--allow-dirty"]);
+    for krate in CRATES {
+        package.args(["-p", krate]);
+    }
+    if no_verify {
+        package.arg("--no-verify");
+    }
+    run(&mut package)?;
+    run(Command::new("git").current_dir(&root).args(["commit", "-q", "-am", &format!("Release {version}")]))?;
+    run(Command::new("git")
+        .current_dir(&root)
+        .args(["tag", "-a", &format!("v{version}"), "-m", &format!("eric {version}")]))?;
+    eprintln!("released {version}: commit and tag v{version} made; push them when ready");
+    Ok(())
+}
+
+fn dist() -> Result {
+    let root = root()?;
+    run(cargo(&root).args(["build", "--release", "-p", "eric-cli"]))?;
+    let version = output(Command::new(root.join("target/release/eric")).arg("--version"))?;
+    let version = version.split_whitespace().last().unwrap_or("unknown").to_owned();
+    let target = output(Command::new("rustc").arg("-vV"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into());
+    let name = format!("eric-{version}-{target}");
+    let dist = root.join("target/dist");
+    let staging = dist.join(&name);
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
+    for (from, to) in [("target/release/eric", "eric"), ("README.md", "README.md"), ("CHANGELOG.md", "CHANGELOG.md")] {
+        std::fs::copy(root.join(from), staging.join(to)).map_err(|e| format!("copying {from}: {e}"))?;
+    }
+    let tarball = format!("{name}.tar.gz");
+    run(Command::new("tar").current_dir(&dist).args(["czf", &tarball, &name]))?;
+    let sum = output(Command::new("sha256sum").current_dir(&dist).arg(&tarball))?;
+    std::fs::write(dist.join(format!("{tarball}.sha256")), &sum).map_err(|e| e.to_string())?;
+    std::fs::remove_dir_all(&staging).map_err(|e| e.to_string())?;
+    eprintln!("{}", dist.join(&tarball).display());
+    print!("{sum}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bump_rewrites_the_workspace_version_and_inter_crate_entries_only() {
+        let manifest = "[workspace.package]\nversion = \"0.1.0\"\n\n[workspace.dependencies]\n\
+                        eric-core = { path = \"eric-core\", version = \"0.1.0\" }\n\
+                        serde = { version = \"1\" }\n";
+        let bumped = bump_manifest(manifest, "0.2.0");
+        assert!(bumped.contains("version = \"0.2.0\"\n\n"));
+        assert!(bumped.contains("eric-core = { path = \"eric-core\", version = \"0.2.0\" }"));
+        assert!(bumped.contains("serde = { version = \"1\" }"));
+    }
+
+    #[test]
+    fn versions_must_have_three_numeric_parts() {
+        assert!(is_version("1.2.3"));
+        assert!(is_version("0.2.0-rc.1"));
+        assert!(!is_version("1.2"));
+        assert!(!is_version("v1.2.3"));
+    }
+}
