@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 
-use memchr::{memchr, memchr2};
+use memchr::memchr2;
 use serde::de::DeserializeOwned;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -232,7 +232,8 @@ impl Parser {
             self.dispatch();
             return;
         }
-        let (name, value) = match memchr(b':', line) {
+        // Field names are short: a plain scan finds the colon sooner than a SIMD search.
+        let (name, value) = match line.iter().position(|&b| b == b':') {
             Some(0) => {
                 self.comment(&line[1..]);
                 return;
@@ -245,17 +246,17 @@ impl Parser {
         };
         match name {
             b"data" => {
-                self.data.push_str(&String::from_utf8_lossy(value));
+                push_lossy(&mut self.data, value);
                 self.data.push('\n');
             }
             b"event" => {
                 self.event_type.clear();
-                self.event_type.push_str(&String::from_utf8_lossy(value));
+                push_lossy(&mut self.event_type, value);
             }
             // An id holding NUL is ignored.
-            b"id" if memchr(0, value).is_none() => {
+            b"id" if !value.contains(&0) => {
                 self.id_buffer.clear();
-                self.id_buffer.push_str(&String::from_utf8_lossy(value));
+                push_lossy(&mut self.id_buffer, value);
             }
             // A retry that is not all ASCII digits is ignored.
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
@@ -302,6 +303,16 @@ impl Parser {
             data,
             last_event_id: self.last_event_id.clone(),
         }));
+    }
+}
+
+/// Appends `bytes` decoded as UTF-8 to `out`, each maximal invalid sequence replaced by
+/// U+FFFD (the spec's "UTF-8 decode"). Valid input, the common case, takes the fast
+/// validator and no allocation.
+fn push_lossy(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
     }
 }
 
