@@ -300,8 +300,21 @@ impl<A: Adapter> Channel<A> {
     /// `Disconnected` when a bounded queue overflows (see
     /// [`OverflowPolicy`](crate::OverflowPolicy)).
     pub fn dispatch(&self, listener_id: &str, message: impl Into<Arc<Message>>) -> Result<()> {
-        let listener = self.get_listener(listener_id)?;
-        self.dispatch_to(&listener, &message.into())
+        let message = message.into();
+        // Push under the map's read lock: no reference count to take on the listener.
+        let listeners = self.inner.listeners.read();
+        let listener = listeners
+            .get(listener_id)
+            .ok_or_else(|| Error::InvalidListener(listener_id.to_owned()))?;
+        match listener.push(&message) {
+            Ok(()) => Ok(()),
+            Err(refused) => {
+                let listener = Arc::clone(listener);
+                // Overflow handling may remove the listener: release the map first.
+                drop(listeners);
+                Err(self.overflowed(&listener, refused))
+            }
+        }
     }
 
     /// Queues `message` for a listener the caller already holds, skipping the id lookup.
@@ -367,14 +380,20 @@ impl<A: Adapter> Channel<A> {
     /// Fails with `NoMessages` when the queue is empty or the listener is stopped, and
     /// with `InvalidListener` when no listener has this id.
     pub fn deliver_next(&self, listener_id: &str) -> Result<Delivery> {
-        let listener = self.get_listener(listener_id)?;
-        match listener.try_next() {
-            Some(crate::listener::Next::Message(delivery)) => {
-                listener.handle(&delivery.message);
-                Ok(delivery)
-            }
-            _ => Err(Error::NoMessages(listener_id.to_owned())),
+        let listeners = self.inner.listeners.read();
+        let listener = listeners
+            .get(listener_id)
+            .ok_or_else(|| Error::InvalidListener(listener_id.to_owned()))?;
+        let Some(crate::listener::Next::Message(delivery)) = listener.try_next() else {
+            return Err(Error::NoMessages(listener_id.to_owned()));
+        };
+        if listener.has_handler() {
+            // The handler may call back into the channel: run it with no lock held.
+            let listener = Arc::clone(listener);
+            drop(listeners);
+            listener.handle(&delivery.message);
         }
+        Ok(delivery)
     }
 
     /// Broadcasts the end-of-stream message (`_eric_channel_closed`): every open stream
