@@ -60,3 +60,11 @@ pub use pyjson::{python_repr, write_python_json};
 pub use shutdown::{termination_signal, ShutdownHandle};
 pub use timer::TokioTimer;
 pub use unix::{ClientError, EventStream, SocketClient, UnixServer, UnixServerConfig};
+
+/// The user guide in `docs/`, compiled here so that every Rust example in it is tested
+/// (`cargo test -p eric-socket --doc`).
+#[cfg(doctest)]
+pub mod docs {
+    #[doc = include_str!("../../docs/concepts.md")]
+    pub struct Concepts;
+}
