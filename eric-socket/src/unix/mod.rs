@@ -4,4 +4,4 @@ mod client;
 mod server;
 
 pub use client::{ClientError, EventStream, SocketClient};
-pub use server::{UnixServer, UnixServerConfig, DEFAULT_MAX_COMMAND_BYTES};
+pub use server::{ConnectionGauge, UnixServer, UnixServerConfig, DEFAULT_MAX_COMMAND_BYTES};

@@ -10,6 +10,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::Interest;
@@ -53,6 +54,34 @@ impl UnixServerConfig {
     }
 }
 
+/// A live count of a server's open connections (streams included); clones observe the
+/// same server. For monitoring, and for tests that check no connection is leaked.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionGauge {
+    open: Arc<AtomicUsize>,
+}
+
+impl ConnectionGauge {
+    /// The number of connections being served now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn enter(&self) -> ConnectionGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        ConnectionGuard(self.clone())
+    }
+}
+
+/// Counts one connection as open until dropped (also when its task is aborted).
+struct ConnectionGuard(ConnectionGauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A Unix socket server speaking the eric-sse 0.6.0.3 command protocol, wire-compatible
 /// with the reference's `SocketServer`: one task per connection, one command per
 /// connection, streams for `l` and `w`.
@@ -78,6 +107,7 @@ pub struct UnixServer {
     config: Arc<UnixServerConfig>,
     container: Arc<ChannelContainer>,
     shutdown: ShutdownHandle,
+    gauge: ConnectionGauge,
 }
 
 impl UnixServer {
@@ -126,6 +156,7 @@ impl UnixServer {
             config: Arc::new(config),
             container,
             shutdown: ShutdownHandle::new(),
+            gauge: ConnectionGauge::default(),
         })
     }
 
@@ -137,6 +168,11 @@ impl UnixServer {
     /// The handle that stops this server.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// The count of this server's open connections, readable while it runs.
+    pub fn connection_gauge(&self) -> ConnectionGauge {
+        self.gauge.clone()
     }
 
     /// Uses `handle` to stop this server (to stop several servers with one handle).
@@ -154,6 +190,7 @@ impl UnixServer {
             config,
             container,
             shutdown,
+            gauge,
         } = self;
         let permits = Arc::new(Semaphore::new(config.max_connections));
         let mut connections = JoinSet::new();
@@ -181,9 +218,10 @@ impl UnixServer {
                 config: Arc::clone(&config),
                 shutdown: shutdown.clone(),
             };
+            let open = gauge.enter();
             connections.spawn(async move {
                 connection.serve(stream).await;
-                drop(permit);
+                drop((permit, open));
             });
             while connections.try_join_next().is_some() {}
         }
