@@ -111,7 +111,16 @@ impl From<Error> for ProtocolError {
 /// common case reads as in the reference: `Expecting value: line 1 column 1 (char 0)`.
 fn json_decode_error(raw: &[u8], error: &serde_json::Error) -> ProtocolError {
     let text = String::from_utf8_lossy(raw);
-    let (line, column) = (error.line().max(1), error.column().max(1));
+    let (line, column) = if error.classify() == serde_json::error::Category::Eof {
+        // Python points just past the end of the input; serde_json at its last character.
+        let last_line = text.rsplit('\n').next().unwrap_or_default();
+        (
+            text.matches('\n').count() + 1,
+            last_line.chars().count() + 1,
+        )
+    } else {
+        (error.line().max(1), error.column().max(1))
+    };
     let char_offset: usize = text
         .split_inclusive('\n')
         .take(line - 1)
@@ -309,6 +318,22 @@ mod tests {
         assert_eq!(
             error("hello"),
             "JSONDecodeError('Expecting value: line 1 column 1 (char 0)')"
+        );
+    }
+
+    #[test]
+    fn input_that_ends_too_early_is_located_past_its_end_as_python_does() {
+        assert_eq!(
+            error("   "),
+            "JSONDecodeError('Expecting value: line 1 column 4 (char 3)')"
+        );
+        assert_eq!(
+            error(r#"{"v": "b", "c": "1", "t": "#),
+            "JSONDecodeError('Expecting value: line 1 column 27 (char 26)')"
+        );
+        assert_eq!(
+            error("[1,\n\n"),
+            "JSONDecodeError('Expecting value: line 3 column 1 (char 5)')"
         );
     }
 
