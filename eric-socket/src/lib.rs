@@ -67,4 +67,6 @@ pub use unix::{ClientError, EventStream, SocketClient, UnixServer, UnixServerCon
 pub mod docs {
     #[doc = include_str!("../../docs/concepts.md")]
     pub struct Concepts;
+    #[doc = include_str!("../../docs/socket-protocol.md")]
+    pub struct SocketProtocol;
 }
