@@ -7,8 +7,8 @@
 //!   a container, write answers, errors and stream lines byte for byte as the reference.
 //! * [`UnixServer`] and [`SocketClient`]: the protocol over a Unix socket (tokio), so that
 //!   Python programs written for eric-sse 0.6.0.3 work unchanged.
-//! * `http` (feature `http`, on by default): the HTTP routes of eric-api with
-//!   `text/event-stream` streams for browsers, over the same container.
+//! * [`HttpServer`] (feature `http`, on by default; module `http`): the HTTP routes of
+//!   eric-api with `text/event-stream` streams for browsers, over the same container.
 //!
 //! Servers run inside the caller's tokio runtime and stop with a [`ShutdownHandle`]
 //! (or [`termination_signal`] for binaries).
@@ -49,6 +49,8 @@
 #![deny(missing_docs)]
 
 mod container;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod protocol;
 mod pyjson;
 mod shutdown;
@@ -56,6 +58,8 @@ mod timer;
 pub mod unix;
 
 pub use container::{ChannelContainer, ChannelSettings};
+#[cfg(feature = "http")]
+pub use http::{HttpServer, HttpServerConfig};
 pub use pyjson::{python_repr, write_python_json};
 pub use shutdown::{termination_signal, ShutdownHandle};
 pub use timer::TokioTimer;

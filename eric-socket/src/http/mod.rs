@@ -1,0 +1,99 @@
+//! The HTTP transport (feature `http`): the routes of eric-api over the same
+//! [`ChannelContainer`](crate::ChannelContainer) as the Unix server, with
+//! `text/event-stream` streams for browsers.
+//!
+//! [`HttpServer`] is an HTTP/1.1 server on hyper 1.x and tokio. Channel and listener ids
+//! travel in the query (`channel_id`, `listener_id`) or in the path, percent-encoded.
+//!
+//! | method and path | query / body | answer |
+//! |---|---|---|
+//! | `PUT /create` | `channel_id` (optional: caller-chosen id) | `{"channel_id": "..."}` |
+//! | `POST /subscribe` | `channel_id` | `{"listener_id": "..."}` (a stopped listener: streaming starts it) |
+//! | `POST /broadcast` | `channel_id`; body `{"type": "...", "payload": <any JSON>}` | `null` |
+//! | `POST /dispatch` | `channel_id`, `listener_id`; body as above | `null` |
+//! | `GET /stream/{channel_id}/{listener_id}` | header `Last-Event-ID` (optional) | `text/event-stream` of the listener |
+//! | `GET /watch/{channel_id}` | | `text/event-stream` of a fresh listener, removed when the client leaves |
+//! | `DELETE /listener/{channel_id}/{listener_id}` | | `null` |
+//! | `DELETE /channel/{channel_id}` | | `null` |
+//! | `GET /channels` | | `["id", ...]`, sorted |
+//! | `GET /` | | `{"<channel id>": ["<listener id>", ...]}` |
+//!
+//! `GET /` and `GET /channels` also answer `HEAD`; every known path answers `OPTIONS`
+//! (with CORS preflight headers when the origin is allowed).
+//!
+//! # Errors
+//! Every error is JSON `{"message": "..."}` naming what was wrong:
+//!
+//! | status | when |
+//! |---|---|
+//! | 400 | a missing or empty `channel_id` / `listener_id`, a body that is not a JSON object with a string `"type"` |
+//! | 404 | an unknown channel or listener, an unknown path |
+//! | 405 | a known path with another method (the `Allow` header lists the right ones) |
+//! | 408 | the body did not arrive within [`HttpServerConfig::body_read_timeout`] |
+//! | 409 | `PUT /create` with a channel id that is taken |
+//! | 410 | `POST /dispatch` to a listener that its queue's overflow policy just disconnected |
+//! | 413 | a body over [`HttpServerConfig::max_body_bytes`] (by `Content-Length`, or counted while reading) |
+//! | 503 | more open streams than [`HttpServerConfig::max_streams`], a full bounded queue (`Reject` policy), a server shutting down |
+//!
+//! A request the server could not read to its end (408, 413) is answered with
+//! `Connection: close`. A request hyper cannot parse gets hyper's bare `400`; a client
+//! that does not finish its request head within
+//! [`HttpServerConfig::header_read_timeout`] (an idle keep-alive connection included) is
+//! disconnected.
+//!
+//! # Streams
+//! `GET /stream` and `GET /watch` answer a [`eric_sse::http::SseBody`]: `retry:` once
+//! at the start (raised to a floor, 1 s by default), then each event with its `id:`,
+//! `event:` (the message type) and `data:` (the payload as JSON), and a `: keep-alive`
+//! comment after 15 s of silence (see [`HttpServerConfig::sse`]). The headers are
+//! `Content-Type: text/event-stream`, `Cache-Control: no-cache`, `X-Accel-Buffering: no`.
+//!
+//! * The listener is registered (`/watch`) or started (`/stream`) before the response
+//!   head leaves: nothing broadcast after the client saw the head is lost.
+//! * **Resume.** A `/stream` request with a numeric `Last-Event-ID` header (an
+//!   `EventSource` sends it on reconnect) first replays the events the listener
+//!   delivered after that id, from its history, then goes on with its queue. A header
+//!   that is not a number is ignored. `/watch` ignores it: its listener is new.
+//! * **One stream per listener.** A new `/stream` of a listener that already has one
+//!   ends the older stream and waits (up to a second) until it is gone before it starts:
+//!   the newest connection wins, as a reconnecting browser needs, and no event is taken
+//!   by the old stream after the new one read the history.
+//! * **A client that leaves** is noticed when hyper reads the end of its connection, or
+//!   at the latest when the next event or keep-alive cannot be written. The stream is
+//!   then dropped: a `/watch` listener is removed from its channel, a `/stream` listener
+//!   stays registered (and keeps queueing) for a later stream.
+//! * **Removal and end.** When its listener or channel is deleted, or the channel
+//!   broadcasts `_eric_channel_closed`, a stream sends that event and ends.
+//! * **Shutdown** ends every stream cleanly (the body is finished, the client sees the end
+//!   of the response) and closes the connections; see [`HttpServer::run`].
+//!
+//! # CORS
+//! With [`HttpServerConfig::cors_allowed_origins`] set, a request whose `Origin` is in the
+//! list (or any origin, for the entry `*`) gets `Access-Control-Allow-Origin` with that
+//! origin on every answer, streams and errors included, and `OPTIONS` answers the
+//! preflight; so a page served elsewhere can use `fetch` and `EventSource`. The list is
+//! empty by default: no CORS headers.
+//!
+//! # Example
+//! ```
+//! use eric_socket::{ChannelContainer, HttpServer, HttpServerConfig};
+//! use std::sync::Arc;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let config = HttpServerConfig::new("127.0.0.1:0".parse().unwrap());
+//! let server = HttpServer::bind(config, Arc::new(ChannelContainer::new())).await.unwrap();
+//! println!("listening on http://{}", server.local_addr());
+//! let stop = server.shutdown_handle();
+//! let running = tokio::spawn(server.run());
+//! // ... serve; then:
+//! stop.shutdown();
+//! running.await.unwrap().unwrap();
+//! # });
+//! ```
+
+mod body;
+mod routes;
+mod server;
+mod stream;
+
+pub use server::{HttpServer, HttpServerConfig, DEFAULT_MAX_BODY_BYTES};

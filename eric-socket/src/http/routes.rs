@@ -1,0 +1,601 @@
+//! The routes: from a request to its answer. Every failure becomes a JSON
+//! `{"message": ...}` answer with its status; nothing here panics on client input.
+
+use super::body::ResponseBody;
+use super::server::State;
+use super::stream::{stop_future, LiveEvents};
+use bytes::Bytes;
+use eric_core::{Error, Message};
+use eric_sse::http::{sse_response, SseBody};
+use eric_sse::SseChannel;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// A request path the server knows, with the ids it carries (percent-decoded).
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Root,
+    Channels,
+    Create,
+    Subscribe,
+    Broadcast,
+    Dispatch,
+    Stream { channel: String, listener: String },
+    Watch { channel: String },
+    DeleteListener { channel: String, listener: String },
+    DeleteChannel { channel: String },
+}
+
+impl Route {
+    /// The route of `path`; `Ok(None)` for a path the server does not know.
+    fn parse(path: &str) -> Result<Option<Route>, ApiError> {
+        let Some(rest) = path.strip_prefix('/') else {
+            return Ok(None);
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        let route = match segments.as_slice() {
+            [""] => Route::Root,
+            ["channels"] => Route::Channels,
+            ["create"] => Route::Create,
+            ["subscribe"] => Route::Subscribe,
+            ["broadcast"] => Route::Broadcast,
+            ["dispatch"] => Route::Dispatch,
+            ["stream", channel, listener] => Route::Stream {
+                channel: decode_segment(channel)?,
+                listener: decode_segment(listener)?,
+            },
+            ["watch", channel] => Route::Watch {
+                channel: decode_segment(channel)?,
+            },
+            ["listener", channel, listener] => Route::DeleteListener {
+                channel: decode_segment(channel)?,
+                listener: decode_segment(listener)?,
+            },
+            ["channel", channel] => Route::DeleteChannel {
+                channel: decode_segment(channel)?,
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(route))
+    }
+
+    /// The methods the route answers, `OPTIONS` aside.
+    fn methods(&self) -> &'static [Method] {
+        match self {
+            Route::Root | Route::Channels => &[Method::GET, Method::HEAD],
+            Route::Create => &[Method::PUT],
+            Route::Subscribe | Route::Broadcast | Route::Dispatch => &[Method::POST],
+            Route::Stream { .. } | Route::Watch { .. } => &[Method::GET],
+            Route::DeleteListener { .. } | Route::DeleteChannel { .. } => &[Method::DELETE],
+        }
+    }
+
+    /// The `Allow` header of the route.
+    fn allow(&self) -> String {
+        let mut allow: Vec<&str> = self.methods().iter().map(Method::as_str).collect();
+        allow.push("OPTIONS");
+        allow.join(", ")
+    }
+}
+
+fn decode_segment(segment: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(Cow::into_owned)
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "the path segment {segment:?} is not UTF-8 once percent-decoded"
+            ))
+        })
+}
+
+/// A failed request: its status and the message that names what was wrong.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+    /// Close the connection after answering (the request body was not read to its end).
+    close: bool,
+    /// The `Allow` header of a 405.
+    allow: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            close: false,
+            allow: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    fn unknown_channel(channel: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no channel with id {channel:?}"),
+        )
+    }
+
+    fn unknown_listener(channel: &str, listener: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no listener with id {listener:?} in channel {channel:?}"),
+        )
+    }
+
+    /// An eric-core error met while working on `channel`.
+    fn core(error: Error, channel: &str) -> Self {
+        match error {
+            Error::InvalidChannel(id) => ApiError::unknown_channel(&id),
+            Error::InvalidListener(id) => ApiError::unknown_listener(channel, &id),
+            Error::DuplicateId(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("a channel with id {id:?} exists already"),
+            ),
+            error @ Error::QueueFull { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+            }
+            error @ Error::Disconnected { .. } => ApiError::new(StatusCode::GONE, error.to_string()),
+            error => ApiError::bad_request(error.to_string()),
+        }
+    }
+
+    fn into_response(self) -> Response<ResponseBody> {
+        let mut response = json_response(self.status, &json!({ "message": self.message }));
+        let headers = response.headers_mut();
+        if self.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::try_from(a).ok()) {
+            headers.insert(header::ALLOW, allow);
+        }
+        response
+    }
+}
+
+type Answer = Result<Response<ResponseBody>, ApiError>;
+
+/// Answers one request.
+pub(crate) async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<ResponseBody> {
+    let origin = allowed_origin(state, request.headers());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut response = match answer(state, request, origin.is_some()).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(%method, %path, status = %error.status, message = %error.message, "request refused");
+            error.into_response()
+        }
+    };
+    if !state.config.cors_allowed_origins.is_empty() {
+        let headers = response.headers_mut();
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        if let Some(origin) = origin {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        }
+    }
+    response
+}
+
+async fn answer(state: &Arc<State>, request: Request<Incoming>, cors: bool) -> Answer {
+    let Some(route) = Route::parse(request.uri().path())? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no route for {}", request.uri().path()),
+        ));
+    };
+    let method = request.method();
+    if method == Method::OPTIONS {
+        return Ok(preflight(&route, request.headers(), cors));
+    }
+    if !route.methods().contains(method) {
+        let mut error = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} does not answer {method}; it answers {}", request.uri().path(), route.allow()),
+        );
+        error.allow = Some(route.allow());
+        return Err(error);
+    }
+    let container = &state.container;
+    match route {
+        Route::Root => Ok(json_response(StatusCode::OK, &container.snapshot())),
+        Route::Channels => Ok(json_response(StatusCode::OK, &container.ids())),
+        Route::Create => {
+            let channel = match query_param(&request, "channel_id") {
+                None => container.add(),
+                Some(id) if id.is_empty() => {
+                    return Err(ApiError::bad_request(
+                        "the query parameter channel_id is empty: give an id, or leave it out for a generated one",
+                    ))
+                }
+                Some(id) => container.add_with_id(&id).map_err(|e| ApiError::core(e, &id))?,
+            };
+            Ok(json_response(StatusCode::OK, &json!({ "channel_id": channel.id() })))
+        }
+        Route::Subscribe => {
+            let channel = channel_of(state, &required_param(&request, "channel_id")?)?;
+            let listener = channel.add_listener();
+            Ok(json_response(StatusCode::OK, &json!({ "listener_id": listener.id() })))
+        }
+        Route::Broadcast => {
+            let channel_id = required_param(&request, "channel_id")?;
+            let channel = channel_of(state, &channel_id)?;
+            let message = parse_message(&read_body(state, request).await?)?;
+            let report = channel.broadcast(message);
+            if report.rejected > 0 || report.disconnected > 0 {
+                tracing::info!(
+                    channel = %channel_id,
+                    delivered = report.delivered,
+                    rejected = report.rejected,
+                    disconnected = report.disconnected,
+                    "broadcast met full queues"
+                );
+            }
+            Ok(json_response(StatusCode::OK, &Value::Null))
+        }
+        Route::Dispatch => {
+            let channel_id = required_param(&request, "channel_id")?;
+            let listener_id = required_param(&request, "listener_id")?;
+            let channel = channel_of(state, &channel_id)?;
+            let listener = channel
+                .get_listener(&listener_id)
+                .map_err(|e| ApiError::core(e, &channel_id))?;
+            let message = parse_message(&read_body(state, request).await?)?;
+            channel
+                .dispatch_to(&listener, &Arc::new(message))
+                .map_err(|e| ApiError::core(e, &channel_id))?;
+            Ok(json_response(StatusCode::OK, &Value::Null))
+        }
+        Route::Stream { channel, listener } => {
+            let last_event_id = last_event_id(request.headers());
+            stream(state, &channel, &listener, last_event_id).await
+        }
+        Route::Watch { channel } => watch(state, &channel),
+        Route::DeleteListener { channel, listener } => {
+            channel_of(state, &channel)?
+                .remove_listener(&listener)
+                .map_err(|e| ApiError::core(e, &channel))?;
+            Ok(json_response(StatusCode::OK, &Value::Null))
+        }
+        Route::DeleteChannel { channel } => {
+            container
+                .remove(&channel)
+                .map_err(|e| ApiError::core(e, &channel))?;
+            Ok(json_response(StatusCode::OK, &Value::Null))
+        }
+    }
+}
+
+/// `GET /stream/{channel}/{listener}`: starts the listener and streams it, after the
+/// events delivered since `last_event_id` when the client resumes.
+async fn stream(
+    state: &Arc<State>,
+    channel_id: &str,
+    listener_id: &str,
+    last_event_id: Option<u64>,
+) -> Answer {
+    let channel = channel_of(state, channel_id)?;
+    let listener = channel
+        .get_listener(listener_id)
+        .map_err(|e| ApiError::core(e, channel_id))?;
+    let permit = stream_permit(state)?;
+    // Ends the listener's previous stream, if any, and waits until it is gone, so that
+    // it takes nothing more from the queue once the history below is read.
+    let (slot, superseded) = state.slots.claim(channel_id, listener_id).await;
+    listener.start();
+    let events = match last_event_id {
+        Some(id) => channel.message_stream_after(&listener, id),
+        None => channel.message_stream(&listener),
+    };
+    tracing::debug!(
+        channel = channel_id,
+        listener = listener_id,
+        ?last_event_id,
+        "stream opened"
+    );
+    let stop = stop_future(state.shutdown.wait(), Some(superseded));
+    Ok(sse(state, LiveEvents::new(events, stop, permit, Some(slot))))
+}
+
+/// `GET /watch/{channel}`: a new listener, started, that lives as long as the stream.
+fn watch(state: &Arc<State>, channel_id: &str) -> Answer {
+    let channel = channel_of(state, channel_id)?;
+    let permit = stream_permit(state)?;
+    // Registered and started here, before the response head leaves.
+    let events = channel.watch();
+    tracing::debug!(
+        channel = channel_id,
+        listener = events.listener().id(),
+        "watch opened"
+    );
+    let stop = stop_future(state.shutdown.wait(), None);
+    Ok(sse(state, LiveEvents::new(events, stop, permit, None)))
+}
+
+fn stream_permit(state: &State) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    if state.shutdown.is_shutdown() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        ));
+    }
+    Arc::clone(&state.streams).try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many open streams: the server allows {} at once",
+                state.config.max_streams
+            ),
+        )
+    })
+}
+
+fn sse(state: &State, events: LiveEvents) -> Response<ResponseBody> {
+    sse_response(SseBody::with_config(events, state.config.sse.clone())).map(ResponseBody::Sse)
+}
+
+fn channel_of(state: &State, channel_id: &str) -> Result<SseChannel, ApiError> {
+    state
+        .container
+        .get(channel_id)
+        .map_err(|_| ApiError::unknown_channel(channel_id))
+}
+
+/// The `Last-Event-ID` header as a number; absent when missing or not a number.
+fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("last-event-id")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
+    let query = request.uri().query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+fn required_param(request: &Request<Incoming>, name: &str) -> Result<String, ApiError> {
+    match query_param(request, name) {
+        None => Err(ApiError::bad_request(format!(
+            "missing query parameter {name}"
+        ))),
+        Some(value) if value.is_empty() => Err(ApiError::bad_request(format!(
+            "the query parameter {name} is empty"
+        ))),
+        Some(value) => Ok(value),
+    }
+}
+
+/// Reads the whole body, within the size limit and the body timeout.
+async fn read_body(state: &State, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let limit = state.config.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+        .closing()
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = request.into_body();
+    let read = async {
+        let mut bytes = Vec::with_capacity(declared.map_or(1024, |l| l as usize));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| {
+                ApiError::bad_request(format!("could not read the request body: {error}")).closing()
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if bytes.len() + data.len() > limit {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&data);
+            }
+        }
+        Ok(Bytes::from(bytes))
+    };
+    match tokio::time::timeout(state.config.body_read_timeout, read).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {:?}",
+                state.config.body_read_timeout
+            ),
+        )
+        .closing()),
+    }
+}
+
+const MESSAGE_SHAPE: &str = r#"{"type": "...", "payload": <any JSON>}"#;
+
+/// The message of a broadcast or dispatch body: `{"type": "...", "payload": ...}`
+/// (`payload` defaults to `null`; other keys are ignored).
+fn parse_message(body: &[u8]) -> Result<Message, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(format!(
+            "the request body is empty; send a JSON object {MESSAGE_SHAPE}"
+        )));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request(format!(
+            "the request body is not valid JSON ({error}); send a JSON object {MESSAGE_SHAPE}"
+        ))
+    })?;
+    let Value::Object(mut object) = value else {
+        return Err(ApiError::bad_request(format!(
+            "the request body is {}, not a JSON object {MESSAGE_SHAPE}",
+            kind(&value)
+        )));
+    };
+    let msg_type = match object.remove("type") {
+        Some(Value::String(msg_type)) => msg_type,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "\"type\" must be a string, not {}",
+                kind(&other)
+            )))
+        }
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "the request body has no \"type\"; send a JSON object {MESSAGE_SHAPE}"
+            )))
+        }
+    };
+    if msg_type.contains(['\r', '\n']) {
+        return Err(ApiError::bad_request(format!(
+            "\"type\" {msg_type:?} contains a line break; it becomes the SSE event name, which cannot hold one"
+        )));
+    }
+    let payload = object.remove("payload").unwrap_or(Value::Null);
+    Ok(Message::new(msg_type, payload))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response<ResponseBody> {
+    // Serialising maps of strings and JSON values cannot fail.
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+    let mut response = Response::new(ResponseBody::full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The origin of the request if CORS allows it, as the header value to echo.
+fn allowed_origin(state: &State, headers: &HeaderMap) -> Option<HeaderValue> {
+    let allowed = &state.config.cors_allowed_origins;
+    if allowed.is_empty() {
+        return None;
+    }
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(text))
+        .then(|| origin.clone())
+}
+
+/// `OPTIONS` on a known path: its methods, and the CORS preflight answer when the
+/// origin is allowed.
+fn preflight(route: &Route, headers: &HeaderMap, cors: bool) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let allow = HeaderValue::try_from(route.allow()).expect("method names are valid headers");
+    let out = response.headers_mut();
+    out.insert(header::ALLOW, allow.clone());
+    if cors {
+        out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, allow);
+        if let Some(requested) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+            out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+        }
+        out.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_routes_with_decoded_ids() {
+        assert_eq!(Route::parse("/").unwrap(), Some(Route::Root));
+        assert_eq!(
+            Route::parse("/stream/news%20feed/7").unwrap(),
+            Some(Route::Stream {
+                channel: "news feed".into(),
+                listener: "7".into()
+            })
+        );
+        assert_eq!(
+            Route::parse("/watch/%C3%A9t%C3%A9").unwrap(),
+            Some(Route::Watch {
+                channel: "été".into()
+            })
+        );
+        assert_eq!(Route::parse("/stream/a").unwrap(), None);
+        assert_eq!(Route::parse("/channels/").unwrap(), None);
+        assert_eq!(Route::parse("/nope").unwrap(), None);
+        assert!(Route::parse("/watch/%FF").is_err());
+    }
+
+    #[test]
+    fn allow_lists_the_methods_and_options() {
+        assert_eq!(Route::Root.allow(), "GET, HEAD, OPTIONS");
+        assert_eq!(Route::Create.allow(), "PUT, OPTIONS");
+    }
+
+    #[test]
+    fn a_message_needs_an_object_with_a_string_type() {
+        let message = parse_message(br#"{"type": "t", "payload": [1, "x"]}"#).unwrap();
+        assert_eq!(message.msg_type, "t");
+        assert_eq!(message.payload, json!([1, "x"]));
+        assert_eq!(parse_message(br#"{"type": "t"}"#).unwrap().payload, Value::Null);
+        for (body, needle) in [
+            (&b""[..], "empty"),
+            (b"{", "not valid JSON"),
+            (b"[1]", "an array, not a JSON object"),
+            (br#"{"payload": 1}"#, "no \"type\""),
+            (br#"{"type": 1}"#, "must be a string, not a number"),
+            (br#"{"type": "a\nb"}"#, "line break"),
+        ] {
+            let error = parse_message(body).unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST);
+            assert!(error.message.contains(needle), "{}", error.message);
+        }
+    }
+
+    #[test]
+    fn last_event_id_must_be_a_number() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(last_event_id(&headers), None);
+        headers.insert("last-event-id", HeaderValue::from_static(" 42 "));
+        assert_eq!(last_event_id(&headers), Some(42));
+        headers.insert("last-event-id", HeaderValue::from_static("abc"));
+        assert_eq!(last_event_id(&headers), None);
+        headers.insert("last-event-id", HeaderValue::from_static("-1"));
+        assert_eq!(last_event_id(&headers), None);
+    }
+}

@@ -1,0 +1,264 @@
+//! The HTTP server: configuration, accept loop, connections and shutdown.
+
+use super::routes;
+use super::stream::StreamSlots;
+use crate::container::ChannelContainer;
+use crate::shutdown::ShutdownHandle;
+use eric_sse::http::SseBodyConfig;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// The default limit on a request body: a 1 MiB payload plus 64 KiB for the rest of the
+/// JSON object (the same as the Unix server's command limit).
+pub const DEFAULT_MAX_BODY_BYTES: usize = (1 << 20) + (64 << 10);
+
+/// Settings of an [`HttpServer`].
+///
+/// ```
+/// use eric_socket::HttpServerConfig;
+/// use std::time::Duration;
+///
+/// let mut config = HttpServerConfig::new("127.0.0.1:8080".parse().unwrap());
+/// config.cors_allowed_origins = vec!["https://app.example".to_owned()];
+/// config.sse = config.sse.with_keep_alive(Some(Duration::from_secs(30)));
+/// assert_eq!(config.max_streams, 16_384);
+/// ```
+#[derive(Clone, Debug)]
+pub struct HttpServerConfig {
+    /// The address to listen on. Default `127.0.0.1:8080`: only this machine can
+    /// connect; listening on another interface is a deliberate choice.
+    pub addr: SocketAddr,
+    /// The largest request body accepted, in bytes ([`DEFAULT_MAX_BODY_BYTES`]).
+    pub max_body_bytes: usize,
+    /// How long a client may take to send a request head, counted from the moment the
+    /// server waits for one (so it is also the idle timeout of a keep-alive connection).
+    /// Default 10 s.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request body (default 10 s).
+    pub body_read_timeout: Duration,
+    /// Connections served at once; more wait to be accepted (default 16,384).
+    pub max_connections: usize,
+    /// Event streams open at once; more are answered `503` (default 16,384).
+    pub max_streams: usize,
+    /// How event streams are written: keep-alive interval (default 15 s), the floor of
+    /// the `retry:` written at the start (default 1,000 ms), data encoding.
+    pub sse: SseBodyConfig,
+    /// Origins allowed to call the server from a browser page served elsewhere (CORS),
+    /// e.g. `http://localhost:3000`; the entry `*` allows every origin. Empty (the
+    /// default): no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
+    /// How long shutdown waits for connections to finish before cutting them (default 5 s).
+    pub shutdown_grace: Duration,
+}
+
+impl HttpServerConfig {
+    /// Default settings, listening on `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        HttpServerConfig {
+            addr,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 16_384,
+            max_streams: 16_384,
+            sse: SseBodyConfig::default(),
+            cors_allowed_origins: Vec::new(),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for HttpServerConfig {
+    /// Default settings on `127.0.0.1:8080`.
+    fn default() -> Self {
+        HttpServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+}
+
+/// What every connection of a server shares.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) config: HttpServerConfig,
+    pub(crate) container: Arc<ChannelContainer>,
+    pub(crate) shutdown: ShutdownHandle,
+    /// One permit per open event stream.
+    pub(crate) streams: Arc<Semaphore>,
+    pub(crate) slots: Arc<StreamSlots>,
+}
+
+/// An HTTP/1.1 server for the routes of eric-api, with `text/event-stream` streams,
+/// over a [`ChannelContainer`] that the [`UnixServer`](crate::UnixServer) may share.
+/// See the [module documentation](crate::http) for the routes and their semantics.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use eric_socket::{ChannelContainer, HttpServer, HttpServerConfig};
+/// use std::sync::Arc;
+///
+/// let container = Arc::new(ChannelContainer::new());
+/// let server = HttpServer::bind(HttpServerConfig::default(), container).await?;
+/// let stop = server.shutdown_handle();
+/// tokio::spawn(async move {
+///     eric_socket::termination_signal().await.ok();
+///     stop.shutdown();
+/// });
+/// server.run().await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct HttpServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: HttpServerConfig,
+    container: Arc<ChannelContainer>,
+    shutdown: ShutdownHandle,
+}
+
+impl HttpServer {
+    /// Listens on `config.addr` (port 0 picks a free port: see
+    /// [`local_addr`](Self::local_addr)).
+    pub async fn bind(
+        config: HttpServerConfig,
+        container: Arc<ChannelContainer>,
+    ) -> io::Result<Self> {
+        let socket = match config.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(config.addr)?;
+        // A deep backlog: thousands of EventSource clients reconnect at once after a restart.
+        let listener = socket.listen(4096)?;
+        let local_addr = listener.local_addr()?;
+        tracing::info!(addr = %local_addr, "HTTP server listening");
+        Ok(HttpServer {
+            listener,
+            local_addr,
+            config,
+            container,
+            shutdown: ShutdownHandle::new(),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The handle that stops this server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Uses `handle` to stop this server (to stop several servers with one handle).
+    pub fn with_shutdown_handle(mut self, handle: ShutdownHandle) -> Self {
+        self.shutdown = handle;
+        self
+    }
+
+    /// Serves until the shutdown handle fires; then stops accepting, ends every open
+    /// event stream (each client sees its response end), lets the requests in flight
+    /// finish and closes the connections, waiting at most
+    /// [`shutdown_grace`](HttpServerConfig::shutdown_grace) before cutting those left.
+    pub async fn run(self) -> io::Result<()> {
+        let HttpServer {
+            listener,
+            local_addr,
+            config,
+            container,
+            shutdown,
+        } = self;
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout);
+        let state = Arc::new(State {
+            streams: Arc::new(Semaphore::new(config.max_streams)),
+            slots: Arc::default(),
+            config,
+            container,
+            shutdown: shutdown.clone(),
+        });
+        let permits = Arc::new(Semaphore::new(state.config.max_connections));
+        let mut connections = JoinSet::new();
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            let permit = tokio::select! {
+                _ = &mut stop => break,
+                permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
+            };
+            let stream = tokio::select! {
+                _ = &mut stop => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of file descriptors, most likely: let connections finish.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let state = Arc::clone(&state);
+            let builder = builder.clone();
+            connections.spawn(async move {
+                serve_connection(stream, builder, state).await;
+                drop(permit);
+            });
+            while connections.try_join_next().is_some() {}
+        }
+        drop(listener);
+        tracing::info!(addr = %local_addr, open = connections.len(), "HTTP server stopping");
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(state.config.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP connections still open after the grace period: cut");
+            connections.shutdown().await;
+        }
+        tracing::info!(addr = %local_addr, "HTTP server stopped");
+        Ok(())
+    }
+}
+
+/// Serves one connection until the client leaves or, after shutdown, until the
+/// response in flight is finished (streams end on shutdown by themselves).
+async fn serve_connection(stream: TcpStream, builder: http1::Builder, state: Arc<State>) {
+    // Events go out as soon as they are written, not after Nagle's delay.
+    let _ = stream.set_nodelay(true);
+    let shutdown = state.shutdown.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(routes::handle(&state, request).await) }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    // A client that left mid-stream lands here: expected, not a fault.
+                    tracing::debug!(%error, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            () = &mut stop, if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
