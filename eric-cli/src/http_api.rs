@@ -1,0 +1,258 @@
+//! A small client of eric's HTTP API, for the verbs the socket protocol lacks: choosing
+//! a channel id, listing channels, removing channels and listeners.
+//!
+//! One HTTP/1.1 connection per request (hyper's connection API, no pool): a CLI run makes
+//! one request.
+
+use crate::error::{CliError, Exit};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// How long a connection or a whole request may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The HTTP API of a server at `host:port`.
+#[derive(Clone, Debug)]
+pub struct HttpApi {
+    authority: String,
+    /// The CLI verb being run, named in the error when nothing answers.
+    verb: &'static str,
+}
+
+impl HttpApi {
+    /// The API at `address` (`127.0.0.1:8080`; an `http://` prefix is accepted), used by
+    /// the CLI verb `verb`.
+    pub fn new(address: &str, verb: &'static str) -> Self {
+        HttpApi {
+            authority: authority(address).to_owned(),
+            verb,
+        }
+    }
+
+    /// `PUT /create?channel_id=ID`: creates a channel with a chosen id.
+    pub async fn create_channel(&self, id: &str) -> Result<String, CliError> {
+        let answer = self
+            .request(
+                Method::PUT,
+                &format!("/create?channel_id={}", percent_encode(id)),
+            )
+            .await?;
+        answer
+            .get("channel_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| unexpected(&answer))
+    }
+
+    /// `GET /channels`: the channel ids.
+    pub async fn channels(&self) -> Result<Vec<String>, CliError> {
+        let answer = self.request(Method::GET, "/channels").await?;
+        serde_json::from_value(answer.clone()).map_err(|_| unexpected(&answer))
+    }
+
+    /// `GET /`: every channel id with its listener ids.
+    pub async fn snapshot(&self) -> Result<BTreeMap<String, Vec<String>>, CliError> {
+        let answer = self.request(Method::GET, "/").await?;
+        serde_json::from_value(answer.clone()).map_err(|_| unexpected(&answer))
+    }
+
+    /// `DELETE /channel/{channel}`.
+    pub async fn remove_channel(&self, channel: &str) -> Result<(), CliError> {
+        self.request(
+            Method::DELETE,
+            &format!("/channel/{}", percent_encode(channel)),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `DELETE /listener/{channel}/{listener}`.
+    pub async fn remove_listener(&self, channel: &str, listener: &str) -> Result<(), CliError> {
+        self.request(
+            Method::DELETE,
+            &format!(
+                "/listener/{}/{}",
+                percent_encode(channel),
+                percent_encode(listener)
+            ),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Sends a request without a body; returns the JSON answer of a 2xx response.
+    async fn request(&self, method: Method, path: &str) -> Result<Value, CliError> {
+        tokio::time::timeout(TIMEOUT, self.exchange(method.clone(), path))
+            .await
+            .map_err(|_| {
+                CliError::new(
+                    Exit::Io,
+                    format!(
+                        "no answer from the HTTP API at {} to {method} {path} within {}s",
+                        self.authority,
+                        TIMEOUT.as_secs()
+                    ),
+                )
+            })?
+    }
+
+    async fn exchange(&self, method: Method, path: &str) -> Result<Value, CliError> {
+        let stream = TcpStream::connect(&self.authority)
+            .await
+            .map_err(|error| self.connect_error(error))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| self.http_error(error))?;
+        let driver = tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+        });
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, &self.authority)
+            .header(hyper::header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .expect("a request from valid parts");
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|error| self.http_error(error))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| self.http_error(error))?
+            .to_bytes();
+        driver.abort();
+        let answer: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).map_err(|_| {
+                CliError::new(
+                    Exit::Other,
+                    format!(
+                        "the HTTP API at {} answered {status} with a body that is not JSON: {:?}",
+                        self.authority,
+                        String::from_utf8_lossy(&body)
+                    ),
+                )
+            })?
+        };
+        if status.is_success() {
+            Ok(answer)
+        } else {
+            Err(self.status_error(status, &answer))
+        }
+    }
+
+    fn connect_error(&self, error: io::Error) -> CliError {
+        match error.kind() {
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => CliError::new(
+                Exit::NoServer,
+                format!(
+                    "no HTTP API at {}: `eric {}` needs it (the socket protocol has no such verb); \
+                     start a server with HTTP (`eric serve`, without --no-http) or point --http at one",
+                    self.authority, self.verb
+                ),
+            ),
+            _ => CliError::io(
+                format_args!("cannot connect to the HTTP API at {}", self.authority),
+                error,
+            ),
+        }
+    }
+
+    fn http_error(&self, error: hyper::Error) -> CliError {
+        CliError::new(
+            Exit::Io,
+            format!("talking to the HTTP API at {}: {error}", self.authority),
+        )
+    }
+
+    fn status_error(&self, status: StatusCode, answer: &Value) -> CliError {
+        let message = answer
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| answer.to_string());
+        // 503 is a refusal too: a full queue, too many streams, a server shutting down.
+        let exit = if status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE {
+            Exit::Refused
+        } else {
+            Exit::Other
+        };
+        CliError::new(
+            exit,
+            format!("the server refused the command ({status}): {message}"),
+        )
+    }
+}
+
+fn unexpected(answer: &Value) -> CliError {
+    CliError::new(
+        Exit::Other,
+        format!("unexpected answer from the HTTP API: {answer}"),
+    )
+}
+
+/// `host:port` out of `host:port`, `http://host:port` or `http://host:port/`.
+pub fn authority(address: &str) -> &str {
+    address
+        .strip_prefix("http://")
+        .unwrap_or(address)
+        .trim_end_matches('/')
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, so that any id fits
+/// in a path segment or a query value.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_percent_encoded() {
+        assert_eq!(percent_encode("news-1"), "news-1");
+        assert_eq!(percent_encode("a b/c?d"), "a%20b%2Fc%3Fd");
+        assert_eq!(percent_encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn an_http_url_is_read_as_its_authority() {
+        assert_eq!(authority("127.0.0.1:8080"), "127.0.0.1:8080");
+        assert_eq!(authority("http://localhost:9000/"), "localhost:9000");
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_no_server_naming_the_verb() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let api = HttpApi::new(&format!("127.0.0.1:{port}"), "channel list");
+        let error = api.channels().await.unwrap_err();
+        assert_eq!(error.exit, Exit::NoServer);
+        assert!(error.message.contains("eric channel list"), "{error}");
+    }
+}

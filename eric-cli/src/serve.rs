@@ -1,0 +1,345 @@
+//! `eric serve`: the Unix socket server and the HTTP server over one set of channels.
+
+use crate::cli::ServeArgs;
+use crate::error::{CliError, Exit};
+use crate::http_api::authority;
+use crate::paths::{default_socket_path, ensure_private_dir};
+use crate::signals;
+use eric_core::QueueConfig;
+use eric_socket::{
+    ChannelContainer, ChannelSettings, HttpServer, HttpServerConfig, ShutdownHandle, UnixServer,
+    UnixServerConfig,
+};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Runs both servers until Ctrl-C or SIGTERM, then stops them gracefully.
+///
+/// Both servers share one [`ChannelContainer`] (what one transport sends, the other
+/// delivers) and one [`ShutdownHandle`]. If either server fails, the other is stopped
+/// too and the failure is reported.
+pub async fn serve(args: &ServeArgs, socket: PathBuf, http: &str) -> Result<(), CliError> {
+    // Before anything observable, so that a signal right after start-up is handled.
+    let termination = signals::install().await?;
+    let container = Arc::new(ChannelContainer::with_settings(channel_settings(args)));
+    let shutdown = ShutdownHandle::new();
+
+    // HTTP first: binding it cannot leave a file behind if the socket then fails.
+    let http_server = if args.no_http {
+        None
+    } else {
+        let config = http_config(args, parse_http_addr(http)?);
+        let addr = config.addr;
+        let server = HttpServer::bind(config, Arc::clone(&container))
+            .await
+            .map_err(|error| http_bind_error(addr, error))?;
+        Some(server.with_shutdown_handle(shutdown.clone()))
+    };
+
+    if socket == default_socket_path() {
+        if let Some(dir) = socket.parent() {
+            ensure_private_dir(dir)?;
+        }
+    }
+    let unix_server = UnixServer::bind(unix_config(args, socket.clone()), Arc::clone(&container))
+        .await
+        .map_err(|error| unix_bind_error(&socket, error))?
+        .with_shutdown_handle(shutdown.clone());
+
+    eprint!(
+        "{}",
+        banner(
+            &socket,
+            http_server.as_ref().map(HttpServer::local_addr),
+            http
+        )
+    );
+
+    tokio::spawn(stop_on_signal(termination, shutdown.clone()));
+    let unix = tokio::spawn(unix_server.run());
+    let http = http_server.map(|server| tokio::spawn(server.run()));
+    let (unix, http) = tokio::join!(finish("socket server", unix, &shutdown), async {
+        match http {
+            Some(task) => finish("HTTP server", task, &shutdown).await,
+            None => Ok(()),
+        }
+    });
+    unix.and(http)
+}
+
+/// Waits for a server; whatever its outcome, the other server stops too.
+async fn finish(
+    name: &str,
+    task: JoinHandle<io::Result<()>>,
+    shutdown: &ShutdownHandle,
+) -> Result<(), CliError> {
+    let outcome = task.await;
+    shutdown.shutdown();
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(CliError::io(format_args!("the {name} failed"), error)),
+        Err(panic) => Err(CliError::new(
+            Exit::Other,
+            format!("the {name} crashed: {panic}"),
+        )),
+    }
+}
+
+/// Stops the servers at the first signal; quits at once at the second.
+async fn stop_on_signal(termination: signals::Termination, shutdown: ShutdownHandle) {
+    termination.await;
+    tracing::info!("stopping: finishing open connections (send the signal again to quit now)");
+    shutdown.shutdown();
+    if let Ok(again) = signals::install().await {
+        again.await;
+        tracing::warn!("second signal: quitting without waiting");
+        std::process::exit(130);
+    }
+}
+
+/// The settings of every channel the servers create.
+fn channel_settings(args: &ServeArgs) -> ChannelSettings {
+    let queue = match args.queue_capacity {
+        Some(capacity) => QueueConfig::bounded(capacity, args.overflow.into()),
+        None => QueueConfig::unbounded(),
+    };
+    ChannelSettings {
+        retry_ms: args.retry_ms,
+        queue: queue.with_history(args.history),
+    }
+}
+
+fn unix_config(args: &ServeArgs, path: PathBuf) -> UnixServerConfig {
+    let mut config = UnixServerConfig::new(path);
+    config.mode = args.socket_mode.0;
+    config.read_timeout = args.read_timeout.0;
+    config.max_command_bytes = args.max_command_bytes;
+    config.max_connections = args.max_connections;
+    config.shutdown_grace = args.shutdown_grace.0;
+    config
+}
+
+fn http_config(args: &ServeArgs, addr: SocketAddr) -> HttpServerConfig {
+    let mut config = HttpServerConfig::new(addr);
+    config.max_body_bytes = args.max_body_bytes;
+    config.max_streams = args.max_streams;
+    config.max_connections = args.http_max_connections;
+    config.header_read_timeout = args.header_read_timeout.0;
+    config.body_read_timeout = args.body_read_timeout.0;
+    config.cors_allowed_origins = args.cors_origins.clone();
+    config.shutdown_grace = args.shutdown_grace.0;
+    let keep_alive = Some(args.keep_alive.0).filter(|interval| !interval.is_zero());
+    config.sse = config
+        .sse
+        .with_keep_alive(keep_alive)
+        .with_retry_floor_ms(args.retry_floor_ms);
+    config
+}
+
+/// Reads `--http`: `127.0.0.1:8080`, `localhost:8080`, `http://[::1]:8080/`.
+fn parse_http_addr(address: &str) -> Result<SocketAddr, CliError> {
+    let authority = authority(address);
+    let invalid = |why: String| {
+        CliError::invalid_input(format!(
+            "--http {address}: {why}; write HOST:PORT, e.g. 127.0.0.1:8080, or pass --no-http"
+        ))
+    };
+    authority
+        .to_socket_addrs()
+        .map_err(|error| invalid(error.to_string()))?
+        .next()
+        .ok_or_else(|| invalid("the name has no address".to_owned()))
+}
+
+fn unix_bind_error(path: &Path, error: io::Error) -> CliError {
+    let hint = match error.kind() {
+        io::ErrorKind::AddrInUse => {
+            "; stop that server first, or choose another path with --socket"
+        }
+        io::ErrorKind::NotFound => {
+            "; create its directory first, or choose another path with --socket"
+        }
+        io::ErrorKind::PermissionDenied => "; choose a path you may write to with --socket",
+        _ => "",
+    };
+    CliError::new(
+        Exit::Io,
+        format!("cannot listen at {}: {error}{hint}", path.display()),
+    )
+}
+
+fn http_bind_error(addr: SocketAddr, error: io::Error) -> CliError {
+    let hint = match error.kind() {
+        io::ErrorKind::AddrInUse => {
+            " (another program listens there); choose another address with --http, or pass --no-http"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need privileges: choose another with --http"
+        }
+        _ => "",
+    };
+    CliError::new(
+        Exit::Io,
+        format!("cannot listen on http://{addr}: {error}{hint}"),
+    )
+}
+
+/// What `serve` prints on stderr once it listens: where, and how to try it.
+fn banner(socket: &Path, http: Option<SocketAddr>, http_flag: &str) -> String {
+    // The client commands need the same --socket / --http as the server, unless default.
+    let mut flags = String::new();
+    if socket != default_socket_path() {
+        flags.push_str(&format!(
+            " --socket {}",
+            shell_quote(&socket.to_string_lossy())
+        ));
+    }
+    let mut text = format!(
+        "eric {} is serving\n  socket  {}\n",
+        env!("CARGO_PKG_VERSION"),
+        socket.display()
+    );
+    let watch = match http {
+        Some(addr) => {
+            if authority(http_flag) != "127.0.0.1:8080" {
+                flags.push_str(&format!(" --http {addr}"));
+            }
+            text.push_str(&format!("  http    http://{addr}\n"));
+            format!("  # watch it (or: eric{flags} watch 1)\n  curl -N http://{addr}/watch/1\n")
+        }
+        None => {
+            text.push_str("  http    off (--no-http)\n");
+            format!("  # watch it\n  eric{flags} watch 1\n")
+        }
+    };
+    text.push_str(&format!(
+        "Try it from another terminal:\n  \
+         # create a channel; prints its id, e.g. 1\n  eric{flags} channel create\n\
+         {watch}  \
+         # broadcast to it\n  eric{flags} broadcast 1 greeting '{{\"hi\":1}}'\n"
+    ));
+    text.push_str("Stop with Ctrl-C.\n");
+    text
+}
+
+/// Quotes `text` for a POSIX shell when it needs it.
+fn shell_quote(text: &str) -> String {
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use eric_core::OverflowPolicy;
+    use std::time::Duration;
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(["eric", "serve"].iter().chain(flags)).unwrap();
+        match cli.command {
+            Command::Serve(args) => *args,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn queue_flags_make_the_channel_settings() {
+        let settings = channel_settings(&serve_args(&[
+            "--queue-capacity",
+            "100",
+            "--overflow",
+            "drop-oldest",
+            "--history",
+            "7",
+            "--retry-ms",
+            "250",
+        ]));
+        assert_eq!(settings.queue.capacity, Some(100));
+        assert_eq!(settings.queue.overflow, OverflowPolicy::DropOldest);
+        assert_eq!(settings.queue.history, 7);
+        assert_eq!(settings.retry_ms, 250);
+    }
+
+    #[test]
+    fn defaults_are_the_libraries_defaults() {
+        let args = serve_args(&[]);
+        assert_eq!(channel_settings(&args), ChannelSettings::default());
+        let unix = unix_config(&args, "/x".into());
+        let reference = UnixServerConfig::new("/x");
+        assert_eq!(unix.mode, reference.mode);
+        assert_eq!(unix.read_timeout, reference.read_timeout);
+        assert_eq!(unix.max_command_bytes, reference.max_command_bytes);
+        assert_eq!(unix.max_connections, reference.max_connections);
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let http = http_config(&args, addr);
+        let reference = HttpServerConfig::new(addr);
+        assert_eq!(http.max_body_bytes, reference.max_body_bytes);
+        assert_eq!(http.max_streams, reference.max_streams);
+        assert_eq!(http.sse.keep_alive, reference.sse.keep_alive);
+        assert_eq!(http.sse.retry_floor_ms, reference.sse.retry_floor_ms);
+        assert_eq!(http.header_read_timeout, reference.header_read_timeout);
+    }
+
+    #[test]
+    fn http_flags_make_the_http_config() {
+        let args = serve_args(&[
+            "--keep-alive",
+            "0",
+            "--retry-floor-ms",
+            "3000",
+            "--cors-origin",
+            "*",
+            "--max-streams",
+            "9",
+        ]);
+        let config = http_config(&args, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(config.sse.keep_alive, None);
+        assert_eq!(config.sse.retry_floor_ms, 3000);
+        assert_eq!(config.cors_allowed_origins, ["*"]);
+        assert_eq!(config.max_streams, 9);
+        let args = serve_args(&["--keep-alive", "30s"]);
+        let config = http_config(&args, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(config.sse.keep_alive, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn http_addresses_accept_urls_and_refuse_nonsense() {
+        assert_eq!(
+            parse_http_addr("http://127.0.0.1:9000/").unwrap(),
+            "127.0.0.1:9000".parse().unwrap()
+        );
+        let error = parse_http_addr("nonsense").unwrap_err();
+        assert_eq!(error.exit, Exit::InvalidInput);
+        assert!(error.message.contains("HOST:PORT"), "{error}");
+    }
+
+    #[test]
+    fn the_banner_repeats_non_default_flags_in_its_examples() {
+        let text = banner(
+            Path::new("/tmp/my dir/e.sock"),
+            Some("127.0.0.1:9000".parse().unwrap()),
+            "127.0.0.1:9000",
+        );
+        assert!(
+            text.contains(
+                "eric --socket '/tmp/my dir/e.sock' --http 127.0.0.1:9000 channel create"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("curl -N http://127.0.0.1:9000/watch/1"),
+            "{text}"
+        );
+    }
+}
