@@ -73,4 +73,10 @@ pub mod docs {
     pub struct Concepts;
     #[doc = include_str!("../../docs/socket-protocol.md")]
     pub struct SocketProtocol;
+    #[doc = include_str!("../../docs/eric-core.md")]
+    pub struct EricCore;
+    #[doc = include_str!("../../docs/eric-sse.md")]
+    pub struct EricSse;
+    #[doc = include_str!("../../docs/eric-processing.md")]
+    pub struct EricProcessing;
 }
