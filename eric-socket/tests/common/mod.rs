@@ -207,6 +207,15 @@ impl RawStream {
         (read > 0).then_some(line)
     }
 
+    /// The next line if one comes within `within`; `None` otherwise or at EOF.
+    pub async fn try_line(&mut self, within: Duration) -> Option<String> {
+        let mut line = String::new();
+        match tokio::time::timeout(within, self.reader.read_line(&mut line)).await {
+            Ok(Ok(read)) if read > 0 => Some(line),
+            _ => None,
+        }
+    }
+
     /// The next line, which must exist.
     pub async fn line(&mut self) -> String {
         self.next_line()
