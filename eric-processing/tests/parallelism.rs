@@ -140,37 +140,35 @@ fn dropping_the_stream_early_returns_at_once_and_leaves_the_rest_queued() {
     let counter = Arc::clone(&calls);
     let listener = channel
         .register_listener(Listener::new().on_message(move |_, _| {
-            std::thread::sleep(Duration::from_millis(30));
+            std::thread::sleep(Duration::from_millis(200));
             counter.fetch_add(1, Ordering::SeqCst);
         }))
         .unwrap();
-    dispatch_counters(&channel, &listener, 40);
+    dispatch_counters(&channel, &listener, 12);
 
     let mut stream = channel.process_queue(&listener);
     assert!(stream.recv().unwrap().is_ok());
     let started = Instant::now();
-    drop(stream);
+    drop(stream); // two messages are in progress, for up to 200 ms
     assert!(
-        started.elapsed() < Duration::from_millis(20),
-        "drop must not wait"
+        started.elapsed() < Duration::from_millis(100),
+        "drop must not wait for the messages in progress"
     );
 
     // Taken but never yielded: at most the window. Everything else stays queued.
     let discarded = channel.stats().discarded;
     assert!(discarded <= channel.window() as u64, "{discarded}");
     let queued = listener.queue_len() as u64;
-    assert_eq!(1 + discarded + queued, 40);
+    assert_eq!(1 + discarded + queued, 12);
 
     // The messages in progress finish on the pool; nothing more is taken.
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(listener.queue_len() as u64, queued);
     assert_eq!(calls.load(Ordering::SeqCst) as u64, 1 + discarded);
 
     // A later call picks up where the dropped one stopped.
-    assert_eq!(
-        channel.process_queue(&listener).into_iter().count() as u64,
-        queued
-    );
+    let rest = channel.process_queue(&listener).into_iter().count() as u64;
+    assert_eq!(rest, queued);
 }
 
 #[test]
