@@ -182,12 +182,16 @@ where
 /// them in queue order, holding back results that finish early.
 ///
 /// # How work is fed
-/// Up to `max_workers` worker tasks run on the channel's pool; each takes the next
-/// message from the listener's queue only when it is free to process it, so the queue
-/// itself balances the load. At most [`window`](crate::DataProcessingChannelBuilder::window)
-/// messages are taken and not yet yielded: when the consumer falls behind, the tasks
-/// stop taking and end, and the consumer starts new ones as it catches up (on its
-/// `next`/`poll_next`). No OS thread is spawned per call.
+/// Work starts when the stream is created, before the first item is asked for. Up to
+/// `max_workers` worker tasks (rayon jobs on the channel's pool, not threads) take
+/// messages from the listener's queue, one at a time and only when free to process
+/// one, so the queue itself balances the load between them. At most
+/// [`window`](crate::DataProcessingChannelBuilder::window) messages are taken and not
+/// yet yielded: when the consumer falls behind, the tasks stop taking and end, and the
+/// consumer starts new ones as it catches up (feeding is driven by its `recv` and
+/// `poll_next` calls; there is no feeder thread). A task also ends after 64 messages
+/// and is replaced at once, so that streams sharing a pool take turns. The reference,
+/// by contrast, submits the whole queue to its executor at once.
 ///
 /// # When it ends
 /// * The queue is empty and every message taken has been yielded. Messages that arrive
@@ -198,6 +202,8 @@ where
 ///   message, yields the ones in progress, and ends. The closed message is consumed
 ///   from the queue but neither handled nor yielded; [`met_closed`](Self::met_closed)
 ///   tells that the stream ended this way. Messages queued after it stay queued.
+/// * The listener is removed from its channel: its queue is discarded, so the stream
+///   yields the messages in progress and ends.
 ///
 /// The listener's running flag is not looked at (as in the reference: a stopped
 /// listener's queue is processed too), and the channel's stream delay does not apply
