@@ -1,0 +1,522 @@
+//! The `eric` binary against a real `eric serve`, both run as child processes.
+//!
+//! Every wait is bounded: a hung server or stream fails the test instead of hanging it.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const ERIC: &str = env!("CARGO_BIN_EXE_eric");
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Environment variables that would change what the binary does.
+const ENVIRONMENT: &[&str] = &[
+    "ERIC_SOCKET",
+    "ERIC_HTTP",
+    "ERIC_LOG_LEVEL",
+    "ERIC_NO_HTTP",
+    "RUST_LOG",
+];
+
+/// A running `eric serve` in a temporary directory, on a free port; killed on drop.
+struct Server {
+    child: Option<Child>,
+    socket: PathBuf,
+    http: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(flags: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("eric.sock");
+        let http = format!("127.0.0.1:{}", free_port());
+        let mut command = std::process::Command::new(ERIC);
+        command
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--http")
+            .arg(&http)
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for name in ENVIRONMENT {
+            command.env_remove(name);
+        }
+        let child = command.spawn().unwrap();
+        let server = Server {
+            child: Some(child),
+            socket,
+            http,
+            _dir: dir,
+        };
+        wait_until("the server listens", || server.socket.exists());
+        server
+    }
+
+    /// `eric` with this server's `--socket` and `--http`.
+    fn eric(&self) -> Command {
+        let mut command = Command::new(ERIC);
+        command
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--http")
+            .arg(&self.http)
+            .timeout(WAIT);
+        for name in ENVIRONMENT {
+            command.env_remove(name);
+        }
+        command
+    }
+
+    /// Runs `eric ARGS...` and returns its stdout, trimmed; fails unless it exits 0.
+    fn output(&self, args: &[&str]) -> String {
+        let output = self
+            .eric()
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    fn create_channel(&self) -> String {
+        self.output(&["channel", "create"])
+    }
+
+    fn add_listener(&self, channel: &str) -> String {
+        self.output(&["listener", "add", channel])
+    }
+
+    /// Starts `eric ARGS...` whose stdout is read line by line.
+    fn stream(&self, args: &[&str]) -> Streaming {
+        let mut command = std::process::Command::new(ERIC);
+        command
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--http")
+            .arg(&self.http)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for name in ENVIRONMENT {
+            command.env_remove(name);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Streaming { child, lines }
+    }
+
+    /// The listener ids of `channel`, from the HTTP API.
+    fn listeners(&self, channel: &str) -> Vec<String> {
+        let snapshot: Value =
+            serde_json::from_str(&self.output(&["channel", "list", "--listeners", "--json"]))
+                .unwrap();
+        serde_json::from_value(snapshot[channel].clone()).unwrap_or_default()
+    }
+
+    /// Waits until `channel` has `count` listeners (a `watch` registers its own).
+    fn wait_for_listeners(&self, channel: &str, count: usize) {
+        wait_until("the listener is registered", || {
+            self.listeners(channel).len() == count
+        });
+    }
+
+    fn signal(&self, name: &str) {
+        signal(self.child.as_ref().unwrap(), name);
+    }
+
+    /// Waits for the server to exit on its own.
+    fn wait(mut self) -> ExitStatus {
+        wait_for_exit(self.child.as_mut().unwrap())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A client printing a stream; killed on drop.
+struct Streaming {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(WAIT)
+            .expect("a line within the time limit")
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        wait_for_exit(&mut self.child)
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_for_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the process did not exit in time"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends a signal (`TERM`, `INT`) with kill(1): the tests need no libc.
+fn signal(child: &Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// `eric` with nothing listening at its socket or HTTP address.
+fn eric_without_server(dir: &Path) -> Command {
+    let mut command = Command::new(ERIC);
+    command
+        .arg("--socket")
+        .arg(dir.join("nobody.sock"))
+        .arg("--http")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .timeout(WAIT);
+    for name in ENVIRONMENT {
+        command.env_remove(name);
+    }
+    command
+}
+
+#[test]
+fn listen_prints_dispatched_messages_as_type_and_json_data() {
+    let server = Server::start();
+    let channel = server.create_channel();
+    let listener = server.add_listener(&channel);
+    server.output(&["dispatch", &channel, &listener, "greeting", r#"{"hi": 1}"#]);
+    server.output(&["dispatch", &channel, &listener, "bare"]);
+    let printed = server.output(&["listen", &channel, &listener, "--count", "2"]);
+    assert_eq!(printed, "greeting {\"hi\":1}\nbare null");
+}
+
+#[test]
+fn watch_prints_broadcasts_as_they_come() {
+    let server = Server::start();
+    let channel = server.create_channel();
+    let watch = server.stream(&["watch", &channel]);
+    server.wait_for_listeners(&channel, 1);
+    server.output(&["broadcast", &channel, "news", "[1, 2]"]);
+    assert_eq!(watch.next_line(), "news [1,2]");
+    server.output(&["broadcast", &channel, "more", r#""text""#]);
+    assert_eq!(watch.next_line(), r#"more "text""#);
+}
+
+#[test]
+fn json_flag_prints_each_event_as_its_wire_object() {
+    let server = Server::start();
+    let channel = server.create_channel();
+    let listener = server.add_listener(&channel);
+    server.output(&["dispatch", &channel, &listener, "greeting", r#"{"hi":1}"#]);
+    let printed = server.output(&["listen", &channel, &listener, "--json", "-n", "1"]);
+    let event: Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(
+        event,
+        json!({"event": "greeting", "retry": 5, "data": {"hi": 1}})
+    );
+}
+
+#[test]
+fn a_dash_reads_the_payload_from_stdin() {
+    let server = Server::start();
+    let channel = server.create_channel();
+    let listener = server.add_listener(&channel);
+    server
+        .eric()
+        .args(["broadcast", &channel, "from-stdin", "-"])
+        .write_stdin("{\"lines\": [\"a\",\n \"b\"]}\n")
+        .assert()
+        .success();
+    let printed = server.output(&["listen", &channel, &listener, "-n", "1"]);
+    assert_eq!(printed, r#"from-stdin {"lines":["a","b"]}"#);
+}
+
+#[test]
+fn a_payload_that_is_not_json_exits_5_naming_it() {
+    let server = Server::start();
+    let channel = server.create_channel();
+    server
+        .eric()
+        .args(["broadcast", &channel, "greeting", "hello"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("`hello` is not JSON"))
+        .stderr(predicate::str::contains(r#"'"text"'"#));
+    server
+        .eric()
+        .args(["broadcast", &channel, "greeting", "-"])
+        .write_stdin("{broken")
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("read from stdin is not JSON"));
+}
+
+#[test]
+fn an_unknown_channel_or_listener_exits_4_with_the_servers_reason() {
+    let server = Server::start();
+    server
+        .eric()
+        .args(["broadcast", "no-such-channel", "t"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("InvalidChannelException"))
+        .stderr(predicate::str::contains("no-such-channel"));
+    let channel = server.create_channel();
+    server
+        .eric()
+        .args(["dispatch", &channel, "no-such-listener", "t"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("InvalidListenerException"));
+    server
+        .eric()
+        .args(["watch", "no-such-channel"])
+        .assert()
+        .code(4);
+}
+
+#[test]
+fn without_a_server_clients_exit_3_and_say_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    eric_without_server(dir.path())
+        .args(["channel", "create"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("no server at"))
+        .stderr(predicate::str::contains("nobody.sock"))
+        .stderr(predicate::str::contains("eric serve"));
+    eric_without_server(dir.path())
+        .args(["watch", "1"])
+        .assert()
+        .code(3);
+    eric_without_server(dir.path())
+        .args(["channel", "list"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("no HTTP API"));
+}
+
+#[test]
+fn sigterm_stops_serve_with_0_and_removes_the_socket() {
+    let server = Server::start();
+    let socket = server.socket.clone();
+    server.signal("TERM");
+    assert!(server.wait().success());
+    assert!(!socket.exists());
+}
+
+#[test]
+fn stopping_the_server_ends_streams_with_exit_0() {
+    let server = Server::start();
+    let channel = server.create_channel();
+    let mut watch = server.stream(&["watch", &channel]);
+    server.wait_for_listeners(&channel, 1);
+    server.signal("INT");
+    assert!(watch.wait().success());
+    assert!(server.wait().success());
+}
+
+#[test]
+fn ctrl_c_ends_a_stream_with_exit_0() {
+    let server = Server::start();
+    let channel = server.create_channel();
+    let mut watch = server.stream(&["watch", &channel]);
+    server.wait_for_listeners(&channel, 1);
+    signal(&watch.child, "INT");
+    assert!(watch.wait().success());
+    // The watch's listener goes with it.
+    server.wait_for_listeners(&channel, 0);
+}
+
+#[test]
+fn removing_a_listener_ends_its_stream_with_the_closed_event() {
+    let server = Server::start();
+    let channel = server.create_channel();
+    let listener = server.add_listener(&channel);
+    server.output(&["dispatch", &channel, &listener, "first"]);
+    let mut listen = server.stream(&["listen", &channel, &listener]);
+    assert_eq!(listen.next_line(), "first null");
+    server.output(&["listener", "rm", &channel, &listener]);
+    assert_eq!(listen.next_line(), "_eric_channel_closed null");
+    assert!(listen.wait().success());
+}
+
+#[test]
+fn channels_with_chosen_ids_are_listed_and_removed_over_http() {
+    let server = Server::start();
+    assert_eq!(
+        server.output(&["channel", "create", "--id", "news"]),
+        "news"
+    );
+    let numbered = server.create_channel();
+    let listener = server.add_listener("news");
+    let listed = server.output(&["channel", "list"]);
+    let mut expected = [numbered.clone(), "news".to_owned()];
+    expected.sort();
+    assert_eq!(listed, expected.join("\n"));
+    let with_listeners = server.output(&["channel", "list", "--listeners"]);
+    assert!(
+        with_listeners.contains(&format!("news: {listener}")),
+        "{with_listeners}"
+    );
+    server
+        .eric()
+        .args(["channel", "create", "--id", "news"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("news"));
+    server.output(&["channel", "rm", "news"]);
+    assert_eq!(
+        server.output(&["channel", "list", "--json"]),
+        format!("[\"{numbered}\"]")
+    );
+    server
+        .eric()
+        .args(["channel", "rm", "news"])
+        .assert()
+        .code(4);
+}
+
+#[test]
+fn without_http_the_http_verbs_explain_what_they_need() {
+    let server = Server::start_with(&["--no-http"]);
+    assert!(!server.create_channel().is_empty());
+    server
+        .eric()
+        .args(["channel", "create", "--id", "news"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("channel create --id"))
+        .stderr(predicate::str::contains("--no-http"));
+}
+
+#[test]
+fn a_bounded_queue_refuses_overflow_with_exit_4() {
+    let server = Server::start_with(&["--queue-capacity", "1", "--overflow", "reject"]);
+    let channel = server.create_channel();
+    let listener = server.add_listener(&channel);
+    server.output(&["dispatch", &channel, &listener, "one"]);
+    server
+        .eric()
+        .args(["dispatch", &channel, &listener, "two"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("QueueFull"));
+}
+
+#[test]
+fn settings_come_from_eric_variables_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("from-env.sock");
+    let mut command = Command::new(ERIC);
+    for name in ENVIRONMENT {
+        command.env_remove(name);
+    }
+    // `serve --help` shows the variables; an invalid one is a usage error naming it.
+    command
+        .env("ERIC_SOCKET", &socket)
+        .env("ERIC_OVERFLOW", "sometimes")
+        .args(["serve"])
+        .timeout(WAIT)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("sometimes"));
+    Command::new(ERIC)
+        .args(["serve", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ERIC_QUEUE_CAPACITY"))
+        .stdout(predicate::str::contains("ERIC_CORS_ORIGINS"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    Command::new(ERIC)
+        .args(["dispatch", "only-a-channel"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        Command::new(ERIC)
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("eric"));
+    }
+}
+
+#[test]
+fn version_names_the_binary_and_its_version() {
+    Command::new(ERIC)
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(format!(
+            "eric {}",
+            env!("CARGO_PKG_VERSION")
+        )));
+}
