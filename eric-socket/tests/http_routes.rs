@@ -17,9 +17,7 @@ async fn create_answers_a_generated_id_or_the_one_asked_for() {
     let generated = server.create().await;
     assert!(server.container.get(&generated).is_ok());
 
-    let reply = server
-        .request(Method::PUT, "/create?channel_id=news")
-        .await;
+    let reply = server.request(Method::PUT, "/create?channel_id=news").await;
     reply.assert_ok();
     assert_eq!(reply.json(), json!({"channel_id": "news"}));
     assert!(server.container.get("news").is_ok());
@@ -165,10 +163,10 @@ async fn delete_listener_removes_it_and_a_second_delete_is_404() {
     reply.assert_ok();
     assert_eq!(reply.json(), Value::Null);
     assert_eq!(server.container.listener_count(), 0);
-    server
-        .request(Method::DELETE, &path)
-        .await
-        .assert_error(StatusCode::NOT_FOUND, &["listener", &format!("{listener:?}")]);
+    server.request(Method::DELETE, &path).await.assert_error(
+        StatusCode::NOT_FOUND,
+        &["listener", &format!("{listener:?}")],
+    );
 }
 
 #[tokio::test]
@@ -194,7 +192,11 @@ async fn every_route_answers_404_naming_an_unknown_channel() {
     for (method, path, body) in [
         (Method::POST, "/subscribe?channel_id=ghost", ""),
         (Method::POST, "/broadcast?channel_id=ghost", message),
-        (Method::POST, "/dispatch?channel_id=ghost&listener_id=1", message),
+        (
+            Method::POST,
+            "/dispatch?channel_id=ghost&listener_id=1",
+            message,
+        ),
         (Method::GET, "/stream/ghost/1", ""),
         (Method::GET, "/watch/ghost", ""),
         (Method::DELETE, "/listener/ghost/1", ""),
@@ -240,7 +242,10 @@ async fn a_missing_or_empty_query_parameter_is_400_naming_it() {
         ("/broadcast?channel_id=".to_owned(), "channel_id"),
         ("/dispatch?listener_id=1".to_owned(), "channel_id"),
         (format!("/dispatch?channel_id={channel}"), "listener_id"),
-        (format!("/dispatch?channel_id={channel}&listener_id="), "listener_id"),
+        (
+            format!("/dispatch?channel_id={channel}&listener_id="),
+            "listener_id",
+        ),
     ] {
         server
             .request_with(Method::POST, &path, message)
@@ -302,7 +307,13 @@ async fn a_known_path_with_another_method_is_405_with_allow() {
 #[tokio::test]
 async fn an_unknown_path_is_404() {
     let server = TestServer::start().await;
-    for path in ["/nope", "/channels/", "/stream/a", "/stream/a/b/c", "/watch"] {
+    for path in [
+        "/nope",
+        "/channels/",
+        "/stream/a",
+        "/stream/a/b/c",
+        "/watch",
+    ] {
         server
             .request(Method::GET, path)
             .await
@@ -329,7 +340,10 @@ async fn ids_with_reserved_characters_travel_percent_encoded() {
     let id = "café & news/1";
     assert_eq!(reply.json(), json!({"channel_id": id}));
     let listener = server
-        .request(Method::POST, "/subscribe?channel_id=caf%C3%A9%20%26%20news%2F1")
+        .request(
+            Method::POST,
+            "/subscribe?channel_id=caf%C3%A9%20%26%20news%2F1",
+        )
         .await
         .json()["listener_id"]
         .as_str()
@@ -368,16 +382,28 @@ async fn a_dispatch_to_a_full_queue_is_503_and_to_an_overflowed_listener_410() {
     let body = r#"{"type": "t"}"#;
     for id in ["full", "fragile"] {
         server
-            .request_with(Method::POST, &format!("/dispatch?channel_id=c&listener_id={id}"), body)
+            .request_with(
+                Method::POST,
+                &format!("/dispatch?channel_id=c&listener_id={id}"),
+                body,
+            )
             .await
             .assert_ok();
     }
     server
-        .request_with(Method::POST, "/dispatch?channel_id=c&listener_id=full", body)
+        .request_with(
+            Method::POST,
+            "/dispatch?channel_id=c&listener_id=full",
+            body,
+        )
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, &["full", "rejected"]);
     server
-        .request_with(Method::POST, "/dispatch?channel_id=c&listener_id=fragile", body)
+        .request_with(
+            Method::POST,
+            "/dispatch?channel_id=c&listener_id=fragile",
+            body,
+        )
         .await
         .assert_error(StatusCode::GONE, &["fragile", "disconnected"]);
 }
@@ -392,7 +418,11 @@ async fn a_body_over_the_limit_is_413_by_its_content_length() {
     let channel = server.create().await;
     let body = json!({"type": "t", "payload": "x".repeat(200)}).to_string();
     let reply = server
-        .request_with(Method::POST, &format!("/broadcast?channel_id={channel}"), &body)
+        .request_with(
+            Method::POST,
+            &format!("/broadcast?channel_id={channel}"),
+            &body,
+        )
         .await;
     reply.assert_error(StatusCode::PAYLOAD_TOO_LARGE, &["100 bytes"]);
     assert_eq!(reply.headers["connection"], "close");
@@ -401,7 +431,11 @@ async fn a_body_over_the_limit_is_413_by_its_content_length() {
     let body = format!(r#"{{"type": "t", "payload": "{}"}}"#, "x".repeat(100 - 28));
     assert_eq!(body.len(), 100);
     server
-        .request_with(Method::POST, &format!("/broadcast?channel_id={channel}"), &body)
+        .request_with(
+            Method::POST,
+            &format!("/broadcast?channel_id={channel}"),
+            &body,
+        )
         .await
         .assert_ok();
 }
@@ -421,7 +455,10 @@ async fn a_chunked_body_over_the_limit_is_413_while_reading() {
     }
     let (mut tcp, head) = raw_request(server.addr, &request).await;
     assert!(head.starts_with("HTTP/1.1 413 "), "{head}");
-    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
     let body = read_to_close(&mut tcp).await;
     let json: Value = serde_json::from_slice(&body).unwrap();
     assert!(json["message"].as_str().unwrap().contains("100 bytes"));
@@ -451,7 +488,9 @@ async fn a_client_that_sends_no_request_head_is_disconnected() {
     })
     .await;
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET /channels HTTP/1.1\r\nhost:").await.unwrap();
+    tcp.write_all(b"GET /channels HTTP/1.1\r\nhost:")
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     read_to_close(&mut tcp).await;
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -467,9 +506,12 @@ async fn requests_on_one_keep_alive_connection_are_all_answered() {
     .await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
     let mut body = [0u8; 18];
-    bounded("the body", tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut body))
-        .await
-        .unwrap();
+    bounded(
+        "the body",
+        tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut body),
+    )
+    .await
+    .unwrap();
     assert_eq!(&body, br#"{"channel_id":"k"}"#);
     tcp.write_all(b"GET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
@@ -531,7 +573,12 @@ mod cors {
     async fn another_origin_gets_no_cors_headers() {
         let server = server().await;
         let reply = server
-            .send(Method::GET, "/channels", &[("origin", "http://evil.example")], None)
+            .send(
+                Method::GET,
+                "/channels",
+                &[("origin", "http://evil.example")],
+                None,
+            )
             .await;
         reply.assert_ok();
         assert!(reply.headers.get("access-control-allow-origin").is_none());
@@ -554,8 +601,14 @@ mod cors {
             .await;
         assert_eq!(reply.status, StatusCode::NO_CONTENT);
         assert_eq!(reply.headers["access-control-allow-origin"], PAGE);
-        assert_eq!(reply.headers["access-control-allow-methods"], "POST, OPTIONS");
-        assert_eq!(reply.headers["access-control-allow-headers"], "content-type");
+        assert_eq!(
+            reply.headers["access-control-allow-methods"],
+            "POST, OPTIONS"
+        );
+        assert_eq!(
+            reply.headers["access-control-allow-headers"],
+            "content-type"
+        );
         assert!(reply.headers.contains_key("access-control-max-age"));
     }
 
@@ -576,7 +629,9 @@ mod cors {
     #[tokio::test]
     async fn without_allowed_origins_there_are_no_cors_headers() {
         let server = TestServer::start().await;
-        let reply = server.send(Method::GET, "/", &[("origin", PAGE)], None).await;
+        let reply = server
+            .send(Method::GET, "/", &[("origin", PAGE)], None)
+            .await;
         assert!(reply.headers.get("access-control-allow-origin").is_none());
         assert!(reply.headers.get("vary").is_none());
     }

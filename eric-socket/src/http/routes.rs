@@ -151,7 +151,9 @@ impl ApiError {
             error @ Error::QueueFull { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
             }
-            error @ Error::Disconnected { .. } => ApiError::new(StatusCode::GONE, error.to_string()),
+            error @ Error::Disconnected { .. } => {
+                ApiError::new(StatusCode::GONE, error.to_string())
+            }
             error => ApiError::bad_request(error.to_string()),
         }
     }
@@ -172,7 +174,10 @@ impl ApiError {
 type Answer = Result<Response<ResponseBody>, ApiError>;
 
 /// Answers one request.
-pub(crate) async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<ResponseBody> {
+pub(crate) async fn handle(
+    state: &Arc<State>,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
     let origin = allowed_origin(state, request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -207,7 +212,11 @@ async fn answer(state: &Arc<State>, request: Request<Incoming>, cors: bool) -> A
     if !route.methods().contains(method) {
         let mut error = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!("{} does not answer {method}; it answers {}", request.uri().path(), route.allow()),
+            format!(
+                "{} does not answer {method}; it answers {}",
+                request.uri().path(),
+                route.allow()
+            ),
         );
         error.allow = Some(route.allow());
         return Err(error);
@@ -226,12 +235,18 @@ async fn answer(state: &Arc<State>, request: Request<Incoming>, cors: bool) -> A
                 }
                 Some(id) => container.add_with_id(&id).map_err(|e| ApiError::core(e, &id))?,
             };
-            Ok(json_response(StatusCode::OK, &json!({ "channel_id": channel.id() })))
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "channel_id": channel.id() }),
+            ))
         }
         Route::Subscribe => {
             let channel = channel_of(state, &required_param(&request, "channel_id")?)?;
             let listener = channel.add_listener();
-            Ok(json_response(StatusCode::OK, &json!({ "listener_id": listener.id() })))
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "listener_id": listener.id() }),
+            ))
         }
         Route::Broadcast => {
             let channel_id = required_param(&request, "channel_id")?;
@@ -310,7 +325,10 @@ async fn stream(
         "stream opened"
     );
     let stop = stop_future(state.shutdown.wait(), Some(superseded));
-    Ok(sse(state, LiveEvents::new(events, stop, permit, Some(slot))))
+    Ok(sse(
+        state,
+        LiveEvents::new(events, stop, permit, Some(slot)),
+    ))
 }
 
 /// `GET /watch/{channel}`: a new listener, started, that lives as long as the stream.
@@ -572,7 +590,10 @@ mod tests {
         let message = parse_message(br#"{"type": "t", "payload": [1, "x"]}"#).unwrap();
         assert_eq!(message.msg_type, "t");
         assert_eq!(message.payload, json!([1, "x"]));
-        assert_eq!(parse_message(br#"{"type": "t"}"#).unwrap().payload, Value::Null);
+        assert_eq!(
+            parse_message(br#"{"type": "t"}"#).unwrap().payload,
+            Value::Null
+        );
         for (body, needle) in [
             (&b""[..], "empty"),
             (b"{", "not valid JSON"),

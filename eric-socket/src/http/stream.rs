@@ -179,7 +179,10 @@ pub(crate) struct SlotGuard {
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         let mut slots = self.slots.slots.lock();
-        if slots.get(&self.key).is_some_and(|slot| slot.token == self.token) {
+        if slots
+            .get(&self.key)
+            .is_some_and(|slot| slot.token == self.token)
+        {
             slots.remove(&self.key);
         }
     }

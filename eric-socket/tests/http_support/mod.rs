@@ -155,7 +155,11 @@ impl TestServer {
     pub async fn broadcast(&self, channel: &str, msg_type: &str, payload: Value) {
         let body = serde_json::json!({"type": msg_type, "payload": payload}).to_string();
         let reply = self
-            .request_with(Method::POST, &format!("/broadcast?channel_id={channel}"), &body)
+            .request_with(
+                Method::POST,
+                &format!("/broadcast?channel_id={channel}"),
+                &body,
+            )
             .await;
         reply.assert_ok();
         assert_eq!(reply.json(), Value::Null);
@@ -403,7 +407,11 @@ pub async fn read_head(tcp: &mut TcpStream) -> String {
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
             let n = tcp.read(&mut byte).await.expect("read the head");
-            assert!(n > 0, "connection closed before the head: {:?}", String::from_utf8_lossy(&head));
+            assert!(
+                n > 0,
+                "connection closed before the head: {:?}",
+                String::from_utf8_lossy(&head)
+            );
             head.push(byte[0]);
         }
     })
@@ -414,15 +422,21 @@ pub async fn read_head(tcp: &mut TcpStream) -> String {
 /// Reads until the server closes the connection; everything read.
 pub async fn read_to_close(tcp: &mut TcpStream) -> Vec<u8> {
     let mut rest = Vec::new();
-    bounded("the server closes the connection", tcp.read_to_end(&mut rest))
-        .await
-        .expect("read to the end");
+    bounded(
+        "the server closes the connection",
+        tcp.read_to_end(&mut rest),
+    )
+    .await
+    .expect("read to the end");
     rest
 }
 
 /// The JSON `data` of each event.
 pub fn data(events: &[ParsedEvent]) -> Vec<Value> {
-    events.iter().map(|e| e.json().expect("JSON data")).collect()
+    events
+        .iter()
+        .map(|e| e.json().expect("JSON data"))
+        .collect()
 }
 
 /// The `id` of each event.
