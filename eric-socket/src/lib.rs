@@ -79,4 +79,6 @@ pub mod docs {
     pub struct EricSse;
     #[doc = include_str!("../../docs/eric-processing.md")]
     pub struct EricProcessing;
+    #[doc = include_str!("../../docs/http-api.md")]
+    pub struct HttpApi;
 }
