@@ -1,0 +1,141 @@
+//! The HTTP and the Unix server over one container: what one transport sends, the
+//! other delivers.
+#![cfg(feature = "http")]
+
+mod http_support;
+
+use eric_socket::{ChannelContainer, ShutdownHandle, SocketClient, UnixServer, UnixServerConfig};
+use http::Method;
+use http_support::{bounded, eventually, TestServer};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// An HTTP server and a Unix server sharing one container and one shutdown handle.
+struct BothServers {
+    http: TestServer,
+    unix: SocketClient,
+    unix_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl BothServers {
+    async fn start() -> BothServers {
+        let container = Arc::new(ChannelContainer::new());
+        let http = TestServer::start_on(Arc::clone(&container), |_| {}).await;
+        let dir = tempfile::Builder::new()
+            .prefix("eric-http-unix")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("eric.sock");
+        let unix = UnixServer::bind(UnixServerConfig::new(&path), container)
+            .await
+            .unwrap()
+            .with_shutdown_handle(http.stop.clone());
+        let unix_task = tokio::spawn(unix.run());
+        BothServers {
+            http,
+            unix: SocketClient::new(&path),
+            unix_task,
+            _dir: dir,
+        }
+    }
+
+    fn stop(&self) -> ShutdownHandle {
+        self.http.stop.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_broadcast_reaches_an_http_stream() {
+    let both = BothServers::start().await;
+    let channel = both.unix.create_channel().await.unwrap();
+    let listener = both.http.subscribe(&channel).await;
+    let mut stream = both.http.stream(&format!("/stream/{channel}/{listener}")).await;
+    let payload = json!({"from": "unix", "text": "héllo 🌍", "n": [1, 2.5, null]});
+    both.unix
+        .broadcast(&channel, "greeting", payload.clone())
+        .await
+        .unwrap();
+    let event = stream.next_event().await;
+    assert_eq!(event.event, "greeting");
+    assert_eq!(event.last_event_id, "1");
+    assert_eq!(event.json::<Value>().unwrap(), payload);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_dispatch_reaches_the_http_stream_of_its_listener() {
+    let both = BothServers::start().await;
+    let channel = both.http.create().await;
+    let listener = both.http.subscribe(&channel).await;
+    let other = both.http.subscribe(&channel).await;
+    both.unix
+        .dispatch(&channel, &listener, "private", json!("for you"))
+        .await
+        .unwrap();
+    let mut stream = both.http.stream(&format!("/stream/{channel}/{listener}")).await;
+    assert_eq!(stream.next_event().await.data, r#""for you""#);
+    let mut others = both.http.stream(&format!("/stream/{channel}/{other}")).await;
+    assert!(others.quiet_for(std::time::Duration::from_millis(200)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_broadcast_reaches_a_unix_watch_stream() {
+    let both = BothServers::start().await;
+    let channel = both.http.create().await;
+    let mut watch = both.unix.watch(&channel).await.unwrap();
+    eventually("the Unix watcher is registered", || {
+        both.http.container.listener_count() == 1
+    })
+    .await;
+    let payload = json!({"from": "http", "blob": "x".repeat(4096)});
+    both.http
+        .broadcast(&channel, "update", payload.clone())
+        .await;
+    let event = bounded("the Unix stream's event", watch.next_event())
+        .await
+        .expect("an event")
+        .expect("no error");
+    assert_eq!(event.event(), "update");
+    assert_eq!(event.data(), &payload);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_transports_list_the_same_channels_and_listeners() {
+    let both = BothServers::start().await;
+    let from_unix = both.unix.create_channel().await.unwrap();
+    let listener = both.unix.register(&from_unix).await.unwrap();
+    let reply = both.http.request(Method::GET, "/").await;
+    reply.assert_ok();
+    assert_eq!(reply.json(), json!({ from_unix.clone(): [listener.clone()] }));
+    // And an HTTP delete is seen by the Unix side.
+    both.http
+        .request(Method::DELETE, &format!("/channel/{from_unix}"))
+        .await
+        .assert_ok();
+    assert!(both.unix.register(&from_unix).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shutdown_handle_stops_both_servers_and_ends_their_streams() {
+    let both = BothServers::start().await;
+    let channel = both.http.create().await;
+    let mut unix_watch = both.unix.watch(&channel).await.unwrap();
+    let mut http_watch = both.http.stream(&format!("/watch/{channel}")).await;
+    eventually("both watchers are registered", || {
+        both.http.container.listener_count() == 2
+    })
+    .await;
+    both.stop().shutdown();
+    assert_eq!(http_watch.rest().await, vec![]);
+    assert!(bounded("the Unix stream ends", unix_watch.next_event())
+        .await
+        .is_none());
+    let BothServers {
+        http, unix_task, ..
+    } = both;
+    bounded("the Unix server stops", unix_task)
+        .await
+        .unwrap()
+        .unwrap();
+    http.shutdown().await;
+}
