@@ -81,4 +81,6 @@ pub mod docs {
     pub struct EricProcessing;
     #[doc = include_str!("../../docs/http-api.md")]
     pub struct HttpApi;
+    #[doc = include_str!("../../docs/eric-socket.md")]
+    pub struct EricSocket;
 }
