@@ -165,10 +165,13 @@ fn unix_bind_error(path: &Path, error: io::Error) -> CliError {
         io::ErrorKind::PermissionDenied => "; choose a path you may write to with --socket",
         _ => "",
     };
-    CliError::new(
-        Exit::Io,
-        format!("cannot listen at {}: {error}{hint}", path.display()),
-    )
+    // The server's own message for a live socket names the path already.
+    let message = if error.kind() == io::ErrorKind::AddrInUse {
+        format!("{error}{hint}")
+    } else {
+        format!("cannot listen at {}: {error}{hint}", path.display())
+    };
+    CliError::new(Exit::Io, message)
 }
 
 fn http_bind_error(addr: SocketAddr, error: io::Error) -> CliError {
