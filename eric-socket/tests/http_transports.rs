@@ -50,7 +50,10 @@ async fn a_unix_broadcast_reaches_an_http_stream() {
     let both = BothServers::start().await;
     let channel = both.unix.create_channel().await.unwrap();
     let listener = both.http.subscribe(&channel).await;
-    let mut stream = both.http.stream(&format!("/stream/{channel}/{listener}")).await;
+    let mut stream = both
+        .http
+        .stream(&format!("/stream/{channel}/{listener}"))
+        .await;
     let payload = json!({"from": "unix", "text": "héllo 🌍", "n": [1, 2.5, null]});
     both.unix
         .broadcast(&channel, "greeting", payload.clone())
@@ -72,10 +75,20 @@ async fn a_unix_dispatch_reaches_the_http_stream_of_its_listener() {
         .dispatch(&channel, &listener, "private", json!("for you"))
         .await
         .unwrap();
-    let mut stream = both.http.stream(&format!("/stream/{channel}/{listener}")).await;
+    let mut stream = both
+        .http
+        .stream(&format!("/stream/{channel}/{listener}"))
+        .await;
     assert_eq!(stream.next_event().await.data, r#""for you""#);
-    let mut others = both.http.stream(&format!("/stream/{channel}/{other}")).await;
-    assert!(others.quiet_for(std::time::Duration::from_millis(200)).await);
+    let mut others = both
+        .http
+        .stream(&format!("/stream/{channel}/{other}"))
+        .await;
+    assert!(
+        others
+            .quiet_for(std::time::Duration::from_millis(200))
+            .await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +119,10 @@ async fn both_transports_list_the_same_channels_and_listeners() {
     let listener = both.unix.register(&from_unix).await.unwrap();
     let reply = both.http.request(Method::GET, "/").await;
     reply.assert_ok();
-    assert_eq!(reply.json(), json!({ from_unix.clone(): [listener.clone()] }));
+    assert_eq!(
+        reply.json(),
+        json!({ from_unix.clone(): [listener.clone()] })
+    );
     // And an HTTP delete is seen by the Unix side.
     both.http
         .request(Method::DELETE, &format!("/channel/{from_unix}"))
