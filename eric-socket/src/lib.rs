@@ -83,4 +83,6 @@ pub mod docs {
     pub struct HttpApi;
     #[doc = include_str!("../../docs/eric-socket.md")]
     pub struct EricSocket;
+    #[doc = include_str!("../../docs/migrating-from-python.md")]
+    pub struct MigratingFromPython;
 }
