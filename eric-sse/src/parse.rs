@@ -18,6 +18,7 @@
 //! - at the end of the stream ([`Parser::finish`]) an unterminated event is discarded.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 use memchr::memchr2;
 use serde::de::DeserializeOwned;
@@ -77,6 +78,9 @@ pub enum Item {
 /// keeps across reconnections: the last event id ([`last_event_id`](Parser::last_event_id),
 /// what to send as `Last-Event-ID`) and the reconnection time
 /// ([`reconnection_time`](Parser::reconnection_time)).
+///
+/// Dispatched events wait in the parser until taken; take them after each `feed` (the
+/// space they hold is reused once all are taken).
 #[derive(Debug, Default)]
 pub struct Parser {
     /// Bytes of a line not ended yet (and, at stream start, of a possible BOM).
@@ -94,7 +98,7 @@ pub struct Parser {
     retry: Option<u64>,
     emit_comments: bool,
     comments: u64,
-    ready: VecDeque<Item>,
+    ready: Queue,
 }
 
 impl Parser {
@@ -158,17 +162,12 @@ impl Parser {
 
     /// The next dispatched event, if any (comments before it are skipped).
     pub fn next_event(&mut self) -> Option<ParsedEvent> {
-        while let Some(item) = self.ready.pop_front() {
-            if let Item::Event(event) = item {
-                return Some(event);
-            }
-        }
-        None
+        self.ready.pop_event()
     }
 
     /// The next event or (with [`with_comments`](Self::with_comments)) comment, if any.
     pub fn next_item(&mut self) -> Option<Item> {
-        self.ready.pop_front()
+        self.ready.pop()
     }
 
     /// An iterator that takes the events dispatched so far.
@@ -194,73 +193,84 @@ impl Parser {
     }
 
     fn lines(&mut self, chunk: &[u8]) {
-        let mut rest = chunk;
-        if self.after_cr && !rest.is_empty() {
+        // Decode once per chunk: a line inside the valid prefix is a slice of it (line
+        // ends are ASCII, so always character boundaries). Other lines (crossing a chunk
+        // boundary, or holding invalid bytes) are decoded on their own, lossily; decoding
+        // a line whole or field by field is the same, as `:` and ` ` are ASCII too.
+        let valid = match std::str::from_utf8(chunk) {
+            Ok(text) => text,
+            Err(error) => std::str::from_utf8(&chunk[..error.valid_up_to()]).unwrap_or(""),
+        };
+        let mut start = 0;
+        if self.after_cr && !chunk.is_empty() {
             self.after_cr = false;
-            if rest[0] == b'\n' {
-                rest = &rest[1..];
+            if chunk[0] == b'\n' {
+                start = 1;
             }
         }
-        while let Some(at) = memchr2(b'\r', b'\n', rest) {
-            if self.line.is_empty() {
-                self.line_done(&rest[..at]);
-            } else {
+        while let Some(found) = memchr2(b'\r', b'\n', &chunk[start..]) {
+            let end = start + found;
+            if !self.line.is_empty() {
                 let mut line = std::mem::take(&mut self.line);
-                line.extend_from_slice(&rest[..at]);
-                self.line_done(&line);
+                line.extend_from_slice(&chunk[start..end]);
+                self.line_done(&String::from_utf8_lossy(&line));
                 line.clear();
                 self.line = line;
+            } else if let Some(line) = valid.get(start..end) {
+                self.line_done(line);
+            } else {
+                self.line_done(&String::from_utf8_lossy(&chunk[start..end]));
             }
-            if rest[at] == b'\r' {
-                match rest.get(at + 1) {
-                    Some(b'\n') => rest = &rest[at + 2..],
-                    Some(_) => rest = &rest[at + 1..],
+            if chunk[end] == b'\r' {
+                match chunk.get(end + 1) {
+                    Some(b'\n') => start = end + 2,
+                    Some(_) => start = end + 1,
                     None => {
                         self.after_cr = true;
                         return;
                     }
                 }
             } else {
-                rest = &rest[at + 1..];
+                start = end + 1;
             }
         }
-        self.line.extend_from_slice(rest);
+        self.line.extend_from_slice(&chunk[start..]);
     }
 
-    fn line_done(&mut self, line: &[u8]) {
+    fn line_done(&mut self, line: &str) {
         if line.is_empty() {
             self.dispatch();
             return;
         }
         // Field names are short: a plain scan finds the colon sooner than a SIMD search.
-        let (name, value) = match line.iter().position(|&b| b == b':') {
+        let (name, value) = match line.bytes().position(|b| b == b':') {
             Some(0) => {
                 self.comment(&line[1..]);
                 return;
             }
             Some(colon) => {
                 let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+                (&line[..colon], value.strip_prefix(' ').unwrap_or(value))
             }
-            None => (line, &b""[..]),
+            None => (line, ""),
         };
         match name {
-            b"data" => {
-                push_lossy(&mut self.data, value);
+            "data" => {
+                self.data.push_str(value);
                 self.data.push('\n');
             }
-            b"event" => {
+            "event" => {
                 self.event_type.clear();
-                push_lossy(&mut self.event_type, value);
+                self.event_type.push_str(value);
             }
             // An id holding NUL is ignored.
-            b"id" if !value.contains(&0) => {
+            "id" if !value.contains('\0') => {
                 self.id_buffer.clear();
-                push_lossy(&mut self.id_buffer, value);
+                self.id_buffer.push_str(value);
             }
             // A retry that is not all ASCII digits is ignored.
-            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
-                let ms = value.iter().fold(0u64, |ms, digit| {
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                let ms = value.bytes().fold(0u64, |ms, digit| {
                     ms.saturating_mul(10)
                         .saturating_add(u64::from(digit - b'0'))
                 });
@@ -271,12 +281,11 @@ impl Parser {
         }
     }
 
-    fn comment(&mut self, text: &[u8]) {
+    fn comment(&mut self, text: &str) {
         self.comments += 1;
         if self.emit_comments {
-            let text = text.strip_prefix(b" ").unwrap_or(text);
-            self.ready
-                .push_back(Item::Comment(String::from_utf8_lossy(text).into_owned()));
+            let text = text.strip_prefix(' ').unwrap_or(text);
+            self.ready.push_comment(text);
         }
     }
 
@@ -289,30 +298,109 @@ impl Parser {
             return;
         }
         self.data.pop(); // the data buffer always ends with the LF of its last line
-        let data = self.data.clone();
+        self.ready
+            .push_event(&self.event_type, &self.data, &self.last_event_id);
         self.data.clear();
-        let event = if self.event_type.is_empty() {
-            String::from("message")
-        } else {
-            let event = self.event_type.clone();
-            self.event_type.clear();
-            event
-        };
-        self.ready.push_back(Item::Event(ParsedEvent {
-            event,
-            data,
-            last_event_id: self.last_event_id.clone(),
-        }));
+        self.event_type.clear();
     }
 }
 
-/// Appends `bytes` decoded as UTF-8 to `out`, each maximal invalid sequence replaced by
-/// U+FFFD (the spec's "UTF-8 decode"). Valid input, the common case, takes the fast
-/// validator and no allocation.
-fn push_lossy(out: &mut String, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => out.push_str(text),
-        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+/// The dispatched items not taken yet, held as ranges of one shared text.
+///
+/// A chunk of many small events is parsed at once, and its events are taken one by
+/// one: holding them as owned strings would make one burst of allocations at parse time
+/// and another of frees, which allocators serve slowly. Here they cost a copy into the
+/// shared text; each event's strings are allocated when it is taken (and, dropped before
+/// the next is taken, are recycled at once). The text is cleared whenever the queue
+/// runs empty. Event types and ids, which repeat, are shared between items.
+#[derive(Debug, Default)]
+struct Queue {
+    text: String,
+    items: VecDeque<Queued>,
+    /// Where `text` holds the last event type and the last id pushed.
+    last_type: Range<usize>,
+    last_id: Range<usize>,
+}
+
+#[derive(Debug)]
+enum Queued {
+    /// An event; an empty `event` range stands for `message`.
+    Event {
+        event: Range<usize>,
+        data: Range<usize>,
+        id: Range<usize>,
+    },
+    Comment(Range<usize>),
+}
+
+impl Queue {
+    fn push_text(&mut self, text: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(text);
+        start..self.text.len()
+    }
+
+    fn push_event(&mut self, event_type: &str, data: &str, id: &str) {
+        if !event_type.is_empty() && self.text[self.last_type.clone()] != *event_type {
+            self.last_type = self.push_text(event_type);
+        }
+        let event = if event_type.is_empty() {
+            0..0
+        } else {
+            self.last_type.clone()
+        };
+        if self.text[self.last_id.clone()] != *id {
+            self.last_id = self.push_text(id);
+        }
+        let id = self.last_id.clone();
+        let data = self.push_text(data);
+        self.items.push_back(Queued::Event { event, data, id });
+    }
+
+    fn push_comment(&mut self, text: &str) {
+        let text = self.push_text(text);
+        self.items.push_back(Queued::Comment(text));
+    }
+
+    fn pop(&mut self) -> Option<Item> {
+        let item = match self.items.pop_front()? {
+            Queued::Event { event, data, id } => Item::Event(self.event(event, data, id)),
+            Queued::Comment(text) => Item::Comment(self.text[text].to_owned()),
+        };
+        self.clear_when_empty();
+        Some(item)
+    }
+
+    fn pop_event(&mut self) -> Option<ParsedEvent> {
+        let mut event = None;
+        while let Some(item) = self.items.pop_front() {
+            if let Queued::Event { event: e, data, id } = item {
+                event = Some(self.event(e, data, id));
+                break;
+            }
+        }
+        self.clear_when_empty();
+        event
+    }
+
+    fn event(&self, event: Range<usize>, data: Range<usize>, id: Range<usize>) -> ParsedEvent {
+        ParsedEvent {
+            event: if event.is_empty() {
+                String::from("message")
+            } else {
+                self.text[event].to_owned()
+            },
+            data: self.text[data].to_owned(),
+            last_event_id: self.text[id].to_owned(),
+        }
+    }
+
+    fn clear_when_empty(&mut self) {
+        if self.items.is_empty() {
+            self.text.clear();
+            self.last_type = 0..0;
+            self.last_id = 0..0;
+        }
     }
 }
 

@@ -408,3 +408,26 @@ fn json_decodes_the_data() {
     assert_eq!(parsed.json::<serde_json::Value>().unwrap()["i"], 1);
     assert!(message("not json").json::<serde_json::Value>().is_err());
 }
+
+#[test]
+fn events_taken_between_feeds_keep_their_own_type_data_and_id() {
+    let mut parser = Parser::new().with_comments(true);
+    parser.feed(b"id: 1\nevent: a\ndata: x\n\nevent: a\ndata: y\n\n");
+    assert_eq!(parser.next_event(), Some(event("a", "x", "1")));
+    parser.feed(b": note\nid: 2\nevent: b\ndata: z\n\ndata: w\n\n");
+    let items: Vec<Item> = std::iter::from_fn(|| parser.next_item()).collect();
+    assert_eq!(
+        items,
+        [
+            Item::Event(event("a", "y", "1")),
+            Item::Comment("note".into()),
+            Item::Event(event("b", "z", "2")),
+            Item::Event(event("message", "w", "2")),
+        ]
+    );
+    // Everything taken: the parser starts afresh and still remembers type-less ids.
+    parser.feed(b"event: b\ndata: v\n\nid\ndata: u\n\n");
+    assert_eq!(parser.next_event(), Some(event("b", "v", "2")));
+    assert_eq!(parser.next_event(), Some(event("message", "u", "")));
+    assert_eq!(parser.next_event(), None);
+}
