@@ -1,1 +1,855 @@
-fn main() {}
+//! eric-fanout: the SSE fan-out load generator of `bench/compare`.
+//!
+//! It opens N EventSource subscribers (raw HTTP/1.1 over TCP, `text/event-stream` parsed
+//! with `eric_sse::Parser`) to one channel of eric's HTTP server or of nginx + nchan,
+//! measures the server's memory and CPU while they are idle, then publishes M messages
+//! (at full speed, or at a fixed rate on an absolute schedule) and counts what every
+//! subscriber receives: deliveries/s, lost, duplicates, latency. One JSON object on stdout.
+//!
+//! ```text
+//! eric-fanout --target eric|nchan --url http://127.0.0.1:8080 --subscribers N --messages M
+//!             [--rate R] [--channel fanout] [--server-pid PID] [--idle-seconds 3]
+//!             [--connect-concurrency 256] [--drain-timeout 10] [--publishers 4]
+//! ```
+//!
+//! Routes: eric: `PUT /create?channel_id=C` (once), `GET /watch/C`, `POST
+//! /broadcast?channel_id=C` with `{"type": "m", "payload": P}`; nchan: `GET /sub/C`,
+//! `POST /pub/C` with P. P is `{"seq": k, "sent": ns}`: ns is read from this process's
+//! monotonic clock just before the publish request is written, and every subscriber
+//! reads the same clock when the bytes of the event arrive, so the latency is
+//! publish-to-receive through the server. See bench/README.md.
+
+use eric_sse::Parser;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Semaphore};
+
+// ---------------------------------------------------------------------------------------
+// Options
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Eric,
+    Nchan,
+}
+
+#[derive(Debug)]
+struct Options {
+    target: Target,
+    addr: SocketAddr,
+    host: String,
+    channel: String,
+    subscribers: usize,
+    messages: usize,
+    rate: Option<f64>,
+    server_pid: Option<u32>,
+    idle_seconds: f64,
+    connect_concurrency: usize,
+    drain_timeout: Duration,
+    publishers: usize,
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("eric-fanout: {problem}");
+    eprintln!(
+        "usage: eric-fanout --target eric|nchan --url http://HOST:PORT --subscribers N --messages M \
+         [--rate R] [--channel NAME] [--server-pid PID] [--idle-seconds S] \
+         [--connect-concurrency N] [--drain-timeout S] [--publishers P]"
+    );
+    std::process::exit(2);
+}
+
+fn parse_options() -> Options {
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(key) = args.next() {
+        if key == "-h" || key == "--help" {
+            usage("help");
+        }
+        let Some(name) = key.strip_prefix("--") else {
+            usage(&format!("unexpected argument {key}"))
+        };
+        let value = args
+            .next()
+            .unwrap_or_else(|| usage(&format!("--{name} needs a value")));
+        map.insert(name.to_owned(), value);
+    }
+    let take = |name: &str| map.get(name).cloned();
+    let num = |name: &str, default: Option<f64>| -> f64 {
+        match take(name) {
+            Some(v) => v
+                .parse()
+                .unwrap_or_else(|_| usage(&format!("--{name}: not a number: {v}"))),
+            None => default.unwrap_or_else(|| usage(&format!("--{name} is required"))),
+        }
+    };
+    let target = match take("target").as_deref() {
+        Some("eric") => Target::Eric,
+        Some("nchan") => Target::Nchan,
+        _ => usage("--target must be eric or nchan"),
+    };
+    let url = take("url").unwrap_or_else(|| usage("--url is required"));
+    let host = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| usage("--url must start with http://"))
+        .trim_end_matches('/')
+        .to_owned();
+    let addr: SocketAddr = host
+        .parse()
+        .unwrap_or_else(|_| usage("--url must be http://IP:PORT"));
+    Options {
+        target,
+        addr,
+        host,
+        channel: take("channel").unwrap_or_else(|| "fanout".to_owned()),
+        subscribers: num("subscribers", None) as usize,
+        messages: num("messages", None) as usize,
+        rate: take("rate").map(|_| num("rate", None)).filter(|r| *r > 0.0),
+        server_pid: take("server-pid").map(|_| num("server-pid", None) as u32),
+        idle_seconds: num("idle-seconds", Some(3.0)),
+        connect_concurrency: num("connect-concurrency", Some(256.0)).max(1.0) as usize,
+        drain_timeout: Duration::from_secs_f64(num("drain-timeout", Some(10.0))),
+        publishers: num("publishers", Some(4.0)).max(1.0) as usize,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The clock shared by publisher and subscribers
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ns() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
+// ---------------------------------------------------------------------------------------
+// The server's memory and CPU, from /proc
+
+/// The server's process and all its descendants (nginx: master and workers).
+fn process_tree(root: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+                    if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+                        parents.push((pid, ppid));
+                    }
+                }
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    tree
+}
+
+/// A `key:   N kB` line of a /proc file, in bytes.
+fn proc_kb(path: &str, key: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Memory {
+    /// VmRSS summed over the process tree.
+    rss: u64,
+    /// Pss summed over the process tree (shared pages counted once).
+    pss: u64,
+    processes: usize,
+}
+
+fn memory(root: u32) -> Memory {
+    let tree = process_tree(root);
+    let mut m = Memory {
+        processes: tree.len(),
+        ..Memory::default()
+    };
+    for pid in tree {
+        m.rss += proc_kb(&format!("/proc/{pid}/status"), "VmRSS:");
+        m.pss += proc_kb(&format!("/proc/{pid}/smaps_rollup"), "Pss:");
+    }
+    m
+}
+
+/// CPU time of the process tree, every thread, in ns (first field of each task's
+/// schedstat: time spent on a CPU).
+fn cpu_ns(root: u32) -> u64 {
+    let mut total = 0;
+    for pid in process_tree(root) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+                total += text
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP/1.1 by hand
+
+struct Head {
+    status: u16,
+    chunked: bool,
+    content_length: Option<usize>,
+    close: bool,
+}
+
+/// Reads a response head from `stream`; `buf` keeps what came after it.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            let mut lines = head.split("\r\n");
+            let status = lines
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad status line"))?;
+            let mut parsed = Head {
+                status,
+                chunked: false,
+                content_length: None,
+                close: false,
+            };
+            for line in lines {
+                let Some((name, value)) = line.split_once(':') else {
+                    continue;
+                };
+                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_ascii_lowercase());
+                match name.as_str() {
+                    "transfer-encoding" => parsed.chunked = value.contains("chunked"),
+                    "content-length" => parsed.content_length = value.parse().ok(),
+                    "connection" => parsed.close = value.contains("close"),
+                    _ => {}
+                }
+            }
+            return Ok(parsed);
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the response head"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Incremental decoder of a chunked body.
+#[derive(Default)]
+struct Dechunker {
+    state: ChunkState,
+    size: usize,
+}
+
+#[derive(Default, PartialEq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Extension,
+    SizeLf,
+    Data(usize),
+    DataCr,
+    DataLf,
+    Done,
+}
+
+impl Dechunker {
+    /// Decodes `input`, appending the body bytes to `out`.
+    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        while !input.is_empty() {
+            match self.state {
+                ChunkState::Data(remaining) => {
+                    let take = remaining.min(input.len());
+                    out.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    self.state = if take == remaining {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data(remaining - take)
+                    };
+                    continue;
+                }
+                ChunkState::Done => return,
+                _ => {}
+            }
+            let byte = input[0];
+            input = &input[1..];
+            self.state = match (&self.state, byte) {
+                (ChunkState::Size, b) if b.is_ascii_hexdigit() => {
+                    self.size = self.size * 16 + (b as char).to_digit(16).unwrap() as usize;
+                    ChunkState::Size
+                }
+                (ChunkState::Size | ChunkState::Extension, b'\r') => ChunkState::SizeLf,
+                (ChunkState::Size | ChunkState::Extension | ChunkState::SizeLf, b'\n') => {
+                    let size = std::mem::take(&mut self.size);
+                    if size == 0 {
+                        ChunkState::Done
+                    } else {
+                        ChunkState::Data(size)
+                    }
+                }
+                (ChunkState::Size | ChunkState::Extension, _) => ChunkState::Extension,
+                (ChunkState::DataCr, b'\r') => ChunkState::DataLf,
+                (ChunkState::DataCr | ChunkState::DataLf, b'\n') => ChunkState::Size,
+                // Anything else is a framing error; resynchronise on the next size line.
+                _ => ChunkState::Size,
+            };
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+}
+
+/// One keep-alive connection that sends POSTs and reads their answers.
+struct Publisher {
+    addr: SocketAddr,
+    host: String,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+    request: Vec<u8>,
+}
+
+impl Publisher {
+    fn new(addr: SocketAddr, host: String) -> Self {
+        Publisher {
+            addr,
+            host,
+            stream: None,
+            buf: Vec::new(),
+            request: Vec::with_capacity(512),
+        }
+    }
+
+    /// Sends `method path` with `body`; returns the status. Reconnects once if the
+    /// kept-alive connection was closed by the server.
+    async fn send(&mut self, method: &str, path: &str, body: &[u8]) -> io::Result<u16> {
+        match self.try_send(method, path, body).await {
+            Ok(status) => Ok(status),
+            Err(_) => {
+                self.stream = None;
+                self.try_send(method, path, body).await
+            }
+        }
+    }
+
+    async fn try_send(&mut self, method: &str, path: &str, body: &[u8]) -> io::Result<u16> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect(self.addr).await?;
+            stream.set_nodelay(true)?;
+            self.stream = Some(stream);
+            self.buf.clear();
+        }
+        self.request.clear();
+        self.request.extend_from_slice(
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                self.host,
+                body.len()
+            )
+            .as_bytes(),
+        );
+        self.request.extend_from_slice(body);
+        let stream = self.stream.as_mut().unwrap();
+        stream.write_all(&self.request).await?;
+        let head = read_head(stream, &mut self.buf).await?;
+        // Read and discard the body.
+        let mut chunk = [0u8; 4096];
+        if head.chunked {
+            let mut dechunker = Dechunker::default();
+            let mut sink = Vec::new();
+            let pending = std::mem::take(&mut self.buf);
+            dechunker.feed(&pending, &mut sink);
+            while !dechunker.is_done() {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed in a body"));
+                }
+                dechunker.feed(&chunk[..n], &mut sink);
+            }
+        } else {
+            let length = head.content_length.unwrap_or(0);
+            while self.buf.len() < length {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed in a body"));
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+            self.buf.drain(..length);
+        }
+        if head.close {
+            self.stream = None;
+        }
+        Ok(head.status)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Subscribers
+
+/// What all subscribers share with the main task.
+struct Shared {
+    messages: usize,
+    /// Subscribers that read a 200 response head.
+    ready: AtomicUsize,
+    /// Subscribers that failed (connect, status, read error).
+    failed: AtomicUsize,
+    /// Subscribers that saw at least one warm-up event.
+    warmed: AtomicUsize,
+    /// Measured events received, duplicates included.
+    received: AtomicU64,
+    /// Subscribers that have every measured message.
+    complete: AtomicUsize,
+    /// Latest receive time of a measured event (ns on the shared clock).
+    last_receive_ns: AtomicU64,
+    /// Turns true when the subscribers must stop reading.
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct SubscriberResult {
+    unique: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    latencies_ns: Vec<u64>,
+    error: Option<String>,
+    /// Events the parser yielded that were not ours (neither warm-up nor measured).
+    foreign: u64,
+}
+
+async fn subscriber(
+    addr: SocketAddr,
+    request: Arc<Vec<u8>>,
+    shared: Arc<Shared>,
+    connect_gate: Arc<Semaphore>,
+) -> SubscriberResult {
+    let mut result = SubscriberResult::default();
+    let permit = connect_gate.acquire().await.unwrap();
+    let mut stream = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            result.error = Some(format!("connect: {e}"));
+            shared.failed.fetch_add(1, Ordering::SeqCst);
+            return result;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    let head = match async {
+        stream.write_all(&request).await?;
+        read_head(&mut stream, &mut buf).await
+    }
+    .await
+    {
+        Ok(head) if head.status == 200 => head,
+        Ok(head) => {
+            result.error = Some(format!("status {}", head.status));
+            shared.failed.fetch_add(1, Ordering::SeqCst);
+            return result;
+        }
+        Err(e) => {
+            result.error = Some(format!("head: {e}"));
+            shared.failed.fetch_add(1, Ordering::SeqCst);
+            return result;
+        }
+    };
+    drop(permit);
+    let mut stop = shared.stop.subscribe();
+    shared.ready.fetch_add(1, Ordering::SeqCst);
+
+    let messages = shared.messages;
+    let mut seen = vec![false; messages];
+    let mut warmed = false;
+    let mut complete = false;
+    let mut last_seq: Option<usize> = None;
+    let mut parser = Parser::new();
+    let mut dechunker = head.chunked.then(Dechunker::default);
+    let mut body = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 4096];
+    let mut pending = std::mem::take(&mut buf);
+    loop {
+        if !pending.is_empty() {
+            let received_at = now_ns();
+            match dechunker.as_mut() {
+                Some(d) => {
+                    body.clear();
+                    d.feed(&pending, &mut body);
+                    parser.feed(&body);
+                }
+                None => parser.feed(&pending),
+            }
+            pending.clear();
+            let mut measured = 0;
+            while let Some(event) = parser.next_event() {
+                let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+                    result.foreign += 1;
+                    continue;
+                };
+                if data.get("warmup").is_some() {
+                    if !warmed {
+                        warmed = true;
+                        shared.warmed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    continue;
+                }
+                let (Some(seq), Some(sent)) = (data["seq"].as_u64(), data["sent"].as_u64()) else {
+                    result.foreign += 1;
+                    continue;
+                };
+                let seq = seq as usize;
+                measured += 1;
+                if seq >= messages {
+                    result.foreign += 1;
+                    continue;
+                }
+                if seen[seq] {
+                    result.duplicates += 1;
+                } else {
+                    seen[seq] = true;
+                    result.unique += 1;
+                    result.latencies_ns.push(received_at.saturating_sub(sent));
+                }
+                if last_seq.is_some_and(|last| seq < last) {
+                    result.out_of_order += 1;
+                }
+                last_seq = Some(seq);
+            }
+            if measured > 0 {
+                shared.received.fetch_add(measured, Ordering::Relaxed);
+                shared.last_receive_ns.fetch_max(received_at, Ordering::Relaxed);
+                if !complete && result.unique as usize == messages {
+                    complete = true;
+                    shared.complete.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        if *stop.borrow_and_update() {
+            break;
+        }
+        let read = tokio::select! {
+            read = stream.read(&mut chunk) => read,
+            _ = stop.changed() => break,
+        };
+        match read {
+            Ok(0) => {
+                if !complete {
+                    result.error = Some("the server ended the stream".to_owned());
+                }
+                break;
+            }
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(e) => {
+                result.error = Some(format!("read: {e}"));
+                break;
+            }
+        }
+    }
+    result
+}
+
+// ---------------------------------------------------------------------------------------
+// The run
+
+fn percentile_us(sorted: &[u64], p: f64) -> Value {
+    if sorted.is_empty() {
+        return Value::Null;
+    }
+    json!(sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0)
+}
+
+async fn run(opts: Options) -> Value {
+    let _ = epoch();
+    let (sub_path, pub_path) = match opts.target {
+        Target::Eric => (
+            format!("/watch/{}", opts.channel),
+            format!("/broadcast?channel_id={}", opts.channel),
+        ),
+        Target::Nchan => (format!("/sub/{}", opts.channel), format!("/pub/{}", opts.channel)),
+    };
+    let wrap = |payload: Value| -> Vec<u8> {
+        match opts.target {
+            Target::Eric => serde_json::to_vec(&json!({"type": "m", "payload": payload})).unwrap(),
+            Target::Nchan => serde_json::to_vec(&payload).unwrap(),
+        }
+    };
+
+    let mut publisher = Publisher::new(opts.addr, opts.host.clone());
+    if opts.target == Target::Eric {
+        // 409 when the channel exists already: fine.
+        let status = publisher
+            .send("PUT", &format!("/create?channel_id={}", opts.channel), b"")
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!("eric-fanout: cannot reach {}: {e}", opts.addr);
+                std::process::exit(1)
+            });
+        if status != 200 && status != 201 && status != 409 {
+            eprintln!("eric-fanout: PUT /create answered {status}");
+            std::process::exit(1);
+        }
+    }
+    let memory_before = opts.server_pid.map(memory);
+
+    // Connect every subscriber.
+    let shared = Arc::new(Shared {
+        messages: opts.messages,
+        ready: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        warmed: AtomicUsize::new(0),
+        received: AtomicU64::new(0),
+        complete: AtomicUsize::new(0),
+        last_receive_ns: AtomicU64::new(0),
+        stop: watch::channel(false).0,
+    });
+    let request = Arc::new(
+        format!(
+            "GET {sub_path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+            opts.host
+        )
+        .into_bytes(),
+    );
+    let gate = Arc::new(Semaphore::new(opts.connect_concurrency));
+    let connect_started = Instant::now();
+    let tasks: Vec<_> = (0..opts.subscribers)
+        .map(|_| {
+            tokio::spawn(subscriber(
+                opts.addr,
+                Arc::clone(&request),
+                Arc::clone(&shared),
+                Arc::clone(&gate),
+            ))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while shared.ready.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst) < opts.subscribers
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let connect_s = connect_started.elapsed().as_secs_f64();
+    let connected = shared.ready.load(Ordering::SeqCst);
+
+    // Warm up: publish until every connected subscriber has seen a warm-up event, so
+    // that nobody is still being registered when the measured messages start.
+    let warm_started = Instant::now();
+    let mut warmups = 0u64;
+    let mut publish_errors = 0u64;
+    while shared.warmed.load(Ordering::SeqCst) < connected
+        && warm_started.elapsed() < Duration::from_secs(60)
+    {
+        let body = wrap(json!({"warmup": warmups}));
+        match publisher.send("POST", &pub_path, &body).await {
+            Ok(s) if (200..300).contains(&s) => {}
+            _ => publish_errors += 1,
+        }
+        warmups += 1;
+        let wait_until = Instant::now() + Duration::from_millis(200);
+        while shared.warmed.load(Ordering::SeqCst) < connected && Instant::now() < wait_until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let warmed = shared.warmed.load(Ordering::SeqCst);
+
+    // Idle: memory per subscriber, CPU of the server with every stream open and quiet.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let memory_after = opts.server_pid.map(memory);
+    let idle_cpu_pct = match opts.server_pid {
+        Some(pid) if opts.idle_seconds > 0.0 => {
+            let before = cpu_ns(pid);
+            let started = Instant::now();
+            tokio::time::sleep(Duration::from_secs_f64(opts.idle_seconds)).await;
+            let used = cpu_ns(pid).saturating_sub(before);
+            Some(100.0 * used as f64 / started.elapsed().as_nanos() as f64)
+        }
+        _ => None,
+    };
+
+    // Publish the measured messages: P keep-alive connections, publisher i sends the
+    // sequence numbers i, i+P, i+2P, ... one request at a time; with a rate, message k is
+    // due at k / rate seconds after the start (an absolute schedule: a late publish does
+    // not shift the next ones).
+    let server_cpu_before = opts.server_pid.map(cpu_ns);
+    let publish_started_ns = now_ns();
+    let publish_started = Instant::now();
+    let publishers: Vec<_> = (0..opts.publishers)
+        .map(|first| {
+            let mut publisher = if first == 0 {
+                std::mem::replace(&mut publisher, Publisher::new(opts.addr, opts.host.clone()))
+            } else {
+                Publisher::new(opts.addr, opts.host.clone())
+            };
+            let (count, step, rate, target) = (opts.messages, opts.publishers, opts.rate, opts.target);
+            let pub_path = pub_path.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0u64;
+                for seq in (first..count).step_by(step) {
+                    if let Some(rate) = rate {
+                        let due = publish_started + Duration::from_secs_f64(seq as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let sent = now_ns();
+                    let payload = json!({"seq": seq, "sent": sent});
+                    let body = match target {
+                        Target::Eric => serde_json::to_vec(&json!({"type": "m", "payload": payload})),
+                        Target::Nchan => serde_json::to_vec(&payload),
+                    }
+                    .unwrap();
+                    match publisher.send("POST", &pub_path, &body).await {
+                        Ok(s) if (200..300).contains(&s) => {}
+                        _ => errors += 1,
+                    }
+                    latencies.push(now_ns() - sent);
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut publish_latencies: Vec<u64> = Vec::with_capacity(opts.messages);
+    for task in publishers {
+        let (latencies, errors) = task.await.expect("publisher task");
+        publish_latencies.extend(latencies);
+        publish_errors += errors;
+    }
+    let publish_s = publish_started.elapsed().as_secs_f64();
+
+    // Wait until every subscriber has everything, or nothing moves for drain_timeout.
+    let mut last_received = shared.received.load(Ordering::SeqCst);
+    let mut last_progress = Instant::now();
+    while shared.complete.load(Ordering::SeqCst) < connected {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let received = shared.received.load(Ordering::SeqCst);
+        if received != last_received {
+            last_received = received;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > opts.drain_timeout {
+            break;
+        }
+    }
+    let last_receive_ns = shared.last_receive_ns.load(Ordering::SeqCst);
+    let server_cpu_busy_pct = server_cpu_before.zip(opts.server_pid).map(|(before, pid)| {
+        let elapsed = now_ns().saturating_sub(publish_started_ns).max(1);
+        100.0 * cpu_ns(pid).saturating_sub(before) as f64 / elapsed as f64
+    });
+    shared.stop.send_replace(true);
+
+    let mut unique = 0u64;
+    let mut duplicates = 0u64;
+    let mut out_of_order = 0u64;
+    let mut foreign = 0u64;
+    let mut errors: HashMap<String, u64> = HashMap::new();
+    let mut latencies: Vec<u64> = Vec::with_capacity(opts.subscribers * opts.messages);
+    for task in tasks {
+        let r = task.await.expect("subscriber task");
+        unique += r.unique;
+        duplicates += r.duplicates;
+        out_of_order += r.out_of_order;
+        foreign += r.foreign;
+        latencies.extend_from_slice(&r.latencies_ns);
+        if let Some(e) = r.error {
+            *errors.entry(e).or_default() += 1;
+        }
+    }
+    latencies.sort_unstable();
+    publish_latencies.sort_unstable();
+    let expected = (opts.subscribers * opts.messages) as u64;
+    let elapsed_s = last_receive_ns.saturating_sub(publish_started_ns) as f64 / 1e9;
+    let per_subscriber = |before: Option<Memory>, after: Option<Memory>, f: fn(&Memory) -> u64| {
+        before.zip(after).map(|(b, a)| {
+            (f(&a) as f64 - f(&b) as f64) / (connected.max(1) as f64)
+        })
+    };
+    json!({
+        "target": match opts.target { Target::Eric => "eric", Target::Nchan => "nchan" },
+        "subscribers": opts.subscribers,
+        "messages": opts.messages,
+        "rate": opts.rate,
+        "connected": connected,
+        "connect_s": connect_s,
+        "warmed": warmed,
+        "warmup_publishes": warmups,
+        "expected": expected,
+        "delivered": unique,
+        "lost": expected - unique.min(expected),
+        "duplicates": duplicates,
+        "out_of_order": out_of_order,
+        "foreign_events": foreign,
+        "publish_errors": publish_errors,
+        "publishers": opts.publishers,
+        "subscriber_errors": errors,
+        "publish_s": publish_s,
+        "publish_per_s": opts.messages as f64 / publish_s,
+        "publish_p50_us": percentile_us(&publish_latencies, 0.5),
+        "publish_p99_us": percentile_us(&publish_latencies, 0.99),
+        "elapsed_s": elapsed_s,
+        "deliveries_per_s": if elapsed_s > 0.0 { unique as f64 / elapsed_s } else { 0.0 },
+        "latency_us": {
+            "p50": percentile_us(&latencies, 0.50),
+            "p99": percentile_us(&latencies, 0.99),
+            "max": percentile_us(&latencies, 1.0),
+        },
+        "server": {
+            "pid": opts.server_pid,
+            "processes": memory_after.map(|m| m.processes),
+            "rss_before_bytes": memory_before.map(|m| m.rss),
+            "rss_after_bytes": memory_after.map(|m| m.rss),
+            "pss_before_bytes": memory_before.map(|m| m.pss),
+            "pss_after_bytes": memory_after.map(|m| m.pss),
+            "rss_per_subscriber_bytes": per_subscriber(memory_before, memory_after, |m| m.rss),
+            "pss_per_subscriber_bytes": per_subscriber(memory_before, memory_after, |m| m.pss),
+            "idle_seconds": opts.idle_seconds,
+            "idle_cpu_pct": idle_cpu_pct,
+            "busy_cpu_pct": server_cpu_busy_pct,
+        },
+    })
+}
+
+fn main() {
+    let opts = parse_options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let report = runtime.block_on(run(opts));
+    println!("{report}");
+    // Do not wait for the runtime to close 10,000 sockets one by one.
+    runtime.shutdown_background();
+}
