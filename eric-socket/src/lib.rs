@@ -85,4 +85,10 @@ pub mod docs {
     pub struct EricSocket;
     #[doc = include_str!("../../docs/migrating-from-python.md")]
     pub struct MigratingFromPython;
+    #[doc = include_str!("../../docs/README.md")]
+    pub struct Readme;
+    #[doc = include_str!("../../docs/deploying.md")]
+    pub struct Deploying;
+    #[doc = include_str!("../../docs/benchmarks.md")]
+    pub struct Benchmarks;
 }
