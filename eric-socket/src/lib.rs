@@ -91,4 +91,6 @@ pub mod docs {
     pub struct Deploying;
     #[doc = include_str!("../../docs/benchmarks.md")]
     pub struct Benchmarks;
+    #[doc = include_str!("../../docs/eric-cli.md")]
+    pub struct EricCli;
 }
