@@ -15,6 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
 /// A channel `c` with one subscribed listener; the listener's id.
 async fn channel_with_listener(server: &TestServer) -> String {
     server
@@ -342,11 +348,11 @@ async fn a_stream_listener_stays_registered_and_queueing_when_its_client_leaves(
     let server = TestServer::start().await;
     let listener = channel_with_listener(&server).await;
     let path = format!("/stream/c/{listener}");
+    let idle_tasks = alive_tasks();
     let client = server.stream(&path).await;
     drop(client);
-    // Wait until the server has dropped the stream: the slot is free again, which a new
-    // stream would otherwise take over; here we look at the queue instead.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The server noticed: the connection's task is gone (and the stream with it).
+    eventually("the connection task ends", || alive_tasks() <= idle_tasks).await;
     broadcast_ticks(&server, 1..=2).await;
     let sse = server.container.get("c").unwrap();
     assert_eq!(sse.get_listener(&listener).unwrap().queue_len(), 2);
