@@ -75,12 +75,15 @@ pub mod docs {
     pub struct SocketProtocol;
     #[doc = include_str!("../../docs/eric-core.md")]
     pub struct EricCore;
+    #[cfg(feature = "http")]
     #[doc = include_str!("../../docs/eric-sse.md")]
     pub struct EricSse;
     #[doc = include_str!("../../docs/eric-processing.md")]
     pub struct EricProcessing;
+    #[cfg(feature = "http")]
     #[doc = include_str!("../../docs/http-api.md")]
     pub struct HttpApi;
+    #[cfg(feature = "http")]
     #[doc = include_str!("../../docs/eric-socket.md")]
     pub struct EricSocket;
     #[doc = include_str!("../../docs/migrating-from-python.md")]
