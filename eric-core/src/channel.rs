@@ -264,13 +264,17 @@ impl<A: Adapter> Channel<A> {
     /// Removes a listener. Its queue is discarded; its open streams yield one
     /// `_eric_channel_closed` item and end.
     pub fn remove_listener(&self, listener_id: &str) -> Result<Arc<Listener>> {
+        self.take_out(listener_id, false)
+    }
+
+    fn take_out(&self, listener_id: &str, by_overflow: bool) -> Result<Arc<Listener>> {
         let listener = self
             .inner
             .listeners
             .write()
             .remove(listener_id)
             .ok_or_else(|| Error::InvalidListener(listener_id.to_owned()))?;
-        listener.mark_removed();
+        listener.mark_removed(by_overflow);
         Ok(listener)
     }
 
@@ -326,7 +330,7 @@ impl<A: Adapter> Channel<A> {
     }
 
     fn overflowed(&self, listener: &Listener, refused: Refused) -> Error {
-        let capacity = listener.config().capacity.unwrap_or(usize::MAX);
+        let capacity = listener.config().capacity.map_or(usize::MAX, |c| c.max(1));
         let id = listener.id().to_owned();
         match refused {
             Refused::Full => {
@@ -339,7 +343,7 @@ impl<A: Adapter> Channel<A> {
             Refused::MustDisconnect => {
                 tracing::info!(listener = %id, capacity, "queue overflowed: listener disconnected");
                 // It may already be gone if a concurrent overflow disconnected it.
-                let _ = self.remove_listener(&id);
+                let _ = self.take_out(&id, true);
                 Error::Disconnected {
                     listener: id,
                     capacity,

@@ -340,7 +340,8 @@ impl Listener {
             return Err(Refused::Removed);
         }
         if let Some(capacity) = self.config.capacity {
-            if state.items.len() >= capacity {
+            // A capacity of 0 set through the public field means the smallest queue.
+            if state.items.len() >= capacity.max(1) {
                 match self.config.overflow {
                     OverflowPolicy::Reject => {
                         state.dropped += 1;
@@ -370,10 +371,14 @@ impl Listener {
     }
 
     /// Marks the listener as removed from its channel and wakes its consumers. The
-    /// messages still queued are discarded with it.
-    pub(crate) fn mark_removed(&self) {
+    /// messages still queued are discarded with it; when the removal is the overflow
+    /// policy's doing they count as dropped.
+    pub(crate) fn mark_removed(&self, by_overflow: bool) {
         let mut state = self.queue.lock();
         state.removed = true;
+        if by_overflow {
+            state.dropped += state.items.len() as u64;
+        }
         state.items.clear();
         let wakeup = state.take_wakeup();
         drop(state);

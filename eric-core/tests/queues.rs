@@ -78,6 +78,11 @@ fn disconnect_policy_removes_the_listener_and_ends_its_stream() {
         .dispatch(listener.id(), Message::empty("second"))
         .unwrap_err();
     assert!(matches!(error, Error::Disconnected { .. }), "{error}");
+    assert_eq!(
+        listener.stats().dropped,
+        2,
+        "the refused message and the one it left in the queue"
+    );
     assert!(channel.get_listener(listener.id()).is_err());
     let items: Vec<_> = stream.iter().collect();
     assert_eq!(types(&items), [MESSAGE_TYPE_CLOSED]);
