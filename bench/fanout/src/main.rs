@@ -198,6 +198,25 @@ fn memory(root: u32) -> Memory {
     m
 }
 
+/// The memory of the process tree once three readings 250 ms apart agree within 0.5%
+/// (at most 5 s).
+async fn settled_memory(root: u32) -> Memory {
+    let mut last = memory(root);
+    let mut stable = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stable < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = memory(root);
+        if (now.rss as f64 - last.rss as f64).abs() <= 0.005 * last.rss as f64 {
+            stable += 1;
+        } else {
+            stable = 0;
+        }
+        last = now;
+    }
+    last
+}
+
 /// CPU time of the process tree, every thread, in ns (first field of each task's
 /// schedstat: time spent on a CPU).
 fn cpu_ns(root: u32) -> u64 {
@@ -626,7 +645,19 @@ async fn run(opts: Options) -> Value {
             std::process::exit(1);
         }
     }
-    let memory_before = opts.server_pid.map(memory);
+    if opts.target == Target::Nchan {
+        // Create the channel, and let more than one worker serve a request.
+        for _ in 0..4 {
+            let mut primer = Publisher::new(opts.addr, opts.host.clone());
+            let _ = primer.send("POST", &pub_path, &wrap(json!({"warmup": "prime"}))).await;
+        }
+    }
+    // The baseline: once the server's memory has settled (a freshly started nginx keeps
+    // touching pages for a moment).
+    let memory_before = match opts.server_pid {
+        Some(pid) => Some(settled_memory(pid).await),
+        None => None,
+    };
 
     // Connect every subscriber.
     let shared = Arc::new(Shared {
