@@ -59,9 +59,12 @@
 //!   the newest connection wins, as a reconnecting browser needs, and no event is taken
 //!   by the old stream after the new one read the history.
 //! * **A client that leaves** is noticed when hyper reads the end of its connection, or
-//!   at the latest when the next event or keep-alive cannot be written. The stream is
-//!   then dropped: a `/watch` listener is removed from its channel, a `/stream` listener
-//!   stays registered (and keeps queueing) for a later stream.
+//!   at the latest when the next event or keep-alive cannot be written. A client that
+//!   vanished without a word (no FIN, no reset) acknowledges nothing, and
+//!   [`HttpServerConfig::tcp_user_timeout`] (30 s) fails its connection after the next
+//!   keep-alive. The stream is then dropped: a `/watch` listener is removed from its
+//!   channel, a `/stream` listener stays registered (and keeps queueing) for a later
+//!   stream.
 //! * **Removal and end.** When its listener or channel is deleted, or the channel
 //!   broadcasts `_eric_channel_closed`, a stream sends that event and ends.
 //! * **Shutdown** ends every stream cleanly (the body is finished, the client sees the end

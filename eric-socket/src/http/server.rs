@@ -57,6 +57,12 @@ pub struct HttpServerConfig {
     pub cors_allowed_origins: Vec<String>,
     /// How long shutdown waits for connections to finish before cutting them (default 5 s).
     pub shutdown_grace: Duration,
+    /// How long data the server wrote may stay unacknowledged before the connection is
+    /// dropped (`TCP_USER_TIMEOUT`, Linux only; default 30 s; `None` leaves the system's
+    /// default, about 15 minutes). A client that vanished without closing its connection
+    /// (a laptop lid shut, a network gone) acknowledges nothing: this bounds how long its
+    /// stream and `/watch` listener outlive it, counted from the next keep-alive.
+    pub tcp_user_timeout: Option<Duration>,
 }
 
 impl HttpServerConfig {
@@ -72,6 +78,7 @@ impl HttpServerConfig {
             sse: SseBodyConfig::default(),
             cors_allowed_origins: Vec::new(),
             shutdown_grace: Duration::from_secs(5),
+            tcp_user_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -236,6 +243,9 @@ impl HttpServer {
 async fn serve_connection(stream: TcpStream, builder: http1::Builder, state: Arc<State>) {
     // Events go out as soon as they are written, not after Nagle's delay.
     let _ = stream.set_nodelay(true);
+    if let Some(timeout) = state.config.tcp_user_timeout {
+        set_user_timeout(&stream, timeout);
+    }
     let shutdown = state.shutdown.clone();
     let service = hyper::service::service_fn(move |request| {
         let state = Arc::clone(&state);
@@ -260,5 +270,41 @@ async fn serve_connection(stream: TcpStream, builder: http1::Builder, state: Arc
                 connection.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// Sets `TCP_USER_TIMEOUT`: written data unacknowledged for `timeout` fails the
+/// connection, so a silently vanished client is noticed at the next keep-alive plus
+/// `timeout`, not after the kernel's retransmissions (about 15 minutes).
+#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+fn set_user_timeout(stream: &TcpStream, timeout: Duration) {
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout)) {
+        tracing::debug!(%error, "could not set TCP_USER_TIMEOUT");
+    }
+}
+
+#[cfg(not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")))]
+fn set_user_timeout(_stream: &TcpStream, _timeout: Duration) {}
+
+#[cfg(all(
+    test,
+    any(target_os = "android", target_os = "fuchsia", target_os = "linux")
+))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_user_timeout_is_set_on_a_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        set_user_timeout(&accepted, Duration::from_secs(7));
+        let read_back = socket2::SockRef::from(&accepted)
+            .tcp_user_timeout()
+            .unwrap();
+        assert_eq!(read_back, Some(Duration::from_secs(7)));
+        drop(client);
     }
 }
