@@ -125,8 +125,14 @@ impl<A: Adapter> MessageStream<A> {
         Some(self.channel.adapter().adapt(&delivery))
     }
 
+    /// The next replayed delivery. Replays end where the original stream ended: at an
+    /// `_eric_channel_closed`. Handlers ran when the messages were first delivered and
+    /// do not run again.
     fn take_replayed(&mut self) -> Option<A::Output> {
         let delivery = self.replay.pop_front()?;
+        if delivery.is_closed() {
+            self.finished = true;
+        }
         Some(self.channel.adapter().adapt(&delivery))
     }
 

@@ -325,3 +325,25 @@ fn stream_delay_paces_async_and_blocking_streams() {
     }
     assert!(started.elapsed() >= delay * 2, "{:?}", started.elapsed());
 }
+
+#[test]
+fn a_replayed_end_of_stream_ends_the_resumed_stream_like_the_original() {
+    let channel = Channel::builder(Identity)
+        .queue_config(QueueConfig::unbounded().with_history(8))
+        .build();
+    let listener = channel.add_listener();
+    listener.start();
+    channel
+        .dispatch(listener.id(), Message::empty("a"))
+        .unwrap();
+    channel.notify_end();
+    channel
+        .dispatch(listener.id(), Message::empty("after the end"))
+        .unwrap();
+    let first: Vec<_> = channel.message_stream(&listener).iter().collect();
+    assert_eq!(types(&first), ["a", MESSAGE_TYPE_CLOSED]);
+
+    let replayed: Vec<_> = channel.message_stream_after(&listener, 0).iter().collect();
+    assert_eq!(types(&replayed), ["a", MESSAGE_TYPE_CLOSED]);
+    assert_eq!(listener.queue_len(), 1);
+}
