@@ -14,7 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The publishable crates, in dependency order (each depends only on earlier ones).
-const CRATES: [&str; 5] = ["eric-core", "eric-sse", "eric-processing", "eric-socket", "eric-cli"];
+const CRATES: [&str; 5] = [
+    "eric-core",
+    "eric-sse",
+    "eric-processing",
+    "eric-socket",
+    "eric-cli",
+];
 
 /// The library crates, checked alone and without default features.
 const LIBRARIES: [&str; 4] = ["eric-core", "eric-sse", "eric-processing", "eric-socket"];
@@ -24,7 +30,12 @@ const TEST_COMMAND: [&str; 2] = ["test", "--workspace"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["ci"] => ci(),
         ["release", version] => release(version, false),
         ["release", version, "--no-verify"] => release(version, true),
@@ -101,7 +112,14 @@ fn cargo(root: &Path) -> Command {
 fn ci() -> Result {
     let root = root()?;
     run(cargo(&root).args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run(cargo(&root).args(TEST_COMMAND))?;
     run(cargo(&root)
         .args(["doc", "--workspace", "--no-deps"])
@@ -114,9 +132,13 @@ fn ci() -> Result {
 }
 
 fn git_is_clean(root: &Path) -> Result<bool> {
-    Ok(output(Command::new("git").current_dir(root).args(["status", "--porcelain"]))?
-        .trim()
-        .is_empty())
+    Ok(output(
+        Command::new("git")
+            .current_dir(root)
+            .args(["status", "--porcelain"]),
+    )?
+    .trim()
+    .is_empty())
 }
 
 /// Whether CHANGELOG.md has a heading for `version` (`## 1.2.3` or `## [1.2.3]`).
@@ -135,7 +157,10 @@ fn changelog_has(root: &Path, version: &str) -> Result<bool> {
 fn is_version(text: &str) -> bool {
     let core = text.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Rewrites the root Cargo.toml: `[workspace.package] version` and the `version = "..."`
@@ -172,7 +197,12 @@ fn replace_version_value(line: &str, version: &str) -> String {
     let Some(len) = line[value_start..].find('"') else {
         return line.to_owned();
     };
-    format!("{}{}{}", &line[..value_start], version, &line[value_start + len..])
+    format!(
+        "{}{}{}",
+        &line[..value_start],
+        version,
+        &line[value_start + len..]
+    )
 }
 
 fn release(version: &str, no_verify: bool) -> Result {
@@ -192,8 +222,14 @@ fn release(version: &str, no_verify: bool) -> Result {
     let manifest = std::fs::read_to_string(&manifest_path).map_err(|e| e.to_string())?;
     std::fs::write(&manifest_path, bump_manifest(&manifest, version)).map_err(|e| e.to_string())?;
     // Refresh Cargo.lock with the new versions.
-    run(cargo(&root).args(["metadata", "--format-version", "1", "--offline"]).stdout(std::process::Stdio::null()))
-        .or_else(|_| run(cargo(&root).args(["metadata", "--format-version", "1"]).stdout(std::process::Stdio::null())))?;
+    run(cargo(&root)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .stdout(std::process::Stdio::null()))
+    .or_else(|_| {
+        run(cargo(&root)
+            .args(["metadata", "--format-version", "1"])
+            .stdout(std::process::Stdio::null()))
+    })?;
     // One packaging run in dependency order: cargo stages each crate for the next.
     let mut package = cargo(&root);
     package.args(["package", "--allow-dirty"]);
@@ -204,10 +240,19 @@ fn release(version: &str, no_verify: bool) -> Result {
         package.arg("--no-verify");
     }
     run(&mut package)?;
-    run(Command::new("git").current_dir(&root).args(["commit", "-q", "-am", &format!("Release {version}")]))?;
-    run(Command::new("git")
-        .current_dir(&root)
-        .args(["tag", "-a", &format!("v{version}"), "-m", &format!("eric {version}")]))?;
+    run(Command::new("git").current_dir(&root).args([
+        "commit",
+        "-q",
+        "-am",
+        &format!("Release {version}"),
+    ]))?;
+    run(Command::new("git").current_dir(&root).args([
+        "tag",
+        "-a",
+        &format!("v{version}"),
+        "-m",
+        &format!("eric {version}"),
+    ]))?;
     eprintln!("released {version}: commit and tag v{version} made; push them when ready");
     Ok(())
 }
@@ -216,7 +261,11 @@ fn dist() -> Result {
     let root = root()?;
     run(cargo(&root).args(["build", "--release", "-p", "eric-cli"]))?;
     let version = output(Command::new(root.join("target/release/eric")).arg("--version"))?;
-    let version = version.split_whitespace().last().unwrap_or("unknown").to_owned();
+    let version = version
+        .split_whitespace()
+        .last()
+        .unwrap_or("unknown")
+        .to_owned();
     let target = output(Command::new("rustc").arg("-vV"))?
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
@@ -226,11 +275,18 @@ fn dist() -> Result {
     let staging = dist.join(&name);
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
-    for (from, to) in [("target/release/eric", "eric"), ("README.md", "README.md"), ("CHANGELOG.md", "CHANGELOG.md")] {
-        std::fs::copy(root.join(from), staging.join(to)).map_err(|e| format!("copying {from}: {e}"))?;
+    for (from, to) in [
+        ("target/release/eric", "eric"),
+        ("README.md", "README.md"),
+        ("CHANGELOG.md", "CHANGELOG.md"),
+    ] {
+        std::fs::copy(root.join(from), staging.join(to))
+            .map_err(|e| format!("copying {from}: {e}"))?;
     }
     let tarball = format!("{name}.tar.gz");
-    run(Command::new("tar").current_dir(&dist).args(["czf", &tarball, &name]))?;
+    run(Command::new("tar")
+        .current_dir(&dist)
+        .args(["czf", &tarball, &name]))?;
     let sum = output(Command::new("sha256sum").current_dir(&dist).arg(&tarball))?;
     std::fs::write(dist.join(format!("{tarball}.sha256")), &sum).map_err(|e| e.to_string())?;
     std::fs::remove_dir_all(&staging).map_err(|e| e.to_string())?;

@@ -9,7 +9,11 @@ fn git(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -24,8 +28,15 @@ fn throwaway_clone(name: &str) -> PathBuf {
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    git(&dir, &["config", "user.email", "xtask-test@example.invalid"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    git(
+        &dir,
+        &["config", "user.email", "xtask-test@example.invalid"],
+    );
     git(&dir, &["config", "user.name", "xtask test"]);
     dir
 }
@@ -71,13 +82,23 @@ fn release_bumps_every_crate_packages_them_and_tags() {
     git(&dir, &["commit", "-qam", "changelog for 9.9.9"]);
 
     let out = xtask(&dir, &["release", "9.9.9", "--no-verify"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("version = \"9.9.9\"\n"));
     assert!(manifest.contains("eric-core = { path = \"eric-core\", version = \"9.9.9\" }"));
     let packaged = dir.join("target/package");
-    for krate in ["eric-core", "eric-sse", "eric-processing", "eric-socket", "eric-cli"] {
+    for krate in [
+        "eric-core",
+        "eric-sse",
+        "eric-processing",
+        "eric-socket",
+        "eric-cli",
+    ] {
         assert!(
             packaged.join(format!("{krate}-9.9.9.crate")).exists(),
             "{krate} was not packaged"
@@ -85,8 +106,10 @@ fn release_bumps_every_crate_packages_them_and_tags() {
     }
     let tags = git(&dir, &["tag", "--list"]);
     assert_eq!(String::from_utf8_lossy(&tags.stdout).trim(), "v9.9.9");
-    assert!(String::from_utf8_lossy(&git(&dir, &["status", "--porcelain"]).stdout)
-        .trim()
-        .is_empty());
+    assert!(
+        String::from_utf8_lossy(&git(&dir, &["status", "--porcelain"]).stdout)
+            .trim()
+            .is_empty()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
