@@ -474,6 +474,36 @@ struct SubscriberResult {
     foreign: u64,
 }
 
+enum Decoded {
+    Measured { seq: u64, sent: u64 },
+    Warmup,
+    Foreign,
+}
+
+/// The unsigned integer after `"key":` in compact JSON.
+fn field(data: &str, key: &str) -> Option<u64> {
+    let at = data.find(key)? + key.len();
+    let digits = data[at..].bytes().take_while(u8::is_ascii_digit).count();
+    data[at..at + digits].parse().ok()
+}
+
+/// Reads an event's data: `{"seq": k, "sent": ns}`, a warm-up, or something else. The
+/// publisher writes compact JSON, and both servers pass it on compact, so a scan does;
+/// anything unexpected goes through serde_json.
+fn decode(data: &str) -> Decoded {
+    if let (Some(seq), Some(sent)) = (field(data, "\"seq\":"), field(data, "\"sent\":")) {
+        return Decoded::Measured { seq, sent };
+    }
+    match serde_json::from_str::<Value>(data) {
+        Ok(v) if v.get("warmup").is_some() => Decoded::Warmup,
+        Ok(v) => match (v["seq"].as_u64(), v["sent"].as_u64()) {
+            (Some(seq), Some(sent)) => Decoded::Measured { seq, sent },
+            _ => Decoded::Foreign,
+        },
+        Err(_) => Decoded::Foreign,
+    }
+}
+
 async fn subscriber(
     addr: SocketAddr,
     request: Arc<Vec<u8>>,
@@ -538,20 +568,19 @@ async fn subscriber(
             pending.clear();
             let mut measured = 0;
             while let Some(event) = parser.next_event() {
-                let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
-                    result.foreign += 1;
-                    continue;
-                };
-                if data.get("warmup").is_some() {
-                    if !warmed {
-                        warmed = true;
-                        shared.warmed.fetch_add(1, Ordering::SeqCst);
+                let (seq, sent) = match decode(&event.data) {
+                    Decoded::Measured { seq, sent } => (seq, sent),
+                    Decoded::Warmup => {
+                        if !warmed {
+                            warmed = true;
+                            shared.warmed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                let (Some(seq), Some(sent)) = (data["seq"].as_u64(), data["sent"].as_u64()) else {
-                    result.foreign += 1;
-                    continue;
+                    Decoded::Foreign => {
+                        result.foreign += 1;
+                        continue;
+                    }
                 };
                 let seq = seq as usize;
                 measured += 1;

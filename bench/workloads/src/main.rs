@@ -222,6 +222,24 @@ fn w4(n: usize, per_second: u64) -> Value {
     let wall = wall_before.elapsed();
     let received = latencies.len();
     latencies.sort_unstable();
+
+    // Calibration, after the measurement: the CPU of the producer's schedule alone (the
+    // same sleeps, no eric), for one second or n messages.
+    let calibration = n.min(per_second as usize);
+    let schedule_only = std::thread::spawn(move || {
+        let cpu_start = thread_cpu_time();
+        let start = Instant::now();
+        for i in 0..calibration {
+            let due = start + interval * i as u32;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        (thread_cpu_time() - cpu_start, start.elapsed())
+    });
+    let (schedule_cpu, schedule_wall) = schedule_only.join().unwrap();
+
     json!({
         "params": {"messages": n, "rate": per_second, "producer": "OS thread", "consumer": "futures::executor::block_on"},
         "metrics": {
@@ -231,6 +249,7 @@ fn w4(n: usize, per_second: u64) -> Value {
             "cpu_pct": 100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
             "producer_cpu_pct": 100.0 * producer_cpu.as_secs_f64() / wall.as_secs_f64(),
             "consumer_cpu_pct": 100.0 * consumer_cpu.as_secs_f64() / wall.as_secs_f64(),
+            "schedule_only_cpu_pct": 100.0 * schedule_cpu.as_secs_f64() / schedule_wall.as_secs_f64(),
             "wall_s": wall.as_secs_f64(),
         },
         "check": {"expected": n, "received": received},
