@@ -184,7 +184,22 @@ impl UnixServer {
     /// Serves until the shutdown handle fires; then stops accepting, ends the open
     /// streams, waits for connections (at most the grace period), removes the socket
     /// file and returns.
+    ///
+    /// The accept loop runs as a task of the runtime, wherever `run` is awaited: awaited
+    /// in `block_on` it would run on the main thread, outside the workers, and every
+    /// accepted connection would cost a cross-thread hand-off (about 4 futex calls).
+    /// As a task, each connection it spawns starts on the same worker, right after it.
+    /// Dropping the future returned by `run` stops the server at once.
     pub async fn run(self) -> io::Result<()> {
+        let mut task = AbortOnDrop(tokio::spawn(self.serve()));
+        match (&mut task.0).await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Err(io::Error::other(error)),
+        }
+    }
+
+    async fn serve(self) -> io::Result<()> {
         let UnixServer {
             listener,
             config,
@@ -238,6 +253,15 @@ impl UnixServer {
         }
         tracing::info!("socket server stopped");
         Ok(())
+    }
+}
+
+/// Aborts the task when dropped, so that dropping [`UnixServer::run`] stops the server.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
