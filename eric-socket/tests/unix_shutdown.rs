@@ -187,3 +187,31 @@ async fn sigterm_ends_streams_and_the_example_server_exits_zero_without_its_sock
         .unwrap();
     assert_eq!(last.as_deref(), Some("stopped"));
 }
+
+#[tokio::test]
+async fn dropping_the_run_future_stops_serving_at_once() {
+    let dir = common::socket_dir();
+    let path = dir.path().join("dropped.sock");
+    let server = eric_socket::UnixServer::bind(
+        eric_socket::UnixServerConfig::new(&path),
+        std::sync::Arc::new(eric_socket::ChannelContainer::new()),
+    )
+    .await
+    .unwrap();
+    let gauge = server.connection_gauge();
+    let running = tokio::spawn(server.run());
+    assert!(common::is_decimal_id(
+        &common::send_raw(&path, br#"{"v": "c"}"#).await
+    ));
+    let _open = UnixStream::connect(&path).await.unwrap();
+    eventually("the connection is open", || gauge.open() == 1).await;
+    running.abort();
+    assert!(bounded("the run task ends", running).await.is_err());
+    eventually("its connections are cut", || gauge.open() == 0).await;
+    // The socket file stays (nobody removed it), but nobody answers on it any more:
+    // the next server replaces it as stale.
+    let refused = UnixStream::connect(&path)
+        .await
+        .expect_err("nobody listens");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+}
