@@ -11,8 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// How many messages per worker a stream may have taken and not yet yielded, unless
-/// [`DataProcessingChannelBuilder::window`] says otherwise.
+/// [`DataProcessingChannelBuilder::window`] says otherwise (but see
+/// [`DEFAULT_MIN_WINDOW`]).
 pub const DEFAULT_WINDOW_PER_WORKER: usize = 2;
+
+/// The smallest default window. A window of a few messages is enough for slow handlers
+/// (the workers only take a message when free, so in-flight work stays at
+/// `max_workers`), but with fast handlers the consumer becomes the bottleneck and a tiny
+/// window makes tasks stop and restart every few messages: with no-op handlers, a
+/// window of 4 measured 0.3 to 4 M messages/s, a window of 64 3 to 5 M/s.
+pub const DEFAULT_MIN_WINDOW: usize = 64;
 
 /// Counters shared by a channel and all its streams.
 #[derive(Debug, Default)]
@@ -235,8 +243,9 @@ impl<A> DataProcessingChannelBuilder<A> {
     /// The most messages one stream may have taken from its queue and not yet yielded
     /// (in progress, or done and waiting for the consumer, or held back for order).
     /// It bounds the memory a slow consumer costs and what dropping a stream early
-    /// throws away. Default: [`DEFAULT_WINDOW_PER_WORKER`] × `max_workers`. A window
-    /// below `max_workers` leaves threads idle; 0 is an error.
+    /// throws away. Default: [`DEFAULT_WINDOW_PER_WORKER`] × `max_workers`, at least
+    /// [`DEFAULT_MIN_WINDOW`]. A window below `max_workers` leaves threads idle; 0 is an
+    /// error.
     pub fn window(mut self, window: usize) -> Self {
         self.window = Some(window);
         self
@@ -273,9 +282,9 @@ where
         if self.max_workers == 0 {
             return Err(ProcessingError::ZeroWorkers);
         }
-        let window = self
-            .window
-            .unwrap_or(DEFAULT_WINDOW_PER_WORKER * self.max_workers);
+        let window = self.window.unwrap_or_else(|| {
+            (DEFAULT_WINDOW_PER_WORKER * self.max_workers).max(DEFAULT_MIN_WINDOW)
+        });
         if window == 0 {
             return Err(ProcessingError::ZeroWindow);
         }

@@ -80,7 +80,8 @@ mod stream;
 
 pub use adapter::{Processed, ProcessingAdapter};
 pub use channel::{
-    DataProcessingChannel, DataProcessingChannelBuilder, ProcessingStats, DEFAULT_WINDOW_PER_WORKER,
+    DataProcessingChannel, DataProcessingChannelBuilder, ProcessingStats, DEFAULT_MIN_WINDOW,
+    DEFAULT_WINDOW_PER_WORKER,
 };
 pub use error::{ProcessingError, Result};
 pub use stream::{IntoIter, Iter, ProcessingResult, ProcessingStream};

@@ -188,7 +188,7 @@ where
 /// one, so the queue itself balances the load between them. At most
 /// [`window`](crate::DataProcessingChannelBuilder::window) messages are taken and not
 /// yet yielded: when the consumer falls behind, the tasks stop taking and end, and the
-/// consumer starts new ones as it catches up (feeding is driven by its `recv` and
+/// consumer starts new ones once it has caught up by half a window (feeding is driven by its `recv` and
 /// `poll_next` calls; there is no feeder thread). A task also ends after 64 messages
 /// and is replaced at once, so that streams sharing a pool take turns. The reference,
 /// by contrast, submits the whole queue to its executor at once.
@@ -337,7 +337,10 @@ where
             return;
         }
         let outstanding = self.shared.outstanding.load(Ordering::Acquire);
-        if outstanding >= self.shared.window {
+        // Refill only once the consumer has made room for half a window (at least one
+        // message): a task then has a run of messages to take, instead of a task spawn
+        // per yielded item when the consumer is the bottleneck.
+        if outstanding > self.shared.window / 2 || outstanding >= self.shared.window {
             return;
         }
         {
