@@ -2,10 +2,13 @@
 //!
 //! [`SseBody`] turns a stream of [`SseEvent`]s into an [`http_body::Body`]:
 //!
-//! - the first frame opens with `retry: <ms>`, once per connection: the reconnection time
-//!   of [`SseBodyConfig::retry_ms`], or else of the first event, raised to
-//!   [`SseBodyConfig::retry_floor_ms`] (1 s by default: the reference's 5 ms would make a
-//!   browser hammer the server). Events carry no `retry:` of their own;
+//! - the first frame is `retry: <ms>` alone, written on the body's very first poll,
+//!   whether an event is ready or not: [`SseBodyConfig::retry_ms`] raised to
+//!   [`SseBodyConfig::retry_floor_ms`], or the floor itself (1 s by default: the
+//!   reference's 5 ms would make a browser hammer the server). So a client has body bytes
+//!   as soon as it has the headers, and knows the reconnection time even if the connection
+//!   drops before the first event. It is written once per connection; events carry no
+//!   `retry:` of their own (their [`retry`](SseEvent::retry) is for the JSON form);
 //! - each event goes out as soon as the stream yields it; events that are ready together
 //!   share a frame, up to [`SseBodyConfig::max_frame_bytes`];
 //! - after [`SseBodyConfig::keep_alive`] without an event (15 s by default) a `: keep-alive`
@@ -72,8 +75,9 @@ use crate::{Encoder, SseEvent};
 pub struct SseBodyConfig {
     /// The least reconnection time written, in milliseconds. Default: 1,000.
     pub retry_floor_ms: u64,
-    /// The reconnection time to write, in milliseconds; when `None` (the default), the
-    /// first event's [`retry`](SseEvent::retry). Raised to `retry_floor_ms` either way.
+    /// The reconnection time to write, in milliseconds, raised to `retry_floor_ms`; when
+    /// `None` (the default), the floor. (It is written before any event is known, so the
+    /// events' own [`retry`](SseEvent::retry) is not consulted.)
     pub retry_ms: Option<u64>,
     /// Silence after which a keep-alive comment is written; `None` for none.
     /// Default: 15 s.
@@ -151,6 +155,7 @@ pub struct SseBody<S> {
 #[derive(Debug)]
 struct Writer {
     config: SseBodyConfig,
+    /// Whether the opening `retry:` frame has been returned.
     retry_sent: bool,
     /// Created on the first idle poll (it needs the runtime's timer).
     keep_alive: Option<Pin<Box<Sleep>>>,
@@ -183,19 +188,15 @@ impl<S> SseBody<S> {
 }
 
 impl Writer {
-    fn retry(&mut self, event_retry: Option<u64>) {
-        if !self.retry_sent {
-            self.retry_sent = true;
-            let config = &self.config;
-            let ms = config.retry_ms.or(event_retry).unwrap_or(0);
-            config
-                .encoder
-                .encode_retry(ms.max(config.retry_floor_ms), &mut self.buf);
-        }
+    /// Writes the opening `retry:` line.
+    fn retry(&mut self) {
+        let config = &self.config;
+        let ms = config.retry_ms.unwrap_or(0).max(config.retry_floor_ms);
+        config.encoder.encode_retry(ms, &mut self.buf);
+        self.retry_sent = true;
     }
 
     fn event(&mut self, event: &SseEvent) {
-        self.retry(Some(event.retry()));
         if let Err(error) = self.config.encoder.encode_event(event, &mut self.buf) {
             let note = format!("eric-sse: event skipped: {error}");
             self.config.encoder.encode_comment(&note, &mut self.buf);
@@ -220,7 +221,6 @@ impl Writer {
         if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        self.retry(None);
         let encoder = self.config.encoder;
         encoder.encode_comment(KEEP_ALIVE_COMMENT, &mut self.buf);
         Poll::Ready(())
@@ -243,6 +243,12 @@ where
         let Some(events) = this.events.as_mut() else {
             return Poll::Ready(None);
         };
+        if !writer.retry_sent {
+            // Its own frame, before the stream is polled: the client learns the
+            // reconnection time now, not with the first event or keep-alive.
+            writer.retry();
+            return Poll::Ready(Some(Ok(writer.frame())));
+        }
         let mut ended = false;
         while writer.buf.len() < writer.config.max_frame_bytes {
             match Pin::new(&mut *events).poll_next(cx) {
@@ -345,34 +351,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn first_frame_opens_with_retry_raised_to_the_floor() {
+    async fn the_first_frame_is_the_retry_floor_alone_even_with_an_event_ready() {
         let mut body = SseBody::with_config(ready([SseEvent::new("a", 1)]), no_keep_alive());
+        assert_eq!(next_frame(&mut body).await.unwrap(), "retry: 1000\n\n");
         assert_eq!(
             next_frame(&mut body).await.unwrap(),
-            "retry: 1000\n\nevent: a\ndata: 1\n\n"
+            "event: a\ndata: 1\n\n"
         );
+        assert_eq!(next_frame(&mut body).await, None);
     }
 
     #[tokio::test]
-    async fn retry_above_the_floor_is_kept_and_configured_retry_wins() {
+    async fn configured_retry_is_raised_to_the_floor_and_the_events_retry_is_not_consulted() {
         let event = SseEvent::new("a", 1).with_retry(2_500);
-        let mut body = SseBody::with_config(ready([event.clone()]), no_keep_alive());
-        let first = next_frame(&mut body).await.unwrap();
-        assert!(first.starts_with("retry: 2500\n\n"), "{first}");
-
+        let retry_of = |config: SseBodyConfig| {
+            let mut body = SseBody::with_config(ready([event.clone()]), config);
+            async move { next_frame(&mut body).await.unwrap() }
+        };
+        assert_eq!(retry_of(no_keep_alive()).await, "retry: 1000\n\n");
         let config = no_keep_alive().with_retry_ms(Some(4_000));
-        let mut body = SseBody::with_config(ready([event]), config);
-        let first = next_frame(&mut body).await.unwrap();
-        assert!(first.starts_with("retry: 4000\n\n"), "{first}");
+        assert_eq!(retry_of(config).await, "retry: 4000\n\n");
+        let config = no_keep_alive().with_retry_ms(Some(5));
+        assert_eq!(retry_of(config).await, "retry: 1000\n\n");
+        let config = no_keep_alive().with_retry_floor_ms(0);
+        assert_eq!(retry_of(config).await, "retry: 0\n\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_gets_the_retry_at_once_and_an_empty_one_still_gets_it() {
+        let (tx, mut body) = channel_body(SseBodyConfig::default());
+        let start = Instant::now();
+        assert_eq!(next_frame(&mut body).await.unwrap(), "retry: 1000\n\n");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert!(!body.is_end_stream());
+        drop(tx);
+        assert_eq!(next_frame(&mut body).await, None);
+
+        let mut body = SseBody::new(ready([]));
+        assert_eq!(next_frame(&mut body).await.unwrap(), "retry: 1000\n\n");
+        assert_eq!(next_frame(&mut body).await, None);
+        assert!(body.is_end_stream());
     }
 
     #[tokio::test]
     async fn ready_events_share_one_frame_and_the_body_ends_with_the_stream() {
         let events = (1..=3).map(|i| SseEvent::new("n", i).with_id(i));
         let mut body = SseBody::with_config(ready(events), no_keep_alive());
+        assert_eq!(next_frame(&mut body).await.unwrap(), "retry: 1000\n\n");
         assert_eq!(
             next_frame(&mut body).await.unwrap(),
-            "retry: 1000\n\nid: 1\nevent: n\ndata: 1\n\nid: 2\nevent: n\ndata: 2\n\n\
+            "id: 1\nevent: n\ndata: 1\n\nid: 2\nevent: n\ndata: 2\n\n\
              id: 3\nevent: n\ndata: 3\n\n"
         );
         assert!(body.is_end_stream());
@@ -383,9 +411,10 @@ mod tests {
     async fn a_frame_stops_taking_events_past_max_frame_bytes() {
         let config = no_keep_alive().with_max_frame_bytes(1);
         let mut body = SseBody::with_config(ready([1, 2].map(|i| SseEvent::new("n", i))), config);
+        assert_eq!(next_frame(&mut body).await.unwrap(), "retry: 1000\n\n");
         assert_eq!(
             next_frame(&mut body).await.unwrap(),
-            "retry: 1000\n\nevent: n\ndata: 1\n\n"
+            "event: n\ndata: 1\n\n"
         );
         assert_eq!(
             next_frame(&mut body).await.unwrap(),
@@ -397,8 +426,12 @@ mod tests {
     #[tokio::test]
     async fn each_event_is_its_own_frame_as_it_comes_and_retry_is_written_once() {
         let (tx, mut body) = channel_body(no_keep_alive());
+        assert_eq!(next_frame(&mut body).await.unwrap(), "retry: 1000\n\n");
         tx.send(SseEvent::new("a", 1)).unwrap();
-        assert!(next_frame(&mut body).await.unwrap().starts_with("retry: "));
+        assert_eq!(
+            next_frame(&mut body).await.unwrap(),
+            "event: a\ndata: 1\n\n"
+        );
         tx.send(SseEvent::new("b", 2)).unwrap();
         assert_eq!(
             next_frame(&mut body).await.unwrap(),
@@ -412,10 +445,11 @@ mod tests {
     async fn an_event_that_cannot_be_encoded_becomes_a_comment_and_the_stream_goes_on() {
         let events = [SseEvent::new("bad\nname", 1), SseEvent::new("good", 2)];
         let mut body = SseBody::with_config(ready(events), no_keep_alive());
+        assert_eq!(next_frame(&mut body).await.unwrap(), "retry: 1000\n\n");
         let text = next_frame(&mut body).await.unwrap();
         assert_eq!(
             text,
-            "retry: 1000\n\n: eric-sse: event skipped: cannot encode SSE field `event`: \
+            ": eric-sse: event skipped: cannot encode SSE field `event`: \
              the event name \"bad\\nname\" contains a line feed (LF)\n\n\
              event: good\ndata: 2\n\n"
         );
@@ -430,10 +464,8 @@ mod tests {
     async fn silence_brings_a_keep_alive_comment_every_interval() {
         let (tx, mut body) = channel_body(SseBodyConfig::default());
         let start = Instant::now();
-        assert_eq!(
-            next_frame(&mut body).await.unwrap(),
-            "retry: 1000\n\n: keep-alive\n\n"
-        );
+        assert_eq!(next_frame(&mut body).await.unwrap(), "retry: 1000\n\n");
+        assert_eq!(next_frame(&mut body).await.unwrap(), ": keep-alive\n\n");
         assert_eq!(start.elapsed(), Duration::from_secs(15));
         assert_eq!(next_frame(&mut body).await.unwrap(), ": keep-alive\n\n");
         assert_eq!(start.elapsed(), Duration::from_secs(30));
@@ -445,16 +477,17 @@ mod tests {
         let config = SseBodyConfig::default().with_keep_alive(Some(Duration::from_secs(10)));
         let (tx, mut body) = channel_body(config);
         let start = Instant::now();
+        assert_eq!(next_frame(&mut body).await.unwrap(), "retry: 1000\n\n");
         // Start the timer with an idle poll, then send an event 6 s later.
         let sender = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(6)).await;
             tx.send(SseEvent::new("a", 1)).unwrap();
             tx
         });
-        assert!(next_frame(&mut body)
-            .await
-            .unwrap()
-            .ends_with("event: a\ndata: 1\n\n"));
+        assert_eq!(
+            next_frame(&mut body).await.unwrap(),
+            "event: a\ndata: 1\n\n"
+        );
         assert_eq!(start.elapsed(), Duration::from_secs(6));
         assert_eq!(next_frame(&mut body).await.unwrap(), ": keep-alive\n\n");
         assert_eq!(start.elapsed(), Duration::from_secs(16));
@@ -503,6 +536,10 @@ mod tests {
         let mut body = response.into_body();
 
         let mut parser = Parser::new();
+        // The retry arrives before any event is sent.
+        parser.feed(next_frame(&mut body).await.unwrap().as_bytes());
+        assert_eq!(parser.reconnection_time(), Some(1000));
+        assert_eq!(parser.next_event(), None);
         for i in 1..=3u64 {
             tx.send(SseEvent::new("n", json!({"i": i})).with_id(i))
                 .unwrap();
@@ -512,7 +549,6 @@ mod tests {
             assert_eq!(event.json::<serde_json::Value>().unwrap(), json!({"i": i}));
             assert_eq!(event.last_event_id, i.to_string());
         }
-        assert_eq!(parser.reconnection_time(), Some(1000));
         drop(tx);
         assert_eq!(next_frame(&mut body).await, None);
     }
