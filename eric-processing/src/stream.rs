@@ -209,6 +209,10 @@ where
 /// listener's queue is processed too), and the channel's stream delay does not apply
 /// (the reference applies it to `message_stream` only).
 ///
+/// A handler runs on a pool thread: it may dispatch into any channel, but it must not
+/// wait for a `ProcessingStream` of the same channel, whose work would need the very
+/// threads that wait.
+///
 /// # Dropping it early
 /// Dropping the stream stops taking messages at once and returns without waiting.
 /// Messages not yet taken stay in the queue. Messages already taken and not yet yielded
