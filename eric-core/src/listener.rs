@@ -44,6 +44,12 @@ use std::time::Instant;
 /// It receives the listener (so it can stop itself, or answer with its id) and the
 /// message. It runs once per delivered message, outside every lock, so it may dispatch
 /// into any channel, the listener's own included.
+///
+/// # Panics
+/// A handler that panics unwinds into whoever delivered the message (the stream's
+/// consumer, or the caller of `deliver_next`); the message counts as delivered. eric
+/// leaves recovery to that caller; eric-processing catches handler panics and reports
+/// them as items.
 pub type Handler = Arc<dyn Fn(&Listener, &Message) + Send + Sync>;
 
 /// What a bounded queue does with a message that arrives when it is full.
