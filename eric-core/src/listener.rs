@@ -199,6 +199,10 @@ impl Wakeup {
 }
 
 impl QueueState {
+    fn has_waiters(&self) -> bool {
+        self.waker.is_some() || !self.more_wakers.is_empty() || self.blocked_threads > 0
+    }
+
     fn take_wakeup(&mut self) -> Wakeup {
         Wakeup {
             waker: self.waker.take(),
@@ -370,6 +374,10 @@ impl Listener {
             id,
             message: Arc::clone(message),
         });
+        if !state.has_waiters() {
+            // The common case of a broadcast to queues nobody is waiting on right now.
+            return Ok(());
+        }
         let wakeup = state.take_wakeup();
         drop(state);
         wakeup.run(&self.ready);
