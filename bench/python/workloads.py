@@ -113,8 +113,9 @@ def w3(n):
     channel = SSEChannel()
     listener = channel.add_listener()
     listener.start_sync()
-    for i in range(n):
-        channel.dispatch(listener.id, counter(i))
+    messages = [counter(i) for i in range(n)]
+    for message in messages:
+        channel.dispatch(listener.id, message)
 
     async def consume():
         stream = await channel.message_stream(listener)
@@ -128,6 +129,7 @@ def w3(n):
         return received, time.perf_counter() - started
 
     received, elapsed = asyncio.run(consume())
+    del messages
     return {
         "params": {"messages": n, "executor": "asyncio.run"},
         "metrics": {"items_per_s": rate(received, elapsed), "elapsed_s": elapsed},

@@ -2,7 +2,7 @@
 //! invocation, each printing one JSON object on stdout.
 //!
 //! ```text
-//! eric-workloads w1      [--messages 200000]
+//! eric-workloads w1      [--messages 200000]          (w1-w3 also take [--history N])
 //! eric-workloads w2      [--messages 200] [--listeners 1000]
 //! eric-workloads w3      [--messages 50000]
 //! eric-workloads w4      [--messages 10000] [--rate 5000]
@@ -14,7 +14,7 @@
 //! bench/python/workloads.py is the same program against eric-sse 0.6.0.3; the two must
 //! stay line for line equivalent in what they time (see bench/README.md).
 
-use eric_core::{Listener, Message, MESSAGE_TYPE_CLOSED};
+use eric_core::{Listener, Message, QueueConfig, MESSAGE_TYPE_CLOSED};
 use eric_processing::DataProcessingChannel;
 use eric_sse::SseChannel;
 use futures::StreamExt;
@@ -48,6 +48,17 @@ fn cpu_clock(clock: libc::clockid_t) -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// The SSE channel of W1-W3: `SseChannel::new()` (its default resume history of 256
+/// events per listener), or with `--history N` for a diagnosis (not used by bench/compare).
+fn sse_channel(history: Option<usize>) -> SseChannel {
+    match history {
+        None => SseChannel::new(),
+        Some(h) => SseChannel::builder()
+            .queue_config(QueueConfig::unbounded().with_history(h))
+            .build(),
+    }
+}
+
 /// `{"i": i}` of type "t", the message of W1-W3.
 fn counter(i: usize) -> Arc<Message> {
     Arc::new(Message::new("t", json!({ "i": i })))
@@ -68,8 +79,8 @@ fn percentile_us(sorted: &[u64], p: f64) -> f64 {
 /// W1: dispatch `n` prebuilt messages to one started listener, then drain with
 /// `deliver_next`. The messages are built before the clock starts and stay alive until
 /// it stops, on both sides.
-fn w1(n: usize) -> Value {
-    let channel = SseChannel::new();
+fn w1(n: usize, history: Option<usize>) -> Value {
+    let channel = sse_channel(history);
     let listener = channel.add_listener();
     listener.start();
     let id = listener.id().to_owned();
@@ -89,7 +100,7 @@ fn w1(n: usize) -> Value {
     let drain = started.elapsed();
     drop(messages);
     json!({
-        "params": {"messages": n},
+        "params": {"messages": n, "history": history},
         "metrics": {
             "dispatch_per_s": rate(n, dispatch),
             "drain_per_s": rate(drained, drain),
@@ -102,8 +113,8 @@ fn w1(n: usize) -> Value {
 
 /// W2: broadcast `n` prebuilt messages to `listeners` started listeners, then drain
 /// every queue with `deliver_next`; both inside the clock.
-fn w2(n: usize, listeners: usize) -> Value {
-    let channel = SseChannel::new();
+fn w2(n: usize, listeners: usize, history: Option<usize>) -> Value {
+    let channel = sse_channel(history);
     let ids: Vec<String> = (0..listeners)
         .map(|_| {
             let listener = channel.add_listener();
@@ -125,7 +136,7 @@ fn w2(n: usize, listeners: usize) -> Value {
     }
     let elapsed = started.elapsed();
     json!({
-        "params": {"messages": n, "listeners": listeners},
+        "params": {"messages": n, "listeners": listeners, "history": history},
         "metrics": {
             "deliveries_per_s": rate(delivered, elapsed),
             "elapsed_s": elapsed.as_secs_f64(),
@@ -136,12 +147,13 @@ fn w2(n: usize, listeners: usize) -> Value {
 
 /// W3: `n` messages queued (not timed), then consumed through the listener's async
 /// stream, polled by `futures::executor::block_on` on the main thread.
-fn w3(n: usize) -> Value {
-    let channel = SseChannel::new();
+fn w3(n: usize, history: Option<usize>) -> Value {
+    let channel = sse_channel(history);
     let listener = channel.add_listener();
     listener.start();
-    for i in 0..n {
-        channel.dispatch_to(&listener, &counter(i)).unwrap();
+    let messages: Vec<Arc<Message>> = (0..n).map(counter).collect();
+    for message in &messages {
+        channel.dispatch_to(&listener, message).unwrap();
     }
     let mut stream = channel.message_stream(&listener);
 
@@ -160,8 +172,10 @@ fn w3(n: usize) -> Value {
         received
     });
     let elapsed = started.elapsed();
+    drop(stream);
+    drop(messages);
     json!({
-        "params": {"messages": n, "executor": "futures::executor::block_on"},
+        "params": {"messages": n, "executor": "futures::executor::block_on", "history": history},
         "metrics": {
             "items_per_s": rate(received, elapsed),
             "elapsed_s": elapsed.as_secs_f64(),
@@ -361,13 +375,17 @@ fn main() {
             .map(|v| v.parse().unwrap_or_else(|_| usage()))
             .unwrap_or(default)
     };
+    let history = options
+        .get("history")
+        .map(|v| v.parse::<usize>().unwrap_or_else(|_| usage()));
     let result = match workload.as_str() {
-        "w1" => w1(get("messages", 200_000.0) as usize),
+        "w1" => w1(get("messages", 200_000.0) as usize, history),
         "w2" => w2(
             get("messages", 200.0) as usize,
             get("listeners", 1_000.0) as usize,
+            history,
         ),
-        "w3" => w3(get("messages", 50_000.0) as usize),
+        "w3" => w3(get("messages", 50_000.0) as usize, history),
         "w4" => w4(get("messages", 10_000.0) as usize, get("rate", 5_000.0) as u64),
         "w4idle" => w4idle(get("seconds", 3.0)),
         "w7sha" => {
