@@ -19,88 +19,91 @@ fn counter(i: usize) -> Message {
     Message::new("t", json!({ "i": i }))
 }
 
+/// A channel with one started listener, and the listener's id.
+fn one_started_listener() -> (Channel<Identity>, String) {
+    let channel = Channel::new(Identity);
+    let listener = channel.add_listener();
+    listener.start();
+    let id = listener.id().to_owned();
+    (channel, id)
+}
+
+fn prebuilt_counters() -> Vec<Arc<Message>> {
+    (0..W1_MESSAGES).map(|i| Arc::new(counter(i))).collect()
+}
+
+/// Times `run` on a fresh `setup` per iteration; `setup` is not timed, and what it
+/// returns is dropped after the clock stops.
+fn timed<S>(iters: u64, setup: impl Fn() -> S, run: impl Fn(&S)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let state = setup();
+        let started = Instant::now();
+        run(&state);
+        total += started.elapsed();
+    }
+    total
+}
+
 /// W1: dispatch 200,000 `{"i": i}` messages to one started listener, then drain them
 /// with deliver_next; the two rates apart. The messages are built before the clock
 /// starts (building a JSON payload is the producer's work, not the dispatcher's) and
 /// kept alive until it stops (so draining does not time their deallocation); the
-/// `_with_construction` variant times building and dispatching together.
+/// `_with_construction` and `_with_deallocation` variants time those too.
 fn w1(c: &mut Criterion) {
     let mut group = c.benchmark_group("W1");
     group.throughput(Throughput::Elements(W1_MESSAGES as u64));
     group.sample_size(20);
+    let queued = |messages: Vec<Arc<Message>>| {
+        let (channel, id) = one_started_listener();
+        for message in &messages {
+            channel.dispatch(&id, Arc::clone(message)).unwrap();
+        }
+        (channel, id, messages)
+    };
     group.bench_function("dispatch", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let channel = Channel::new(Identity);
-                let listener = channel.add_listener();
-                listener.start();
-                let id = listener.id().to_owned();
-                let messages: Vec<Arc<Message>> =
-                    (0..W1_MESSAGES).map(|i| Arc::new(counter(i))).collect();
-                let started = Instant::now();
-                for message in &messages {
-                    channel.dispatch(&id, Arc::clone(message)).unwrap();
-                }
-                total += started.elapsed();
-            }
-            total
+            timed(
+                iters,
+                || (one_started_listener(), prebuilt_counters()),
+                |((channel, id), messages)| {
+                    for message in messages {
+                        channel.dispatch(id, Arc::clone(message)).unwrap();
+                    }
+                },
+            )
         })
     });
     group.bench_function("drain", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let channel = Channel::new(Identity);
-                let listener = channel.add_listener();
-                listener.start();
-                let id = listener.id().to_owned();
-                let messages: Vec<Arc<Message>> =
-                    (0..W1_MESSAGES).map(|i| Arc::new(counter(i))).collect();
-                for message in &messages {
-                    channel.dispatch(&id, Arc::clone(message)).unwrap();
-                }
-                let started = Instant::now();
-                while channel.deliver_next(&id).is_ok() {}
-                total += started.elapsed();
-                drop(messages);
-            }
-            total
+            timed(
+                iters,
+                || queued(prebuilt_counters()),
+                |(channel, id, _messages)| while channel.deliver_next(id).is_ok() {},
+            )
         })
     });
     group.bench_function("dispatch_with_construction", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let channel = Channel::new(Identity);
-                let listener = channel.add_listener();
-                listener.start();
-                let id = listener.id().to_owned();
-                let started = Instant::now();
+            timed(iters, one_started_listener, |(channel, id)| {
                 for i in 0..W1_MESSAGES {
-                    channel.dispatch(&id, counter(i)).unwrap();
+                    channel.dispatch(id, counter(i)).unwrap();
                 }
-                total += started.elapsed();
-            }
-            total
+            })
         })
     });
     group.bench_function("drain_with_deallocation", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let channel = Channel::new(Identity);
-                let listener = channel.add_listener();
-                listener.start();
-                let id = listener.id().to_owned();
-                for i in 0..W1_MESSAGES {
-                    channel.dispatch(&id, counter(i)).unwrap();
-                }
-                let started = Instant::now();
-                while channel.deliver_next(&id).is_ok() {}
-                total += started.elapsed();
-            }
-            total
+            timed(
+                iters,
+                || {
+                    // Only the queue holds the messages: draining frees them.
+                    let (channel, id, messages) = queued(prebuilt_counters());
+                    drop(messages);
+                    (channel, id, Vec::<Arc<Message>>::new())
+                },
+                |(channel, id, _)| while channel.deliver_next(id).is_ok() {},
+            )
         })
     });
     group.finish();
