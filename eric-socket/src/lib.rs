@@ -48,6 +48,7 @@
 //! * `http` (default): the HTTP server, on hyper 1.x.
 #![deny(missing_docs)]
 
+mod accept;
 mod container;
 #[cfg(feature = "http")]
 pub mod http;

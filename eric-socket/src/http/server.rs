@@ -2,6 +2,7 @@
 
 use super::routes;
 use super::stream::StreamSlots;
+use crate::accept::{serve_connections, ConnectionLimits};
 use crate::container::ChannelContainer;
 use crate::shutdown::ShutdownHandle;
 use eric_sse::http::SseBodyConfig;
@@ -14,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 /// The default limit on a request body: a 1 MiB payload plus 64 KiB for the rest of the
 /// JSON object (the same as the Unix server's command limit).
@@ -194,45 +194,13 @@ impl HttpServer {
             container,
             shutdown: shutdown.clone(),
         });
-        let permits = Arc::new(Semaphore::new(state.config.max_connections));
-        let mut connections = JoinSet::new();
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
-        loop {
-            let permit = tokio::select! {
-                _ = &mut stop => break,
-                permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
-            };
-            let stream = tokio::select! {
-                _ = &mut stop => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Out of file descriptors, most likely: let connections finish.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let state = Arc::clone(&state);
-            let builder = builder.clone();
-            connections.spawn(async move {
-                serve_connection(stream, builder, state).await;
-                drop(permit);
-            });
-            while connections.try_join_next().is_some() {}
-        }
-        drop(listener);
-        tracing::info!(addr = %local_addr, open = connections.len(), "HTTP server stopping");
-        let drain = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(state.config.shutdown_grace, drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!("HTTP connections still open after the grace period: cut");
-            connections.shutdown().await;
-        }
+        let limits = ConnectionLimits {
+            max_connections: state.config.max_connections,
+            shutdown_grace: state.config.shutdown_grace,
+            server: "HTTP server",
+        };
+        let serve = |stream| serve_connection(stream, builder.clone(), Arc::clone(&state));
+        serve_connections(listener, limits, &shutdown, serve, drop).await;
         tracing::info!(addr = %local_addr, "HTTP server stopped");
         Ok(())
     }

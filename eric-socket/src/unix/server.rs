@@ -1,5 +1,6 @@
 //! The Unix socket server of the command protocol.
 
+use crate::accept::{serve_connections, ConnectionLimits};
 use crate::container::ChannelContainer;
 use crate::protocol::{self, Answer, ProtocolError};
 use crate::shutdown::ShutdownHandle;
@@ -16,8 +17,6 @@ use std::time::Duration;
 use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 /// The default limit on a command's size: a 1 MiB payload plus 64 KiB for the rest of
 /// the JSON object (keys, ids, message type, escapes).
@@ -207,51 +206,29 @@ impl UnixServer {
             shutdown,
             gauge,
         } = self;
-        let permits = Arc::new(Semaphore::new(config.max_connections));
-        let mut connections = JoinSet::new();
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
-        loop {
-            let permit = tokio::select! {
-                _ = &mut stop => break,
-                permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
-            };
-            let stream = tokio::select! {
-                _ = &mut stop => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Out of file descriptors, most likely: let connections finish.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
+        let limits = ConnectionLimits {
+            max_connections: config.max_connections,
+            shutdown_grace: config.shutdown_grace,
+            server: "socket server",
+        };
+        let socket_path = config.path.clone();
+        let serve = |stream| {
             let connection = Connection {
                 container: Arc::clone(&container),
                 config: Arc::clone(&config),
                 shutdown: shutdown.clone(),
             };
             let open = gauge.enter();
-            connections.spawn(async move {
+            async move {
                 connection.serve(stream).await;
-                drop((permit, open));
-            });
-            while connections.try_join_next().is_some() {}
-        }
-        drop(listener);
-        let _ = std::fs::remove_file(&config.path);
-        tracing::info!(open = connections.len(), "socket server stopping");
-        let drain = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(config.shutdown_grace, drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!("connections still open after the grace period: cut");
-            connections.shutdown().await;
-        }
-        tracing::info!("socket server stopped");
+                drop(open);
+            }
+        };
+        serve_connections(listener, limits, &shutdown, serve, |listener| {
+            drop(listener);
+            let _ = std::fs::remove_file(&socket_path);
+        })
+        .await;
         Ok(())
     }
 }

@@ -1,0 +1,103 @@
+//! The connection loop both servers share: accept under a cap, one task per
+//! connection, and at shutdown a drain bounded by a grace period.
+
+use crate::shutdown::ShutdownHandle;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// A listening socket the loop accepts from.
+pub(crate) trait Accept {
+    /// An accepted connection.
+    type Connection: Send + 'static;
+
+    /// The next connection.
+    fn accept_one(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send;
+}
+
+impl Accept for tokio::net::TcpListener {
+    type Connection = tokio::net::TcpStream;
+
+    async fn accept_one(&self) -> io::Result<Self::Connection> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+impl Accept for tokio::net::UnixListener {
+    type Connection = tokio::net::UnixStream;
+
+    async fn accept_one(&self) -> io::Result<Self::Connection> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+/// How a server runs its connections.
+pub(crate) struct ConnectionLimits {
+    /// Connections served at once; more wait to be accepted.
+    pub(crate) max_connections: usize,
+    /// How long shutdown waits for connections before cutting them.
+    pub(crate) shutdown_grace: Duration,
+    /// Names the server in logs.
+    pub(crate) server: &'static str,
+}
+
+/// Accepts until `shutdown` fires, running `serve` on each connection in a task of its
+/// own; then hands the listener to `stopped` (to close it, remove a socket file),
+/// waits for the connections at most the grace period, and cuts the rest.
+pub(crate) async fn serve_connections<L, S, F>(
+    listener: L,
+    limits: ConnectionLimits,
+    shutdown: &ShutdownHandle,
+    mut serve: S,
+    stopped: impl FnOnce(L),
+) where
+    L: Accept,
+    S: FnMut(L::Connection) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stop => break,
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
+        };
+        let connection = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept_one() => match accepted {
+                Ok(connection) => connection,
+                Err(error) => {
+                    // Out of file descriptors, most likely: let connections finish.
+                    tracing::warn!(server = limits.server, %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let served = serve(connection);
+        connections.spawn(async move {
+            served.await;
+            drop(permit);
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    stopped(listener);
+    tracing::info!(server = limits.server, open = connections.len(), "stopping");
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            server = limits.server,
+            "connections still open after the grace period: cut"
+        );
+        connections.shutdown().await;
+    }
+    tracing::info!(server = limits.server, "stopped");
+}
