@@ -133,7 +133,7 @@ async fn an_idle_stream_gets_keep_alive_comments() {
             other => panic!("expected a keep-alive comment, got {other:?}"),
         }
     }
-    // The retry comes first, with the first keep-alive.
+    // The retry came first, as soon as the stream opened.
     assert_eq!(client.retry(), Some(1_000));
 }
 
