@@ -18,11 +18,6 @@ mod serve;
 mod signals;
 
 use clap::{CommandFactory, Parser};
-
-/// mimalloc frees the messages a stream delivers several times faster than glibc's
-/// allocator (bench/README.md, W6), and keeps memory per idle subscriber lower.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cli::{Cli, Command};
 use client::Endpoints;
 use eric_socket::SocketClient;
