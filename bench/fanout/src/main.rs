@@ -145,7 +145,8 @@ fn process_tree(root: u32) -> Vec<u32> {
             };
             if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
                 if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
-                    if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+                    if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok())
+                    {
                         parents.push((pid, ppid));
                     }
                 }
@@ -156,7 +157,12 @@ fn process_tree(root: u32) -> Vec<u32> {
     let mut i = 0;
     while i < tree.len() {
         let parent = tree[i];
-        tree.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
         i += 1;
     }
     tree
@@ -271,7 +277,10 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head
                 let Some((name, value)) = line.split_once(':') else {
                     continue;
                 };
-                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_ascii_lowercase());
+                let (name, value) = (
+                    name.trim().to_ascii_lowercase(),
+                    value.trim().to_ascii_lowercase(),
+                );
                 match name.as_str() {
                     "transfer-encoding" => parsed.chunked = value.contains("chunked"),
                     "content-length" => parsed.content_length = value.parse().ok(),
@@ -283,7 +292,10 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the response head"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before the response head",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
@@ -419,7 +431,10 @@ impl Publisher {
             while !dechunker.is_done() {
                 let n = stream.read(&mut chunk).await?;
                 if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed in a body"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed in a body",
+                    ));
                 }
                 dechunker.feed(&chunk[..n], &mut sink);
             }
@@ -428,7 +443,10 @@ impl Publisher {
             while self.buf.len() < length {
                 let n = stream.read(&mut chunk).await?;
                 if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed in a body"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed in a body",
+                    ));
                 }
                 self.buf.extend_from_slice(&chunk[..n]);
             }
@@ -602,7 +620,9 @@ async fn subscriber(
             }
             if measured > 0 {
                 shared.received.fetch_add(measured, Ordering::Relaxed);
-                shared.last_receive_ns.fetch_max(received_at, Ordering::Relaxed);
+                shared
+                    .last_receive_ns
+                    .fetch_max(received_at, Ordering::Relaxed);
                 if !complete && result.unique as usize == messages {
                     complete = true;
                     shared.complete.fetch_add(1, Ordering::SeqCst);
@@ -650,7 +670,10 @@ async fn run(opts: Options) -> Value {
             format!("/watch/{}", opts.channel),
             format!("/broadcast?channel_id={}", opts.channel),
         ),
-        Target::Nchan => (format!("/sub/{}", opts.channel), format!("/pub/{}", opts.channel)),
+        Target::Nchan => (
+            format!("/sub/{}", opts.channel),
+            format!("/pub/{}", opts.channel),
+        ),
     };
     let wrap = |payload: Value| -> Vec<u8> {
         match opts.target {
@@ -678,7 +701,9 @@ async fn run(opts: Options) -> Value {
         // Create the channel, and let more than one worker serve a request.
         for _ in 0..4 {
             let mut primer = Publisher::new(opts.addr, opts.host.clone());
-            let _ = primer.send("POST", &pub_path, &wrap(json!({"warmup": "prime"}))).await;
+            let _ = primer
+                .send("POST", &pub_path, &wrap(json!({"warmup": "prime"})))
+                .await;
         }
     }
     // The baseline: once the server's memory has settled (a freshly started nginx keeps
@@ -719,7 +744,8 @@ async fn run(opts: Options) -> Value {
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while shared.ready.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst) < opts.subscribers
+    while shared.ready.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst)
+        < opts.subscribers
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -776,7 +802,8 @@ async fn run(opts: Options) -> Value {
             } else {
                 Publisher::new(opts.addr, opts.host.clone())
             };
-            let (count, step, rate, target) = (opts.messages, opts.publishers, opts.rate, opts.target);
+            let (count, step, rate, target) =
+                (opts.messages, opts.publishers, opts.rate, opts.target);
             let pub_path = pub_path.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -789,7 +816,9 @@ async fn run(opts: Options) -> Value {
                     let sent = now_ns();
                     let payload = json!({"seq": seq, "sent": sent});
                     let body = match target {
-                        Target::Eric => serde_json::to_vec(&json!({"type": "m", "payload": payload})),
+                        Target::Eric => {
+                            serde_json::to_vec(&json!({"type": "m", "payload": payload}))
+                        }
                         Target::Nchan => serde_json::to_vec(&payload),
                     }
                     .unwrap();
@@ -853,9 +882,9 @@ async fn run(opts: Options) -> Value {
     let expected = (opts.subscribers * opts.messages) as u64;
     let elapsed_s = last_receive_ns.saturating_sub(publish_started_ns) as f64 / 1e9;
     let per_subscriber = |before: Option<Memory>, after: Option<Memory>, f: fn(&Memory) -> u64| {
-        before.zip(after).map(|(b, a)| {
-            (f(&a) as f64 - f(&b) as f64) / (connected.max(1) as f64)
-        })
+        before
+            .zip(after)
+            .map(|(b, a)| (f(&a) as f64 - f(&b) as f64) / (connected.max(1) as f64))
     };
     json!({
         "target": match opts.target { Target::Eric => "eric", Target::Nchan => "nchan" },

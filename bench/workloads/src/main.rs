@@ -386,10 +386,16 @@ fn main() {
             history,
         ),
         "w3" => w3(get("messages", 50_000.0) as usize, history),
-        "w4" => w4(get("messages", 10_000.0) as usize, get("rate", 5_000.0) as u64),
+        "w4" => w4(
+            get("messages", 10_000.0) as usize,
+            get("rate", 5_000.0) as u64,
+        ),
         "w4idle" => w4idle(get("seconds", 3.0)),
         "w7sha" => {
-            let (n, workers) = (get("messages", 2_000.0) as usize, get("workers", 2.0) as usize);
+            let (n, workers) = (
+                get("messages", 2_000.0) as usize,
+                get("workers", 2.0) as usize,
+            );
             let rounds = get("rounds", 200.0) as usize;
             w7(
                 n,
@@ -399,7 +405,10 @@ fn main() {
             )
         }
         "w7sleep" => {
-            let (n, workers) = (get("messages", 2_000.0) as usize, get("workers", 2.0) as usize);
+            let (n, workers) = (
+                get("messages", 2_000.0) as usize,
+                get("workers", 2.0) as usize,
+            );
             let sleep_ms = get("sleep-ms", 1.0);
             let pause = Duration::from_secs_f64(sleep_ms / 1000.0);
             w7(
