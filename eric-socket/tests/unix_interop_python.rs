@@ -133,7 +133,12 @@ impl ReferenceServer {
             .kill_on_drop(true)
             .spawn()
             .expect("the reference server starts");
-        eventually("the reference server creates its socket", || path.exists()).await;
+        // The file appears at bind, a moment before the server listens: wait until it
+        // accepts (the probe is an empty command, which it answers with an error).
+        eventually("the reference server accepts connections", || {
+            std::os::unix::net::UnixStream::connect(&path).is_ok()
+        })
+        .await;
         ReferenceServer {
             child,
             path,
