@@ -48,5 +48,5 @@ pub enum Error {
     ReservedAction(String),
 }
 
-/// `Result` with eric-core's [`Error`].
+/// `Result` with eric-core's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
