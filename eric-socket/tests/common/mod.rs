@@ -4,7 +4,6 @@
 
 use eric_socket::unix::ConnectionGauge;
 use eric_socket::{ChannelContainer, ShutdownHandle, SocketClient, UnixServer, UnixServerConfig};
-use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,28 +12,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 
-/// The longest any single wait in these tests may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Fails the test if `future` takes longer than [`WAIT`].
-pub async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(WAIT, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("timed out after {WAIT:?}: {what}"),
-    }
-}
-
-/// Polls `condition` until it holds; fails the test after [`WAIT`].
-pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still false after {WAIT:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+#[path = "../waits/mod.rs"]
+mod waits;
+#[allow(unused_imports)] // each test binary uses its own part
+pub use waits::{bounded, eventually, WAIT};
 
 /// A directory for socket files, removed with its contents when dropped.
 pub fn socket_dir() -> tempfile::TempDir {

@@ -11,7 +11,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,28 +19,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-/// The longest any single wait in these tests may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Fails the test if `future` takes longer than [`WAIT`].
-pub async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(WAIT, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("timed out after {WAIT:?}: {what}"),
-    }
-}
-
-/// Polls `condition` until it holds; fails the test after [`WAIT`].
-pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still false after {WAIT:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+#[path = "../waits/mod.rs"]
+mod waits;
+#[allow(unused_imports)] // each test binary uses its own part
+pub use waits::{bounded, eventually, WAIT};
 
 /// An eric HTTP server running in the test's runtime on 127.0.0.1, port 0.
 pub struct TestServer {
