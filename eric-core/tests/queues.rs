@@ -96,11 +96,7 @@ fn disconnect_policy_removes_the_listener_and_ends_its_stream() {
 
 #[test]
 fn resume_replays_the_messages_after_the_last_seen_id_without_duplicates() {
-    let channel = Channel::builder(Identity)
-        .queue_config(QueueConfig::unbounded().with_history(100))
-        .build();
-    let listener = channel.add_listener();
-    listener.start();
+    let (channel, listener) = started_listener_with_history(100);
     for message in counters(5) {
         channel.dispatch(listener.id(), message).unwrap();
     }
@@ -120,11 +116,7 @@ fn resume_replays_the_messages_after_the_last_seen_id_without_duplicates() {
 
 #[test]
 fn resume_from_before_the_history_starts_with_a_gap_marker() {
-    let channel = Channel::builder(Identity)
-        .queue_config(QueueConfig::unbounded().with_history(2))
-        .build();
-    let listener = channel.add_listener();
-    listener.start();
+    let (channel, listener) = started_listener_with_history(2);
     for message in counters(5) {
         channel.dispatch(listener.id(), message).unwrap();
     }
@@ -145,11 +137,7 @@ fn resume_from_before_the_history_starts_with_a_gap_marker() {
 
 #[test]
 fn resume_from_the_latest_id_replays_nothing() {
-    let channel = Channel::builder(Identity)
-        .queue_config(QueueConfig::unbounded().with_history(8))
-        .build();
-    let listener = channel.add_listener();
-    listener.start();
+    let (channel, listener) = started_listener_with_history(8);
     channel
         .dispatch(listener.id(), Message::empty("a"))
         .unwrap();
@@ -328,11 +316,7 @@ fn stream_delay_paces_async_and_blocking_streams() {
 
 #[test]
 fn a_replayed_end_of_stream_ends_the_resumed_stream_like_the_original() {
-    let channel = Channel::builder(Identity)
-        .queue_config(QueueConfig::unbounded().with_history(8))
-        .build();
-    let listener = channel.add_listener();
-    listener.start();
+    let (channel, listener) = started_listener_with_history(8);
     channel
         .dispatch(listener.id(), Message::empty("a"))
         .unwrap();

@@ -18,6 +18,16 @@ pub fn channel_with_started_listener() -> (Channel<Identity>, Arc<Listener>) {
     (channel, listener)
 }
 
+/// A channel whose listeners keep `history` delivered messages, and one started listener.
+pub fn started_listener_with_history(history: usize) -> (Channel<Identity>, Arc<Listener>) {
+    let channel = Channel::builder(Identity)
+        .queue_config(eric_core::QueueConfig::unbounded().with_history(history))
+        .build();
+    let listener = channel.add_listener();
+    listener.start();
+    (channel, listener)
+}
+
 /// `n` messages of type `t` with payload `{"i": i}`.
 pub fn counters(n: usize) -> impl Iterator<Item = Message> {
     (0..n).map(|i| Message::new("t", json!({ "i": i })))
