@@ -184,29 +184,30 @@ fn required(
 pub fn parse(raw: &[u8]) -> Result<Command, ProtocolError> {
     let value: Value = serde_json::from_slice(raw).map_err(|e| json_decode_error(raw, &e))?;
     let raw_text = String::from_utf8_lossy(raw);
-    let Value::Object(object) = value else {
+    let Value::Object(mut object) = value else {
         return Err(ProtocolError::invalid_format(format!(
             "a command is a JSON object, got {}",
             raw_text.trim()
         )));
     };
     // Missing verb: the reference answers InvalidMessageFormat('<the raw command>').
-    let Some(verb) = object.get("v") else {
-        return Err(ProtocolError::invalid_format(raw_text));
-    };
-    let Some(verb) = verb.as_str() else {
-        return Err(ProtocolError::invalid_format(format!(
-            "verb \"v\" must be a string, got {verb}"
-        )));
+    let verb = match object.remove("v") {
+        None => return Err(ProtocolError::invalid_format(raw_text)),
+        Some(Value::String(verb)) => verb,
+        Some(other) => {
+            return Err(ProtocolError::invalid_format(format!(
+                "verb \"v\" must be a string, got {other}"
+            )))
+        }
     };
     let channel = string_field(&object, "c", "channel id", &raw_text)?;
     let receiver = string_field(&object, "r", "listener id", &raw_text)?;
-    let message = || -> Result<Message, ProtocolError> {
-        match object.get("t") {
-            Some(Value::String(t)) => Ok(Message::new(
-                t.clone(),
-                object.get("p").cloned().unwrap_or(Value::Null),
-            )),
+    // The type and payload move out of the parsed object: a 1 MiB payload is not copied.
+    let mut message = || -> Result<Message, ProtocolError> {
+        match object.remove("t") {
+            Some(Value::String(t)) => {
+                Ok(Message::new(t, object.remove("p").unwrap_or(Value::Null)))
+            }
             // As the reference: a message verb without a type is the raw command, refused.
             None => Err(ProtocolError::invalid_format(raw_text.clone())),
             Some(other) => Err(ProtocolError::invalid_format(format!(
@@ -214,7 +215,7 @@ pub fn parse(raw: &[u8]) -> Result<Command, ProtocolError> {
             ))),
         }
     };
-    match verb {
+    match verb.as_str() {
         "c" => Ok(Command::CreateChannel),
         "r" => Ok(Command::Register {
             channel: required(channel, "c", "channel id", &raw_text)?,
