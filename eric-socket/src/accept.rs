@@ -79,7 +79,10 @@ pub(crate) async fn serve_connections<L, S, F>(
                 }
             },
         };
-        let served = serve(connection);
+        // Boxed: awaiting a future held by value would store it twice in the task (once
+        // as the captured value, once as the awaited one), doubling every connection's
+        // memory.
+        let served = Box::pin(serve(connection));
         connections.spawn(async move {
             served.await;
             drop(permit);

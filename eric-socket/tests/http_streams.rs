@@ -8,12 +8,12 @@ use eric_core::QueueConfig;
 use eric_socket::{ChannelContainer, ChannelSettings};
 use http::{Method, StatusCode};
 use http_support::{
-    bounded, data, eventually, ids, raw_request, read_to_close, SseClient, TestServer,
+    bounded, data, eventually, ids, raw_request, read_head, read_to_close, SseClient, TestServer,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
@@ -361,17 +361,90 @@ async fn a_stream_listener_stays_registered_and_queueing_when_its_client_leaves(
     assert_eq!(data(&again.next_events(2).await), ticks(1..=2));
 }
 
-/// A `/watch` request followed, in the same write, by a second pipelined request:
-/// hyper keeps those bytes unread while the stream runs, so it cannot see the client's
-/// end by reading. Only writing can tell that the client is gone.
+/// A `/watch` request served by hyper (the connection answered a request before), then,
+/// in the same write, a second pipelined request: hyper keeps those bytes unread while
+/// the stream runs, so it cannot see the client's end by reading. Only writing can tell
+/// that the client is gone.
 async fn watch_with_pipelined_request(server: &TestServer) -> tokio::net::TcpStream {
+    let (mut tcp, head) =
+        raw_request(server.addr, b"GET /channels HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(head.contains("content-length: 5\r\n"), "{head}");
+    let mut body = [0u8; 5];
+    tcp.read_exact(&mut body).await.unwrap();
+    assert_eq!(&body, br#"["c"]"#);
+    tcp.write_all(
+        b"GET /watch/c HTTP/1.1\r\nhost: x\r\n\r\nGET /channels HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    tcp
+}
+
+#[tokio::test]
+async fn a_client_that_closes_behind_a_pipelined_request_is_noticed_at_once() {
+    // The first request of a connection: its stream reads what the client sends
+    // behind it, so the end of the connection is seen without any write.
+    let server = TestServer::start_with(|config| {
+        config.sse = config.sse.clone().with_keep_alive(None);
+    })
+    .await;
+    server.container.add_with_id("c").unwrap();
     let (tcp, head) = raw_request(
         server.addr,
         b"GET /watch/c HTTP/1.1\r\nhost: x\r\n\r\nGET /channels HTTP/1.1\r\nhost: x\r\n\r\n",
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
-    tcp
+    assert_eq!(server.container.listener_count(), 1);
+    drop(tcp);
+    eventually("the watcher is removed", || {
+        server.container.listener_count() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_pipelined_behind_a_stream_is_answered_when_the_stream_ends() {
+    let server = TestServer::start().await;
+    let listener = channel_with_listener(&server).await;
+    let request = format!(
+        "GET /stream/c/{listener} HTTP/1.1\r\nhost: x\r\n\r\nGET /channels HTTP/1.1\r\nhost: x\r\n\r\n"
+    );
+    let (mut tcp, head) = raw_request(server.addr, request.as_bytes()).await;
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    for needle in [
+        "content-type: text/event-stream\r\n",
+        "cache-control: no-cache\r\n",
+        "transfer-encoding: chunked\r\n",
+        "date: ",
+    ] {
+        assert!(head.contains(needle), "{needle:?} in {head}");
+    }
+    broadcast_ticks(&server, 1..=2).await;
+    server
+        .request(Method::DELETE, &format!("/listener/c/{listener}"))
+        .await
+        .assert_ok();
+    // The stream ends with its last chunk; the same connection then answers the
+    // pipelined request. `Connection: close` on it would end the connection after.
+    let mut seen = Vec::new();
+    bounded("the pipelined answer", async {
+        while !seen.ends_with(br#"["c"]"#) {
+            let mut chunk = [0u8; 4096];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let seen = String::from_utf8(seen).unwrap();
+    let (stream, answer) = seen.split_once("\r\n0\r\n\r\n").expect("the last chunk");
+    assert!(stream.contains("event: tick"), "{stream}");
+    assert!(stream.contains("event: _eric_channel_closed"), "{stream}");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
 }
 
 #[tokio::test]

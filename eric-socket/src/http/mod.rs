@@ -58,8 +58,8 @@
 //!   ends the older stream and waits (up to a second) until it is gone before it starts:
 //!   the newest connection wins, as a reconnecting browser needs, and no event is taken
 //!   by the old stream after the new one read the history.
-//! * **A client that leaves** is noticed when hyper reads the end of its connection, or
-//!   at the latest when the next event or keep-alive cannot be written. A client that
+//! * **A client that leaves** is noticed when the server reads the end of its
+//!   connection, or at the latest when the next event or keep-alive cannot be written. A client that
 //!   vanished without a word (no FIN, no reset) acknowledges nothing, and
 //!   [`HttpServerConfig::tcp_user_timeout`] (30 s) fails its connection after the next
 //!   keep-alive. The stream is then dropped: a `/watch` listener is removed from its
@@ -67,6 +67,12 @@
 //!   stream.
 //! * **Removal and end.** When its listener or channel is deleted, or the channel
 //!   broadcasts `_eric_channel_closed`, a stream sends that event and ends.
+//! * **Memory.** A connection whose first request is a plain `GET /stream` or
+//!   `GET /watch` is served without hyper: the server reads that request head itself
+//!   and writes the events as chunks, so an idle stream holds about 2.5 KiB (hyper's
+//!   per-connection buffers alone are 16 KiB). Every other request, and whatever comes
+//!   after a stream on a kept-alive connection, is served by hyper; the answers are the
+//!   same bytes either way.
 //! * **Shutdown** ends every stream cleanly (the body is finished, the client sees the end
 //!   of the response) and closes the connections; see [`HttpServer::run`].
 //!
@@ -95,6 +101,7 @@
 //! ```
 
 mod body;
+mod direct;
 mod routes;
 mod server;
 mod stream;

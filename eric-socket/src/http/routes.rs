@@ -11,7 +11,7 @@ use eric_sse::SseChannel;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::Body;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -173,10 +173,19 @@ impl ApiError {
 
 type Answer = Result<Response<ResponseBody>, ApiError>;
 
+/// The body of a request, as hyper reads it or (for the event-stream requests that
+/// [`direct`](super::direct) serves) an empty one.
+pub(crate) trait RequestBody:
+    Body<Data = Bytes, Error: std::fmt::Display> + Unpin + Send
+{
+}
+
+impl<B: Body<Data = Bytes, Error: std::fmt::Display> + Unpin + Send> RequestBody for B {}
+
 /// Answers one request.
 pub(crate) async fn handle(
     state: &Arc<State>,
-    request: Request<Incoming>,
+    request: Request<impl RequestBody>,
 ) -> Response<ResponseBody> {
     let origin = allowed_origin(state, request.headers());
     let method = request.method().clone();
@@ -198,7 +207,7 @@ pub(crate) async fn handle(
     response
 }
 
-async fn answer(state: &Arc<State>, request: Request<Incoming>, cors: bool) -> Answer {
+async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bool) -> Answer {
     let Some(route) = Route::parse(request.uri().path())? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -386,14 +395,14 @@ fn last_event_id(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn query_param(request: &Request<Incoming>, name: &str) -> Option<String> {
+fn query_param<B>(request: &Request<B>, name: &str) -> Option<String> {
     let query = request.uri().query()?;
     form_urlencoded::parse(query.as_bytes())
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())
 }
 
-fn required_param(request: &Request<Incoming>, name: &str) -> Result<String, ApiError> {
+fn required_param<B>(request: &Request<B>, name: &str) -> Result<String, ApiError> {
     match query_param(request, name) {
         None => Err(ApiError::bad_request(format!(
             "missing query parameter {name}"
@@ -406,7 +415,7 @@ fn required_param(request: &Request<Incoming>, name: &str) -> Result<String, Api
 }
 
 /// Reads the whole body, within the size limit and the body timeout.
-async fn read_body(state: &State, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+async fn read_body(state: &State, request: Request<impl RequestBody>) -> Result<Bytes, ApiError> {
     let limit = state.config.max_body_bytes;
     let too_large = || {
         ApiError::new(

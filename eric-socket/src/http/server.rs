@@ -1,5 +1,6 @@
 //! The HTTP server: configuration, accept loop, connections and shutdown.
 
+use super::direct::{self, FirstRequest, ResponseWriter, Rewound};
 use super::routes;
 use super::stream::StreamSlots;
 use crate::accept::{serve_connections, ConnectionLimits};
@@ -13,6 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -99,6 +101,8 @@ pub(crate) struct State {
     /// One permit per open event stream.
     pub(crate) streams: Arc<Semaphore>,
     pub(crate) slots: Arc<StreamSlots>,
+    /// How hyper serves the connections that are not a lone event stream.
+    pub(crate) hyper: http1::Builder,
 }
 
 /// An HTTP/1.1 server for the routes of eric-api, with `text/event-stream` streams,
@@ -193,13 +197,14 @@ impl HttpServer {
             config,
             container,
             shutdown: shutdown.clone(),
+            hyper: builder,
         });
         let limits = ConnectionLimits {
             max_connections: state.config.max_connections,
             shutdown_grace: state.config.shutdown_grace,
             server: "HTTP server",
         };
-        let serve = |stream| serve_connection(stream, builder.clone(), Arc::clone(&state));
+        let serve = |stream| serve_connection(stream, Arc::clone(&state));
         serve_connections(listener, limits, &shutdown, serve, drop).await;
         tracing::info!(addr = %local_addr, "HTTP server stopped");
         Ok(())
@@ -208,18 +213,38 @@ impl HttpServer {
 
 /// Serves one connection until the client leaves or, after shutdown, until the
 /// response in flight is finished (streams end on shutdown by themselves).
-async fn serve_connection(stream: TcpStream, builder: http1::Builder, state: Arc<State>) {
+async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
     // Events go out as soon as they are written, not after Nagle's delay.
     let _ = stream.set_nodelay(true);
     if let Some(timeout) = state.config.tcp_user_timeout {
         set_user_timeout(&stream, timeout);
     }
+    // Boxed: reading and routing the first request is short-lived, and what every
+    // connection holds for its whole life is kept small.
+    let read = match Box::pin(direct::first_request(&stream, &state)).await {
+        FirstRequest::Gone => return,
+        FirstRequest::ForHyper(read) => read,
+        FirstRequest::Answered(answer) => match ResponseWriter::new(&mut stream, *answer).await {
+            Some(rest) if !state.shutdown.is_shutdown() => rest,
+            _ => {
+                let _ = stream.shutdown().await;
+                return;
+            }
+        },
+    };
+    // Boxed: hyper's connection state is only paid for by connections that use it.
+    Box::pin(serve_with_hyper(Rewound::new(read, stream), state)).await;
+}
+
+/// Serves the rest of a connection with hyper.
+async fn serve_with_hyper(io: Rewound<TcpStream>, state: Arc<State>) {
     let shutdown = state.shutdown.clone();
+    let builder = state.hyper.clone();
     let service = hyper::service::service_fn(move |request| {
         let state = Arc::clone(&state);
         async move { Ok::<_, Infallible>(routes::handle(&state, request).await) }
     });
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let stop = shutdown.wait();
     tokio::pin!(stop);
