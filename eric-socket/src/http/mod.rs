@@ -72,7 +72,7 @@
 //!   and writes the events as chunks, so an idle stream holds about 2.5 KiB (hyper's
 //!   per-connection buffers alone are 16 KiB). Every other request, and whatever comes
 //!   after a stream on a kept-alive connection, is served by hyper; the answers are the
-//!   same bytes either way.
+//!   same status, headers and body either way.
 //! * **Shutdown** ends every stream cleanly (the body is finished, the client sees the end
 //!   of the response) and closes the connections; see [`HttpServer::run`].
 //!
