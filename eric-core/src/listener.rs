@@ -144,8 +144,13 @@ pub struct Listener {
 
 #[derive(Default)]
 struct QueueState {
-    items: VecDeque<Delivery>,
-    history: VecDeque<Delivery>,
+    /// The resume history followed by the queued messages, in one ring: `entries[..kept]`
+    /// were delivered and are kept for resume, `entries[kept..]` wait for a consumer.
+    /// Delivering a message only moves the boundary, so the history costs no copy and
+    /// no second buffer (whose growth and first touch dominated a fresh broadcast).
+    entries: VecDeque<Delivery>,
+    /// How many delivered messages at the front of `entries` are kept for resume.
+    kept: usize,
     last_id: u64,
     delivered: u64,
     dropped: u64,
@@ -227,14 +232,46 @@ impl QueueState {
         }
     }
 
+    /// Messages waiting for a consumer.
+    fn queued(&self) -> usize {
+        self.entries.len() - self.kept
+    }
+
+    /// The delivered messages kept for resume, oldest first.
+    fn history(&self) -> impl DoubleEndedIterator<Item = &Delivery> {
+        self.entries.range(..self.kept)
+    }
+
+    /// The oldest queued message, if any.
+    fn front_queued(&self) -> Option<&Delivery> {
+        self.entries.get(self.kept)
+    }
+
+    /// Discards the oldest queued message (not a kept one).
+    fn discard_oldest_queued(&mut self) {
+        // Shifts the shorter side of the ring: at most `history` entries.
+        self.entries.remove(self.kept);
+    }
+
+    /// Discards every queued message, keeping the history.
+    fn clear_queued(&mut self) {
+        self.entries.truncate(self.kept);
+    }
+
     fn pop(&mut self, history: usize) -> Option<Delivery> {
-        let delivery = self.items.pop_front()?;
+        if history == 0 {
+            // Nothing is kept (`kept` stays 0): hand the queue's own reference over,
+            // with no reference count to touch.
+            let delivery = self.entries.pop_front()?;
+            self.delivered += 1;
+            return Some(delivery);
+        }
+        let delivery = self.entries.get(self.kept)?.clone();
         self.delivered += 1;
-        if history > 0 {
-            if self.history.len() == history {
-                self.history.pop_front();
-            }
-            self.history.push_back(delivery.clone());
+        if self.kept == history {
+            self.entries.pop_front();
+        } else {
+            self.kept += 1;
         }
         Some(delivery)
     }
@@ -320,7 +357,7 @@ impl Listener {
     pub fn stats(&self) -> ListenerStats {
         let state = self.queue.lock();
         ListenerStats {
-            queued: state.items.len(),
+            queued: state.queued(),
             delivered: state.delivered,
             dropped: state.dropped,
             last_event_id: state.last_id,
@@ -329,7 +366,7 @@ impl Listener {
 
     /// Number of messages waiting in the queue.
     pub fn queue_len(&self) -> usize {
-        self.queue.lock().items.len()
+        self.queue.lock().queued()
     }
 
     /// Whether the listener was removed from its channel (or disconnected by overflow).
@@ -351,14 +388,14 @@ impl Listener {
         }
         if let Some(capacity) = self.config.capacity {
             // A capacity of 0 set through the public field means the smallest queue.
-            if state.items.len() >= capacity.max(1) {
+            if state.queued() >= capacity.max(1) {
                 match self.config.overflow {
                     OverflowPolicy::Reject => {
                         state.dropped += 1;
                         return Err(Refused::Full);
                     }
                     OverflowPolicy::DropOldest => {
-                        state.items.pop_front();
+                        state.discard_oldest_queued();
                         state.dropped += 1;
                     }
                     OverflowPolicy::Disconnect => {
@@ -370,7 +407,7 @@ impl Listener {
         }
         state.last_id += 1;
         let id = state.last_id;
-        state.items.push_back(Delivery {
+        state.entries.push_back(Delivery {
             id,
             message: Arc::clone(message),
         });
@@ -391,9 +428,9 @@ impl Listener {
         let mut state = self.queue.lock();
         state.removed = true;
         if by_overflow {
-            state.dropped += state.items.len() as u64;
+            state.dropped += state.queued() as u64;
         }
-        state.items.clear();
+        state.clear_queued();
         let wakeup = state.take_wakeup();
         drop(state);
         wakeup.run(&self.ready);
@@ -459,13 +496,12 @@ impl Listener {
     pub(crate) fn replay_after(&self, last_id: u64) -> Replay {
         let state = self.queue.lock();
         let last_delivered = state
-            .history
-            .back()
+            .history()
+            .next_back()
             .map(|d| d.id)
-            .unwrap_or_else(|| state.items.front().map_or(state.last_id, |d| d.id - 1));
+            .unwrap_or_else(|| state.front_queued().map_or(state.last_id, |d| d.id - 1));
         let items: VecDeque<Delivery> = state
-            .history
-            .iter()
+            .history()
             .filter(|d| d.id > last_id)
             .cloned()
             .collect();
