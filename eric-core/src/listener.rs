@@ -151,6 +151,14 @@ struct QueueState {
     entries: VecDeque<Delivery>,
     /// How many delivered messages at the front of `entries` are kept for resume.
     kept: usize,
+    /// The history of a queue that keeps it apart (see [`keeps_history_apart`]); empty
+    /// (and unallocated) for every other queue.
+    history_apart: VecDeque<Delivery>,
+    /// The queue configuration's history limit, and whether the queue keeps its history
+    /// apart: copied here from the configuration so that a pop reads them beside the
+    /// ring it works on.
+    history_limit: usize,
+    keeps_history_apart: bool,
     last_id: u64,
     delivered: u64,
     dropped: u64,
@@ -237,9 +245,12 @@ impl QueueState {
         self.entries.len() - self.kept
     }
 
-    /// The delivered messages kept for resume, oldest first.
+    /// The delivered messages kept for resume, oldest first. At most one of the two
+    /// parts is not empty.
     fn history(&self) -> impl DoubleEndedIterator<Item = &Delivery> {
-        self.entries.range(..self.kept)
+        self.history_apart
+            .iter()
+            .chain(self.entries.range(..self.kept))
     }
 
     /// The oldest queued message, if any.
@@ -249,8 +260,10 @@ impl QueueState {
 
     /// Discards the oldest queued message (not a kept one).
     fn discard_oldest_queued(&mut self) {
-        // Shifts the shorter side of the ring: at most `history` entries.
-        self.entries.remove(self.kept);
+        // Only DropOldest queues discard, and they keep their history apart: the oldest
+        // queued message is the front of the ring.
+        debug_assert_eq!(self.kept, 0);
+        self.entries.pop_front();
     }
 
     /// Discards every queued message, keeping the history.
@@ -258,13 +271,30 @@ impl QueueState {
         self.entries.truncate(self.kept);
     }
 
-    fn pop(&mut self, history: usize) -> Option<Delivery> {
+    /// `pop` for a queue that keeps its history apart: out of line, so that the
+    /// common pop stays small.
+    #[inline(never)]
+    fn pop_into_history_apart(&mut self, history: usize) -> Option<Delivery> {
+        let delivery = self.entries.pop_front()?;
+        self.delivered += 1;
+        if self.history_apart.len() == history {
+            self.history_apart.pop_front();
+        }
+        self.history_apart.push_back(delivery.clone());
+        Some(delivery)
+    }
+
+    fn pop(&mut self) -> Option<Delivery> {
+        let history = self.history_limit;
         if history == 0 {
             // Nothing is kept (`kept` stays 0): hand the queue's own reference over,
             // with no reference count to touch.
             let delivery = self.entries.pop_front()?;
             self.delivered += 1;
             return Some(delivery);
+        }
+        if self.keeps_history_apart {
+            return self.pop_into_history_apart(history);
         }
         let delivery = self.entries.get(self.kept)?.clone();
         self.delivered += 1;
@@ -275,6 +305,14 @@ impl QueueState {
         }
         Some(delivery)
     }
+}
+
+/// Whether a queue keeps its history in a ring of its own rather than in front of its
+/// queued messages. A DropOldest queue discards its oldest queued message on every
+/// overflow: with the history in front of it, each discard would shift the whole
+/// history (hundreds of entries) instead of popping the front of the ring.
+fn keeps_history_apart(config: &QueueConfig) -> bool {
+    config.history > 0 && config.capacity.is_some() && config.overflow == OverflowPolicy::DropOldest
 }
 
 impl Listener {
@@ -307,6 +345,9 @@ impl Listener {
     /// The same listener with this queue configuration.
     pub fn queue_config(mut self, config: QueueConfig) -> Self {
         self.config = config;
+        let state = self.queue.get_mut();
+        state.history_limit = config.history;
+        state.keeps_history_apart = keeps_history_apart(&config);
         self
     }
 
@@ -377,7 +418,7 @@ impl Listener {
     /// Pops the next queued message whether or not the listener runs, without calling
     /// the handler. Meant for executors that run handlers elsewhere (eric-processing).
     pub fn take_next(&self) -> Option<Delivery> {
-        self.queue.lock().pop(self.config.history)
+        self.queue.lock().pop()
     }
 
     /// Queues `message`, applying the overflow policy.
@@ -448,7 +489,7 @@ impl Listener {
         if !self.is_running() {
             return Some(Next::Stopped);
         }
-        state.pop(self.config.history).map(Next::Message)
+        state.pop().map(Next::Message)
     }
 
     /// The next message for a running listener, if one is queued.
