@@ -3,9 +3,9 @@
 use crate::error::{Error, Result};
 use crate::listener::{Listener, QueueConfig, Refused};
 use crate::message::{Delivery, Message};
+use crate::registry::ListenerSet;
 use crate::stream::MessageStream;
 use parking_lot::RwLock;
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -110,12 +110,10 @@ pub struct BroadcastReport {
     pub disconnected: usize,
 }
 
-type ListenerMap = HashMap<String, Arc<Listener>, ahash::RandomState>;
-
 struct Inner<A> {
     id: String,
     adapter: A,
-    listeners: RwLock<ListenerMap>,
+    listeners: RwLock<ListenerSet>,
     queue_config: QueueConfig,
     stream_delay: Option<StreamDelay>,
 }
@@ -195,7 +193,7 @@ impl<A: Adapter> ChannelBuilder<A> {
             inner: Arc::new(Inner {
                 id: self.id.unwrap_or_else(crate::id::next_channel_id),
                 adapter: self.adapter,
-                listeners: RwLock::new(ListenerMap::default()),
+                listeners: RwLock::new(ListenerSet::default()),
                 queue_config: self.queue_config,
                 stream_delay: self.stream_delay,
             }),
@@ -243,21 +241,18 @@ impl<A: Adapter> Channel<A> {
     /// Like every new listener it is stopped.
     pub fn add_listener(&self) -> Arc<Listener> {
         let listener = Arc::new(Listener::new().queue_config(self.inner.queue_config));
-        self.inner
-            .listeners
-            .write()
-            .insert(listener.id().to_owned(), Arc::clone(&listener));
+        self.inner.listeners.write().insert(Arc::clone(&listener));
         listener
     }
 
     /// Adds a listener built by the caller. Fails if its id is taken on this channel.
     pub fn register_listener(&self, listener: Listener) -> Result<Arc<Listener>> {
         let mut listeners = self.inner.listeners.write();
-        if listeners.contains_key(listener.id()) {
+        if listeners.contains(listener.id()) {
             return Err(Error::DuplicateId(listener.id().to_owned()));
         }
         let listener = Arc::new(listener);
-        listeners.insert(listener.id().to_owned(), Arc::clone(&listener));
+        listeners.insert(Arc::clone(&listener));
         Ok(listener)
     }
 
@@ -290,7 +285,12 @@ impl<A: Adapter> Channel<A> {
 
     /// The ids of the channel's listeners, in no particular order.
     pub fn listener_ids(&self) -> Vec<String> {
-        self.inner.listeners.read().keys().cloned().collect()
+        self.inner
+            .listeners
+            .read()
+            .iter()
+            .map(|l| l.id().to_owned())
+            .collect()
     }
 
     /// How many listeners the channel has.
@@ -363,7 +363,7 @@ impl<A: Adapter> Channel<A> {
         let mut to_disconnect = Vec::new();
         {
             let listeners = self.inner.listeners.read();
-            for listener in listeners.values() {
+            for listener in listeners.iter() {
                 match listener.push(&message) {
                     Ok(()) => report.delivered += 1,
                     Err(Refused::Full) => report.rejected += 1,

@@ -54,6 +54,7 @@ mod error;
 pub mod id;
 pub mod listener;
 mod message;
+mod registry;
 mod stream;
 
 pub use channel::{

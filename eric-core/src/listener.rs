@@ -144,8 +144,21 @@ pub struct Listener {
 
 #[derive(Default)]
 struct QueueState {
-    items: VecDeque<Delivery>,
-    history: VecDeque<Delivery>,
+    /// The resume history followed by the queued messages, in one ring: `entries[..kept]`
+    /// were delivered and are kept for resume, `entries[kept..]` wait for a consumer.
+    /// Delivering a message only moves the boundary, so the history costs no copy and
+    /// no second buffer (whose growth and first touch dominated a fresh broadcast).
+    entries: VecDeque<Delivery>,
+    /// How many delivered messages at the front of `entries` are kept for resume.
+    kept: usize,
+    /// The history of a queue that keeps it apart (see [`keeps_history_apart`]); empty
+    /// (and unallocated) for every other queue.
+    history_apart: VecDeque<Delivery>,
+    /// The queue configuration's history limit, and whether the queue keeps its history
+    /// apart: copied here from the configuration so that a pop reads them beside the
+    /// ring it works on.
+    history_limit: usize,
+    keeps_history_apart: bool,
     last_id: u64,
     delivered: u64,
     dropped: u64,
@@ -227,17 +240,79 @@ impl QueueState {
         }
     }
 
-    fn pop(&mut self, history: usize) -> Option<Delivery> {
-        let delivery = self.items.pop_front()?;
+    /// Messages waiting for a consumer.
+    fn queued(&self) -> usize {
+        self.entries.len() - self.kept
+    }
+
+    /// The delivered messages kept for resume, oldest first. At most one of the two
+    /// parts is not empty.
+    fn history(&self) -> impl DoubleEndedIterator<Item = &Delivery> {
+        self.history_apart
+            .iter()
+            .chain(self.entries.range(..self.kept))
+    }
+
+    /// The oldest queued message, if any.
+    fn front_queued(&self) -> Option<&Delivery> {
+        self.entries.get(self.kept)
+    }
+
+    /// Discards the oldest queued message (not a kept one).
+    fn discard_oldest_queued(&mut self) {
+        // Only DropOldest queues discard, and they keep their history apart: the oldest
+        // queued message is the front of the ring.
+        debug_assert_eq!(self.kept, 0);
+        self.entries.pop_front();
+    }
+
+    /// Discards every queued message, keeping the history.
+    fn clear_queued(&mut self) {
+        self.entries.truncate(self.kept);
+    }
+
+    /// `pop` for a queue that keeps its history apart: out of line, so that the
+    /// common pop stays small.
+    #[inline(never)]
+    fn pop_into_history_apart(&mut self, history: usize) -> Option<Delivery> {
+        let delivery = self.entries.pop_front()?;
         self.delivered += 1;
-        if history > 0 {
-            if self.history.len() == history {
-                self.history.pop_front();
-            }
-            self.history.push_back(delivery.clone());
+        if self.history_apart.len() == history {
+            self.history_apart.pop_front();
+        }
+        self.history_apart.push_back(delivery.clone());
+        Some(delivery)
+    }
+
+    fn pop(&mut self) -> Option<Delivery> {
+        let history = self.history_limit;
+        if history == 0 {
+            // Nothing is kept (`kept` stays 0): hand the queue's own reference over,
+            // with no reference count to touch.
+            let delivery = self.entries.pop_front()?;
+            self.delivered += 1;
+            return Some(delivery);
+        }
+        if self.keeps_history_apart {
+            return self.pop_into_history_apart(history);
+        }
+        let delivery = self.entries.get(self.kept)?.clone();
+        self.delivered += 1;
+        if self.kept == history {
+            self.entries.pop_front();
+        } else {
+            self.kept += 1;
         }
         Some(delivery)
     }
+}
+
+/// Whether a queue keeps its history in a ring of its own rather than in front of its
+/// queued messages. A DropOldest queue discards its oldest queued message on every
+/// overflow: with the history in front of it, each discard would shift the whole
+/// history (hundreds of entries) instead of popping the front of the ring.
+fn keeps_history_apart(config: &QueueConfig) -> bool {
+    config.history > 0 && config.capacity.is_some() && config.overflow == OverflowPolicy::DropOldest
 }
 
 impl Listener {
@@ -270,6 +345,9 @@ impl Listener {
     /// The same listener with this queue configuration.
     pub fn queue_config(mut self, config: QueueConfig) -> Self {
         self.config = config;
+        let state = self.queue.get_mut();
+        state.history_limit = config.history;
+        state.keeps_history_apart = keeps_history_apart(&config);
         self
     }
 
@@ -320,7 +398,7 @@ impl Listener {
     pub fn stats(&self) -> ListenerStats {
         let state = self.queue.lock();
         ListenerStats {
-            queued: state.items.len(),
+            queued: state.queued(),
             delivered: state.delivered,
             dropped: state.dropped,
             last_event_id: state.last_id,
@@ -329,7 +407,7 @@ impl Listener {
 
     /// Number of messages waiting in the queue.
     pub fn queue_len(&self) -> usize {
-        self.queue.lock().items.len()
+        self.queue.lock().queued()
     }
 
     /// Whether the listener was removed from its channel (or disconnected by overflow).
@@ -340,7 +418,7 @@ impl Listener {
     /// Pops the next queued message whether or not the listener runs, without calling
     /// the handler. Meant for executors that run handlers elsewhere (eric-processing).
     pub fn take_next(&self) -> Option<Delivery> {
-        self.queue.lock().pop(self.config.history)
+        self.queue.lock().pop()
     }
 
     /// Queues `message`, applying the overflow policy.
@@ -351,14 +429,14 @@ impl Listener {
         }
         if let Some(capacity) = self.config.capacity {
             // A capacity of 0 set through the public field means the smallest queue.
-            if state.items.len() >= capacity.max(1) {
+            if state.queued() >= capacity.max(1) {
                 match self.config.overflow {
                     OverflowPolicy::Reject => {
                         state.dropped += 1;
                         return Err(Refused::Full);
                     }
                     OverflowPolicy::DropOldest => {
-                        state.items.pop_front();
+                        state.discard_oldest_queued();
                         state.dropped += 1;
                     }
                     OverflowPolicy::Disconnect => {
@@ -370,7 +448,7 @@ impl Listener {
         }
         state.last_id += 1;
         let id = state.last_id;
-        state.items.push_back(Delivery {
+        state.entries.push_back(Delivery {
             id,
             message: Arc::clone(message),
         });
@@ -391,9 +469,9 @@ impl Listener {
         let mut state = self.queue.lock();
         state.removed = true;
         if by_overflow {
-            state.dropped += state.items.len() as u64;
+            state.dropped += state.queued() as u64;
         }
-        state.items.clear();
+        state.clear_queued();
         let wakeup = state.take_wakeup();
         drop(state);
         wakeup.run(&self.ready);
@@ -411,7 +489,7 @@ impl Listener {
         if !self.is_running() {
             return Some(Next::Stopped);
         }
-        state.pop(self.config.history).map(Next::Message)
+        state.pop().map(Next::Message)
     }
 
     /// The next message for a running listener, if one is queued.
@@ -459,13 +537,12 @@ impl Listener {
     pub(crate) fn replay_after(&self, last_id: u64) -> Replay {
         let state = self.queue.lock();
         let last_delivered = state
-            .history
-            .back()
+            .history()
+            .next_back()
             .map(|d| d.id)
-            .unwrap_or_else(|| state.items.front().map_or(state.last_id, |d| d.id - 1));
+            .unwrap_or_else(|| state.front_queued().map_or(state.last_id, |d| d.id - 1));
         let items: VecDeque<Delivery> = state
-            .history
-            .iter()
+            .history()
             .filter(|d| d.id > last_id)
             .cloned()
             .collect();

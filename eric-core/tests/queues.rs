@@ -67,6 +67,60 @@ fn drop_oldest_policy_keeps_the_newest_messages() {
 }
 
 #[test]
+fn drop_oldest_policy_discards_queued_messages_and_keeps_the_history() {
+    let channel = Channel::new(Identity);
+    let config = QueueConfig::bounded(2, OverflowPolicy::DropOldest).with_history(3);
+    let listener = channel
+        .register_listener(Listener::new().queue_config(config))
+        .unwrap();
+    listener.start();
+    let deliver = || channel.deliver_next(listener.id()).unwrap().id;
+    for message in counters(2) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    assert_eq!(deliver(), 1);
+    // 2 and 3 are queued; 4 pushes 2 out, not the delivered 1.
+    for message in counters(2) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    assert_eq!((listener.queue_len(), listener.stats().dropped), (2, 1));
+    assert_eq!((deliver(), deliver()), (3, 4));
+    channel
+        .dispatch(listener.id(), Message::empty("t"))
+        .unwrap();
+    assert_eq!(deliver(), 5);
+    // The history holds the last three delivered: 3, 4, 5 (2 was never delivered).
+    let mut resumed = channel.message_stream_after(&listener, 0);
+    let marker = resumed.try_recv().unwrap();
+    assert_eq!(
+        marker.payload,
+        json!({"error": "history_gap", "last_event_id": 0, "first_available": 3})
+    );
+    let ids: Vec<u64> = std::iter::from_fn(|| resumed.try_recv().map(|d| d.id)).collect();
+    assert_eq!(ids, [3, 4, 5]);
+    assert_eq!(listener.queue_len(), 0);
+}
+
+#[test]
+fn removal_discards_the_queue_but_not_the_history() {
+    let (channel, listener) = started_listener_with_history(8);
+    for message in counters(3) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    channel.deliver_next(listener.id()).unwrap();
+    channel.remove_listener(listener.id()).unwrap();
+    assert_eq!(listener.queue_len(), 0);
+    let mut resumed = channel.message_stream_after(&listener, 0);
+    let items: Vec<_> = std::iter::from_fn(|| resumed.try_recv()).collect();
+    assert_eq!(
+        items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [1, 0],
+        "the delivered message, then the closed item of the removed listener"
+    );
+    assert_eq!(items[1].msg_type, MESSAGE_TYPE_CLOSED);
+}
+
+#[test]
 fn disconnect_policy_removes_the_listener_and_ends_its_stream() {
     let channel = Channel::new(Identity);
     let listener = bounded_listener(&channel, 1, OverflowPolicy::Disconnect);
