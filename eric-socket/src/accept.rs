@@ -1,5 +1,6 @@
-//! The connection loop both servers share: accept under a cap, one task per
-//! connection, and at shutdown a drain bounded by a grace period.
+//! The connection loop of the HTTP server: accept under a cap, one task per connection,
+//! and at shutdown a drain bounded by a grace period. The Unix server accepts on a
+//! thread of its own (`unix::acceptor`) and shares only the drain.
 
 use crate::shutdown::ShutdownHandle;
 use std::future::Future;
@@ -20,14 +21,6 @@ pub(crate) trait Accept {
 
 impl Accept for tokio::net::TcpListener {
     type Connection = tokio::net::TcpStream;
-
-    async fn accept_one(&self) -> io::Result<Self::Connection> {
-        self.accept().await.map(|(stream, _)| stream)
-    }
-}
-
-impl Accept for tokio::net::UnixListener {
-    type Connection = tokio::net::UnixStream;
 
     async fn accept_one(&self) -> io::Result<Self::Connection> {
         self.accept().await.map(|(stream, _)| stream)
@@ -87,17 +80,16 @@ pub(crate) async fn serve_connections<L, S, F>(
         while connections.try_join_next().is_some() {}
     }
     stopped(listener);
-    tracing::info!(server = limits.server, open = connections.len(), "stopping");
-    let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(limits.shutdown_grace, drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            server = limits.server,
-            "connections still open after the grace period: cut"
-        );
+    drain(connections, limits.shutdown_grace, limits.server).await;
+}
+
+/// Waits for `connections` to finish, at most `grace`, then cuts the rest.
+pub(crate) async fn drain(mut connections: JoinSet<()>, grace: Duration, server: &'static str) {
+    tracing::info!(server, open = connections.len(), "stopping");
+    let wait = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, wait).await.is_err() {
+        tracing::warn!(server, "connections still open after the grace period: cut");
         connections.shutdown().await;
     }
-    tracing::info!(server = limits.server, "stopped");
+    tracing::info!(server, "stopped");
 }
