@@ -6,7 +6,7 @@ use serde_json::ser::{CharEscape, Formatter, Serializer};
 use serde_json::{Number, Value};
 use std::io::{self, Write};
 
-/// `json.dumps` defaults: `", "` and `": "` separators, and `ensure_ascii`: every
+/// `json.dumps` defaults: `", "` and `": "` separators, and `ensure_ascii`: DEL and every
 /// character outside ASCII written as `\uXXXX` (surrogate pairs above U+FFFF).
 struct PythonFormatter;
 
@@ -44,12 +44,14 @@ impl Formatter for PythonFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
-        if fragment.is_ascii() {
+        // DEL is ASCII, but `ensure_ascii` escapes it too (it keeps only ' ' to '~'),
+        // and serde_json passes it through as it is.
+        if fragment.bytes().all(|byte| byte < 0x7f) {
             return writer.write_all(fragment.as_bytes());
         }
         let mut start = 0;
         for (index, ch) in fragment.char_indices() {
-            if ch.is_ascii() {
+            if ch < '\u{7f}' {
                 continue;
             }
             writer.write_all(&fragment.as_bytes()[start..index])?;
@@ -133,13 +135,13 @@ fn write_number(buf: &mut Vec<u8>, number: &Number) {
 }
 
 /// Which bytes of a string need more than a copy: the quote, the backslash, control
-/// characters, and every byte of a non-ASCII character (`ensure_ascii`).
+/// characters, DEL, and every byte of a non-ASCII character (`ensure_ascii`).
 const ESCAPED: [bool; 256] = {
     let mut table = [false; 256];
     let mut byte = 0;
     while byte < 256 {
         table[byte] =
-            byte < 0x20 || byte == b'"' as usize || byte == b'\\' as usize || byte >= 0x80;
+            byte < 0x20 || byte == b'"' as usize || byte == b'\\' as usize || byte >= 0x7f;
         byte += 1;
     }
     table
@@ -253,6 +255,11 @@ mod tests {
     #[test]
     fn control_characters_are_escaped_in_lower_case_hex() {
         assert_eq!(dumps(&json!("a\u{1}\n")), r#""a\u0001\n""#);
+        // What Python writes: json.dumps("a\x7fb") == '"a\\u007fb"'.
+        assert_eq!(dumps(&json!("a\u{7f}b")), r#""a\u007fb""#);
+        let mut direct = Vec::new();
+        write_python_value(&mut direct, &json!("a\u{7f}b"));
+        assert_eq!(direct, br#""a\u007fb""#);
     }
 
     /// A small deterministic generator, enough to cover the escapes.
