@@ -23,6 +23,7 @@ use socket2::Socket;
 use std::io;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -179,8 +180,17 @@ impl Worker {
             };
             let open = self.gauge.enter();
             let stream = UnixStream::from(socket);
-            let Some(handoff) = self.serve_now(&stream, &mut chunk) else {
-                continue;
+            // A panic while serving loses this connection only, as it would in a task of
+            // its own; the thread goes on accepting.
+            let served =
+                std::panic::catch_unwind(AssertUnwindSafe(|| self.serve_now(&stream, &mut chunk)));
+            let handoff = match served {
+                Ok(Some(handoff)) => handoff,
+                Ok(None) => continue,
+                Err(_) => {
+                    tracing::error!(server = "socket server", "serving a connection panicked");
+                    continue;
+                }
             };
             // The runtime waits through its reactor, never in a read.
             if let Err(error) = stream.set_nonblocking(true) {

@@ -190,11 +190,15 @@ impl UnixServer {
     /// streams, waits for connections (at most the grace period), removes the socket
     /// file and returns.
     ///
-    /// The accept loop runs as a task of the runtime, wherever `run` is awaited: awaited
-    /// in `block_on` it would run on the main thread, outside the workers, and every
-    /// accepted connection would cost a cross-thread hand-off (about 4 futex calls).
-    /// As a task, each connection it spawns starts on the same worker, right after it.
-    /// Dropping the future returned by `run` stops the server at once.
+    /// Connections are accepted on a thread of the server's own (`eric-unix-accept`),
+    /// which answers there every command that arrives whole within a brief wait (1 ms
+    /// per read). What it cannot finish (a command still arriving, a stream, an answer
+    /// larger than the socket buffer) becomes a task of the runtime `run` is awaited
+    /// in, spawned from a task of that runtime so that it starts on a worker's own
+    /// queue. Dropping the future returned by `run` stops the server at once.
+    ///
+    /// Fails if the accept thread cannot be started, or if it ends before shutdown (a
+    /// panic), after draining the connections as a shutdown does.
     pub async fn run(self) -> io::Result<()> {
         let mut task = AbortOnDrop(tokio::spawn(self.serve()));
         match (&mut task.0).await {
