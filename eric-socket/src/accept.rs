@@ -2,15 +2,17 @@
 //! and at shutdown a drain bounded by a grace period. The Unix server accepts on a
 //! thread of its own (`unix::acceptor`) and shares only the drain.
 
+#[cfg(feature = "http")]
 use crate::shutdown::ShutdownHandle;
-use std::future::Future;
-use std::io;
-use std::sync::Arc;
 use std::time::Duration;
+#[cfg(feature = "http")]
+use std::{future::Future, io, sync::Arc};
+#[cfg(feature = "http")]
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// A listening socket the loop accepts from.
+#[cfg(feature = "http")]
 pub(crate) trait Accept {
     /// An accepted connection.
     type Connection: Send + 'static;
@@ -19,6 +21,7 @@ pub(crate) trait Accept {
     fn accept_one(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send;
 }
 
+#[cfg(feature = "http")]
 impl Accept for tokio::net::TcpListener {
     type Connection = tokio::net::TcpStream;
 
@@ -28,6 +31,7 @@ impl Accept for tokio::net::TcpListener {
 }
 
 /// How a server runs its connections.
+#[cfg(feature = "http")]
 pub(crate) struct ConnectionLimits {
     /// Connections served at once; more wait to be accepted.
     pub(crate) max_connections: usize,
@@ -40,6 +44,7 @@ pub(crate) struct ConnectionLimits {
 /// Accepts until `shutdown` fires, running `serve` on each connection in a task of its
 /// own; then hands the listener to `stopped` (to close it, remove a socket file),
 /// waits for the connections at most the grace period, and cuts the rest.
+#[cfg(feature = "http")]
 pub(crate) async fn serve_connections<L, S, F>(
     listener: L,
     limits: ConnectionLimits,
