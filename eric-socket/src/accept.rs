@@ -1,15 +1,18 @@
-//! The connection loop both servers share: accept under a cap, one task per
-//! connection, and at shutdown a drain bounded by a grace period.
+//! The connection loop of the HTTP server: accept under a cap, one task per connection,
+//! and at shutdown a drain bounded by a grace period. The Unix server accepts on a
+//! thread of its own (`unix::acceptor`) and shares only the drain.
 
+#[cfg(feature = "http")]
 use crate::shutdown::ShutdownHandle;
-use std::future::Future;
-use std::io;
-use std::sync::Arc;
 use std::time::Duration;
+#[cfg(feature = "http")]
+use std::{future::Future, io, sync::Arc};
+#[cfg(feature = "http")]
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// A listening socket the loop accepts from.
+#[cfg(feature = "http")]
 pub(crate) trait Accept {
     /// An accepted connection.
     type Connection: Send + 'static;
@@ -18,6 +21,7 @@ pub(crate) trait Accept {
     fn accept_one(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send;
 }
 
+#[cfg(feature = "http")]
 impl Accept for tokio::net::TcpListener {
     type Connection = tokio::net::TcpStream;
 
@@ -26,15 +30,8 @@ impl Accept for tokio::net::TcpListener {
     }
 }
 
-impl Accept for tokio::net::UnixListener {
-    type Connection = tokio::net::UnixStream;
-
-    async fn accept_one(&self) -> io::Result<Self::Connection> {
-        self.accept().await.map(|(stream, _)| stream)
-    }
-}
-
 /// How a server runs its connections.
+#[cfg(feature = "http")]
 pub(crate) struct ConnectionLimits {
     /// Connections served at once; more wait to be accepted.
     pub(crate) max_connections: usize,
@@ -47,6 +44,7 @@ pub(crate) struct ConnectionLimits {
 /// Accepts until `shutdown` fires, running `serve` on each connection in a task of its
 /// own; then hands the listener to `stopped` (to close it, remove a socket file),
 /// waits for the connections at most the grace period, and cuts the rest.
+#[cfg(feature = "http")]
 pub(crate) async fn serve_connections<L, S, F>(
     listener: L,
     limits: ConnectionLimits,
@@ -90,17 +88,16 @@ pub(crate) async fn serve_connections<L, S, F>(
         while connections.try_join_next().is_some() {}
     }
     stopped(listener);
-    tracing::info!(server = limits.server, open = connections.len(), "stopping");
-    let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(limits.shutdown_grace, drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            server = limits.server,
-            "connections still open after the grace period: cut"
-        );
+    drain(connections, limits.shutdown_grace, limits.server).await;
+}
+
+/// Waits for `connections` to finish, at most `grace`, then cuts the rest.
+pub(crate) async fn drain(mut connections: JoinSet<()>, grace: Duration, server: &'static str) {
+    tracing::info!(server, open = connections.len(), "stopping");
+    let wait = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, wait).await.is_err() {
+        tracing::warn!(server, "connections still open after the grace period: cut");
         connections.shutdown().await;
     }
-    tracing::info!(server = limits.server, "stopped");
+    tracing::info!(server, "stopped");
 }

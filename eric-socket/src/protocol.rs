@@ -6,7 +6,7 @@
 //! server feeds it the bytes it read and writes what it returns.
 
 use crate::container::ChannelContainer;
-use crate::pyjson::{python_repr, write_python_json};
+use crate::pyjson::{python_repr, write_python_str, write_python_value};
 use eric_core::{Error, Message, MessageStream};
 use eric_sse::{SseAdapter, SseEvent};
 use serde_json::{Map, Value};
@@ -295,10 +295,18 @@ pub fn handle(container: &ChannelContainer, raw: &[u8]) -> Result<Answer, Protoc
     execute(container, parse(raw)?)
 }
 
-/// Appends one stream line: the event as `json.dumps` writes it, then a line feed.
+/// Appends one stream line: the event as `json.dumps` writes it (`{"event": <type>,
+/// "retry": <ms>, "data": <payload>}`, the serde form of [`SseEvent`]), then a line feed.
 pub fn write_stream_line(buf: &mut Vec<u8>, event: &SseEvent) {
-    write_python_json(buf, event).expect("an SseEvent always serialises");
-    buf.push(b'\n');
+    // Written field by field rather than through serde: this runs once per streamed
+    // line, and the serializer's indirections cost more than the bytes.
+    buf.extend_from_slice(b"{\"event\": ");
+    write_python_str(buf, event.event());
+    buf.extend_from_slice(b", \"retry\": ");
+    buf.extend_from_slice(itoa::Buffer::new().format(event.retry()).as_bytes());
+    buf.extend_from_slice(b", \"data\": ");
+    write_python_value(buf, event.data());
+    buf.extend_from_slice(b"}\n");
 }
 
 #[cfg(test)]
@@ -371,6 +379,22 @@ mod tests {
         );
         let command = parse(br#"{"v": "d", "c": "1", "r": "2", "t": "t"}"#).unwrap();
         assert!(matches!(command, Command::Dispatch { message, .. } if message.payload.is_null()));
+    }
+
+    #[test]
+    fn stream_lines_are_the_serde_form_of_the_event() {
+        for event in [
+            SseEvent::new("t", json!({"a": "é", "b": [1, -2, 2.5, null, true]})),
+            SseEvent::new("quote\"d\u{1}", json!("x")).with_retry(123_456),
+            SseEvent::new("", Value::Null),
+        ] {
+            let mut line = Vec::new();
+            write_stream_line(&mut line, &event);
+            let mut serialised = Vec::new();
+            crate::pyjson::write_python_json(&mut serialised, &event).unwrap();
+            serialised.push(b'\n');
+            assert_eq!(line, serialised);
+        }
     }
 
     #[test]

@@ -225,3 +225,70 @@ async fn no_staging_file_is_left_next_to_the_socket() {
     assert_eq!(names, vec![std::ffi::OsString::from("eric.sock")]);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn connections_over_max_connections_wait_until_one_ends() {
+    let server = TestServer::start_with(|config| config.max_connections = 2).await;
+    // Two connections that say nothing hold both places.
+    let first = UnixStream::connect(&server.path).await.unwrap();
+    let _second = UnixStream::connect(&server.path).await.unwrap();
+    eventually_open(&server, 2).await;
+    let path = server.path.clone();
+    let third = tokio::spawn(async move { common::send_raw(&path, br#"{"v": "c"}"#).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!third.is_finished(), "served over the limit");
+    assert!(
+        server.container.is_empty(),
+        "the third command ran over the limit"
+    );
+    drop(first);
+    let answer = bounded("the third is served", third).await.unwrap();
+    assert!(common::is_decimal_id(&answer), "{answer:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_is_prompt_while_max_connections_are_taken() {
+    let server = TestServer::start_with(|config| {
+        config.max_connections = 1;
+        config.shutdown_grace = Duration::from_millis(100);
+    })
+    .await;
+    let _idle = UnixStream::connect(&server.path).await.unwrap();
+    eventually_open(&server, 1).await;
+    // A client waits in the backlog for a place that never frees.
+    let _waiting = UnixStream::connect(&server.path).await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn silent_clients_do_not_hold_up_the_others() {
+    let server = TestServer::start().await;
+    // Each silent client is handed off after a brief wait, then waits for its command
+    // (or its read timeout) without holding up anyone.
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        silent.push(UnixStream::connect(&server.path).await.unwrap());
+    }
+    let started = Instant::now();
+    server.assert_serves().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "served after {:?}",
+        started.elapsed()
+    );
+    eventually_open(&server, 50).await;
+    // A handed-off connection still gets its answer.
+    let mut late = silent.pop().unwrap();
+    late.write_all(br#"{"v": "c"}"#).await.unwrap();
+    late.shutdown().await.unwrap();
+    let answer = bounded("the late command", read_to_end_or_reset(&mut late)).await;
+    assert!(common::is_decimal_id(&String::from_utf8(answer).unwrap()));
+    drop(silent);
+    eventually_closed(&server).await;
+    server.shutdown().await;
+}
+
+async fn eventually_open(server: &TestServer, open: usize) {
+    common::eventually("connections open", || server.gauge.open() == open).await;
+}

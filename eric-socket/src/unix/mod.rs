@@ -1,5 +1,6 @@
 //! The Unix socket transport: [`UnixServer`] and [`SocketClient`].
 
+mod acceptor;
 mod client;
 mod server;
 

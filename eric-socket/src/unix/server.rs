@@ -1,22 +1,25 @@
 //! The Unix socket server of the command protocol.
 
-use crate::accept::{serve_connections, ConnectionLimits};
+use crate::accept::drain;
 use crate::container::ChannelContainer;
 use crate::protocol::{self, Answer, ProtocolError};
 use crate::shutdown::ShutdownHandle;
+use crate::unix::acceptor::{AcceptSettings, AcceptThread, Handoff, Pending};
 use eric_core::MessageStream;
 use eric_sse::SseAdapter;
 use futures_core::Stream;
 use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinSet;
 
 /// The default limit on a command's size: a 1 MiB payload plus 64 KiB for the rest of
 /// the JSON object (keys, ids, message type, escapes).
@@ -66,14 +69,14 @@ impl ConnectionGauge {
         self.open.load(Ordering::Acquire)
     }
 
-    fn enter(&self) -> ConnectionGuard {
+    pub(crate) fn enter(&self) -> ConnectionGuard {
         self.open.fetch_add(1, Ordering::AcqRel);
         ConnectionGuard(self.clone())
     }
 }
 
 /// Counts one connection as open until dropped (also when its task is aborted).
-struct ConnectionGuard(ConnectionGauge);
+pub(crate) struct ConnectionGuard(ConnectionGauge);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -82,8 +85,11 @@ impl Drop for ConnectionGuard {
 }
 
 /// A Unix socket server speaking the eric-sse 0.6.0.3 command protocol, wire-compatible
-/// with the reference's `SocketServer`: one task per connection, one command per
-/// connection, streams for `l` and `w`.
+/// with the reference's `SocketServer`: one command per connection, streams for `l` and
+/// `w`.
+///
+/// A thread of its own accepts, and answers at once the commands that arrived whole;
+/// commands still arriving, and streams, run as tasks of the caller's runtime.
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
@@ -184,11 +190,15 @@ impl UnixServer {
     /// streams, waits for connections (at most the grace period), removes the socket
     /// file and returns.
     ///
-    /// The accept loop runs as a task of the runtime, wherever `run` is awaited: awaited
-    /// in `block_on` it would run on the main thread, outside the workers, and every
-    /// accepted connection would cost a cross-thread hand-off (about 4 futex calls).
-    /// As a task, each connection it spawns starts on the same worker, right after it.
-    /// Dropping the future returned by `run` stops the server at once.
+    /// Connections are accepted on a thread of the server's own (`eric-unix-accept`),
+    /// which answers there every command that arrives whole within a brief wait (1 ms
+    /// per read). What it cannot finish (a command still arriving, a stream, an answer
+    /// larger than the socket buffer) becomes a task of the runtime `run` is awaited
+    /// in, spawned from a task of that runtime so that it starts on a worker's own
+    /// queue. Dropping the future returned by `run` stops the server at once.
+    ///
+    /// Fails if the accept thread cannot be started, or if it ends before shutdown (a
+    /// panic), after draining the connections as a shutdown does.
     pub async fn run(self) -> io::Result<()> {
         let mut task = AbortOnDrop(tokio::spawn(self.serve()));
         match (&mut task.0).await {
@@ -206,29 +216,65 @@ impl UnixServer {
             shutdown,
             gauge,
         } = self;
-        let limits = ConnectionLimits {
+        let connection = Connection {
+            container,
+            config: Arc::clone(&config),
+            shutdown: shutdown.clone(),
+        };
+        let settings = AcceptSettings {
             max_connections: config.max_connections,
-            shutdown_grace: config.shutdown_grace,
-            server: "socket server",
+            path: config.path.clone(),
+            gauge,
         };
-        let socket_path = config.path.clone();
-        let serve = |stream| {
-            let connection = Connection {
-                container: Arc::clone(&container),
-                config: Arc::clone(&config),
-                shutdown: shutdown.clone(),
-            };
-            let open = gauge.enter();
-            async move {
-                connection.serve(stream).await;
+        let (acceptor, mut handoffs) =
+            AcceptThread::start(listener.into_std()?, settings, connection.clone())?;
+        let mut connections = JoinSet::new();
+        let spawn = |connections: &mut JoinSet<()>, pending: Pending| {
+            let connection = connection.clone();
+            connections.spawn(async move {
+                let Pending {
+                    stream,
+                    handoff,
+                    permit,
+                    open,
+                } = pending;
+                connection.finish(stream, handoff).await;
                 drop(open);
-            }
+                drop(permit);
+            });
         };
-        serve_connections(listener, limits, &shutdown, serve, |listener| {
-            drop(listener);
-            let _ = std::fs::remove_file(&socket_path);
-        })
-        .await;
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        let mut thread_ended = false;
+        loop {
+            let pending = tokio::select! {
+                _ = &mut stop => break,
+                pending = handoffs.recv() => match pending {
+                    Some(pending) => pending,
+                    None => {
+                        thread_ended = true;
+                        break;
+                    }
+                },
+            };
+            spawn(&mut connections, pending);
+            while connections.try_join_next().is_some() {}
+        }
+        // The thread finishes the connection in its hands and ends; what it handed off
+        // until then is served like the rest (a command in flight is still answered).
+        acceptor.stop();
+        while let Some(pending) = handoffs.recv().await {
+            spawn(&mut connections, pending);
+        }
+        // The thread has dropped its handle of the listener: this closes it.
+        drop(acceptor);
+        let _ = std::fs::remove_file(&config.path);
+        drain(connections, config.shutdown_grace, "socket server").await;
+        if thread_ended {
+            return Err(io::Error::other(
+                "the accept thread of the socket server ended",
+            ));
+        }
         Ok(())
     }
 }
@@ -253,13 +299,13 @@ fn staging_path(path: &Path) -> PathBuf {
 type ReadCommand = io::Result<Result<Vec<u8>, ProtocolError>>;
 
 /// The bytes of one command, bounded by the size limit.
-struct CommandBuffer {
+pub(crate) struct CommandBuffer {
     raw: Vec<u8>,
     limit: usize,
 }
 
 impl CommandBuffer {
-    fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         CommandBuffer {
             raw: Vec::with_capacity(512),
             limit,
@@ -281,17 +327,24 @@ impl CommandBuffer {
         None
     }
 
-    /// Reads what the socket holds now, without waiting; `None` if the command is not
-    /// complete yet. Reads through the file descriptor: tokio has no readiness event
-    /// for a socket accepted an instant ago, and would not try.
-    fn read_ready(&mut self, stream: &UnixStream) -> Option<ReadCommand> {
+    /// Reads from a blocking socket whose reads time out (`SO_RCVTIMEO`), through
+    /// `chunk`, until the command is complete or refused; `None` if a read timed out or
+    /// `deadline` passed first: the command is still arriving.
+    pub(crate) fn read_until(
+        &mut self,
+        stream: &impl AsFd,
+        chunk: &mut [u8],
+        deadline: Instant,
+    ) -> Option<ReadCommand> {
         let socket = socket2::SockRef::from(stream);
-        let mut chunk = [0u8; 16 * 1024];
         loop {
-            match (&*socket).read(&mut chunk) {
+            match (&*socket).read(chunk) {
                 Ok(read) => {
-                    if let Some(done) = self.absorb(&chunk, read) {
+                    if let Some(done) = self.absorb(chunk, read) {
                         return Some(done);
+                    }
+                    if Instant::now() >= deadline {
+                        return None;
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return None,
@@ -313,48 +366,90 @@ impl CommandBuffer {
     }
 }
 
-struct Connection {
+/// What a connection's answer is, once its command is read.
+pub(crate) enum Reply {
+    /// Bytes to write before closing: an id, `ack`, an error.
+    Bytes(Vec<u8>),
+    /// An `l` or `w` stream.
+    Stream(MessageStream<SseAdapter>),
+}
+
+/// Serves connections: what the accept thread and the runtime's tasks share.
+#[derive(Clone)]
+pub(crate) struct Connection {
     container: Arc<ChannelContainer>,
     config: Arc<UnixServerConfig>,
     shutdown: ShutdownHandle,
 }
 
 impl Connection {
-    async fn serve(self, mut stream: UnixStream) {
-        let mut command = CommandBuffer::new(self.config.max_command_bytes);
-        // Most clients have written and half-closed before the server looks: take what
-        // is there at once, and arm the read timeout only for a command still arriving.
-        let read = match command.read_ready(&stream) {
-            Some(read) => Ok(read),
-            None => {
-                tokio::time::timeout(self.config.read_timeout, command.read_rest(&mut stream)).await
-            }
-        };
+    /// The size limit of a command.
+    pub(crate) fn max_command_bytes(&self) -> usize {
+        self.config.max_command_bytes
+    }
+
+    /// Executes a command read whole, or turns a refused read into its error answer;
+    /// `None` if the connection failed and gets no answer.
+    pub(crate) fn answer(&self, read: ReadCommand) -> Option<Reply> {
         let answer = match read {
-            Ok(Ok(Ok(raw))) => protocol::handle(&self.container, &raw),
-            Ok(Ok(Err(refused))) => Err(refused),
-            Ok(Err(error)) => {
+            Ok(Ok(raw)) => protocol::handle(&self.container, &raw),
+            Ok(Err(refused)) => Err(refused),
+            Err(error) => {
                 tracing::debug!(%error, "connection failed while reading");
-                return;
+                return None;
             }
-            Err(_) => Err(ProtocolError {
-                name: "TimeoutError",
-                message: format!(
-                    "no complete command within {:?}: write one JSON object, then half-close the connection (shutdown SHUT_WR)",
-                    self.config.read_timeout
-                ),
-            }),
         };
-        let result = match answer {
-            Ok(Answer::Text(text)) => write_and_close(&mut stream, text.as_bytes()).await,
-            Ok(Answer::Stream(events)) => self.stream(stream, events).await,
+        Some(match answer {
+            Ok(Answer::Text(text)) => Reply::Bytes(text.into_bytes()),
+            Ok(Answer::Stream(events)) => Reply::Stream(events),
             Err(error) => {
                 tracing::debug!(%error, "command refused");
-                write_and_close(&mut stream, &error.to_wire()).await
+                Reply::Bytes(error.to_wire())
             }
+        })
+    }
+
+    /// Serves the rest of a connection the accept thread handed off. The connection
+    /// closes when the stream is dropped, which ends the client's read as a shutdown
+    /// would, one system call cheaper.
+    pub(crate) async fn finish(self, stream: std::os::unix::net::UnixStream, handoff: Handoff) {
+        let mut stream = match UnixStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%error, "cannot register the connection");
+                return;
+            }
+        };
+        let reply = match handoff {
+            Handoff::Reply(reply) => reply,
+            Handoff::Read(mut command) => {
+                // The read timeout is armed only here, for a command still arriving.
+                let read =
+                    tokio::time::timeout(self.config.read_timeout, command.read_rest(&mut stream))
+                        .await
+                        .unwrap_or_else(|_| Ok(Err(self.timeout_error())));
+                match self.answer(read) {
+                    Some(reply) => reply,
+                    None => return,
+                }
+            }
+        };
+        let result = match reply {
+            Reply::Bytes(bytes) => stream.write_all(&bytes).await,
+            Reply::Stream(events) => self.stream(stream, events).await,
         };
         if let Err(error) = result {
             tracing::debug!(%error, "connection ended with an error");
+        }
+    }
+
+    fn timeout_error(&self) -> ProtocolError {
+        ProtocolError {
+            name: "TimeoutError",
+            message: format!(
+                "no complete command within {:?}: write one JSON object, then half-close the connection (shutdown SHUT_WR)",
+                self.config.read_timeout
+            ),
         }
     }
 
@@ -396,12 +491,6 @@ impl Connection {
         }
         stream.shutdown().await
     }
-}
-
-/// Writes a one-shot answer. The connection closes when the stream is dropped, which
-/// ends the client's read as a shutdown would, one system call cheaper.
-async fn write_and_close(stream: &mut UnixStream, bytes: &[u8]) -> io::Result<()> {
-    stream.write_all(bytes).await
 }
 
 async fn next_event(events: &mut MessageStream<SseAdapter>) -> Option<eric_sse::SseEvent> {

@@ -1,0 +1,263 @@
+//! The accept thread of the Unix server: one blocking thread that accepts and answers
+//! the commands that arrive whole, handing everything else to the runtime.
+//!
+//! Most connections carry one small command that the client writes and half-closes
+//! right after connecting. Serving those on runtime tasks cost about ten system calls
+//! each: an `accept4` that fails with `EAGAIN` and the `epoll_wait` after it (a
+//! non-blocking listener has to be drained before it is waited for), the `epoll_ctl`
+//! registration and removal of the socket, and, about every other time, a read that
+//! came before the client's write and one more wait. A blocking `accept4` on a thread of
+//! its own wakes once per connection; the command is read there with blocking reads
+//! that time out after [`BRIEF_WAIT`] (the client is usually writing at that very
+//! moment), executed, answered with a non-blocking write, and the socket closed:
+//! `accept4`, `setsockopt` (the read timeout), two `recvfrom` (the command, then its
+//! end), `sendto`, `close`. No task, no registration, no wake-up of another thread.
+//!
+//! A connection that cannot finish that way goes to the runtime as a [`Handoff`]: a
+//! command still arriving after the brief wait (its read timeout starts there), an answer
+//! larger than the socket buffer, and the streams of `l` and `w`. A client that connects
+//! and says nothing holds the thread for at most twice [`BRIEF_WAIT`].
+
+use crate::unix::server::{CommandBuffer, Connection, ConnectionGauge, ConnectionGuard, Reply};
+use socket2::Socket;
+use std::io;
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+/// How long one read of the accept thread waits for a client's command; twice this
+/// bounds the time a connection keeps the thread before it is handed to the runtime.
+/// Long enough for a client that writes right after connecting, short enough that a
+/// silent client delays the next accept by little.
+pub(crate) const BRIEF_WAIT: Duration = Duration::from_millis(1);
+
+/// What the runtime still has to do for a connection the accept thread could not finish.
+pub(crate) enum Handoff {
+    /// The command is not complete: read the rest, under the read timeout, and answer.
+    Read(CommandBuffer),
+    /// The command was executed: what is left of its answer (the part of an answer that
+    /// did not fit the socket buffer, or a stream).
+    Reply(Reply),
+}
+
+/// A connection handed to the runtime, with its share of the connection limits: the
+/// permit and the gauge count go with it until it ends.
+pub(crate) struct Pending {
+    /// The socket, non-blocking once handed off.
+    pub(crate) stream: UnixStream,
+    pub(crate) handoff: Handoff,
+    pub(crate) permit: OwnedSemaphorePermit,
+    pub(crate) open: ConnectionGuard,
+}
+
+/// The running accept thread. Stopping it (or dropping it) makes the thread leave its
+/// `accept` at once and end; it drops the listener, and new clients are refused.
+pub(crate) struct AcceptThread {
+    listener: Arc<Socket>,
+    stopping: Arc<AtomicBool>,
+    permits: Arc<Semaphore>,
+    path: PathBuf,
+}
+
+/// What the accept thread needs.
+pub(crate) struct AcceptSettings {
+    /// Connections served at once, those handed off included.
+    pub(crate) max_connections: usize,
+    /// The socket file, only to wake the thread where shutting the listener down does
+    /// not.
+    pub(crate) path: PathBuf,
+    /// Counts open connections.
+    pub(crate) gauge: ConnectionGauge,
+}
+
+impl AcceptThread {
+    /// Starts the thread on `listener`; connections it cannot finish arrive on the
+    /// receiver, which yields `None` once the thread has ended.
+    pub(crate) fn start(
+        listener: std::os::unix::net::UnixListener,
+        settings: AcceptSettings,
+        connection: Connection,
+    ) -> io::Result<(AcceptThread, UnboundedReceiver<Pending>)> {
+        let listener = Socket::from(listener);
+        listener.set_nonblocking(false)?;
+        let listener = Arc::new(listener);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let permits = Arc::new(Semaphore::new(settings.max_connections));
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let worker = Worker {
+            listener: Arc::clone(&listener),
+            stopping: Arc::clone(&stopping),
+            permits: Arc::clone(&permits),
+            runtime: tokio::runtime::Handle::current(),
+            gauge: settings.gauge,
+            connection,
+            sender,
+        };
+        std::thread::Builder::new()
+            .name("eric-unix-accept".into())
+            .spawn(move || worker.run())?;
+        Ok((
+            AcceptThread {
+                listener,
+                stopping,
+                permits,
+                path: settings.path,
+            },
+            receiver,
+        ))
+    }
+
+    /// Stops accepting. The thread finishes the connection it is serving, if any, and
+    /// ends.
+    pub(crate) fn stop(&self) {
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Wakes the thread if it waits for a permit.
+        self.permits.close();
+        // On Linux, shutting a listening socket down wakes a blocked `accept` (which
+        // fails with EINVAL) and refuses new clients at once. Elsewhere it may fail:
+        // then one connection of our own wakes the thread, which sees `stopping`.
+        if self.listener.shutdown(Shutdown::Read).is_err() {
+            let _ = UnixStream::connect(&self.path);
+        }
+    }
+}
+
+impl Drop for AcceptThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The state of the accept thread.
+struct Worker {
+    listener: Arc<Socket>,
+    stopping: Arc<AtomicBool>,
+    permits: Arc<Semaphore>,
+    /// Only to wait for a permit when the server is full.
+    runtime: tokio::runtime::Handle,
+    gauge: ConnectionGauge,
+    connection: Connection,
+    sender: UnboundedSender<Pending>,
+}
+
+impl Worker {
+    fn run(self) {
+        // Zeroed once: a fresh buffer per connection would cost a 16 KiB memset each.
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            // A permit before accepting: at the limit, clients wait in the backlog.
+            let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(TryAcquireError::Closed) => return,
+                Err(TryAcquireError::NoPermits) => {
+                    match self
+                        .runtime
+                        .block_on(Arc::clone(&self.permits).acquire_owned())
+                    {
+                        Ok(permit) => permit,
+                        Err(_closed) => return,
+                    }
+                }
+            };
+            let socket = match self.listener.accept() {
+                Ok((socket, _)) => socket,
+                Err(_) if self.stopping.load(Ordering::Acquire) => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // Out of file descriptors, most likely: let connections finish.
+                    tracing::warn!(server = "socket server", %error, "accept failed");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            let open = self.gauge.enter();
+            let stream = UnixStream::from(socket);
+            // A panic while serving loses this connection only, as it would in a task of
+            // its own; the thread goes on accepting.
+            let served =
+                std::panic::catch_unwind(AssertUnwindSafe(|| self.serve_now(&stream, &mut chunk)));
+            let handoff = match served {
+                Ok(Some(handoff)) => handoff,
+                Ok(None) => continue,
+                Err(_) => {
+                    tracing::error!(server = "socket server", "serving a connection panicked");
+                    continue;
+                }
+            };
+            // The runtime waits through its reactor, never in a read.
+            if let Err(error) = stream.set_nonblocking(true) {
+                tracing::debug!(%error, "cannot hand the connection off");
+                continue;
+            }
+            let pending = Pending {
+                stream,
+                handoff,
+                permit,
+                open,
+            };
+            if self.sender.send(pending).is_err() {
+                // The server's task is gone (its `run` future was dropped).
+                return;
+            }
+        }
+    }
+
+    /// Serves what can be served after a brief wait, on the blocking socket; the rest
+    /// is for the runtime.
+    fn serve_now(&self, stream: &UnixStream, chunk: &mut [u8]) -> Option<Handoff> {
+        let mut command = CommandBuffer::new(self.connection.max_command_bytes());
+        if let Err(error) = stream.set_read_timeout(Some(BRIEF_WAIT)) {
+            tracing::debug!(%error, "cannot set the read timeout");
+            return Some(Handoff::Read(command));
+        }
+        let deadline = Instant::now() + BRIEF_WAIT;
+        let read = match command.read_until(stream, chunk, deadline) {
+            Some(read) => read,
+            None => return Some(Handoff::Read(command)),
+        };
+        match self.connection.answer(read)? {
+            Reply::Bytes(bytes) => {
+                write_now(stream, bytes).map(|rest| Handoff::Reply(Reply::Bytes(rest)))
+            }
+            stream @ Reply::Stream(_) => Some(Handoff::Reply(stream)),
+        }
+    }
+}
+
+/// Writes what the socket takes now, without blocking the thread; the rest, if any, for
+/// the runtime.
+fn write_now(stream: &UnixStream, bytes: Vec<u8>) -> Option<Vec<u8>> {
+    let socket = socket2::SockRef::from(stream);
+    let mut written = 0;
+    while written < bytes.len() {
+        match socket.send_with_flags(&bytes[written..], SEND_FLAGS) {
+            Ok(0) => return None,
+            Ok(n) => written += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                return Some(bytes[written..].to_vec());
+            }
+            Err(error) => {
+                tracing::debug!(%error, "connection ended with an error");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// A send that never blocks (the socket is in blocking mode for its reads), and where
+/// the platform allows, never raises `SIGPIPE` for a client that left.
+#[cfg(any(target_os = "android", target_os = "linux"))]
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+
+#[cfg(not(any(target_os = "android", target_os = "linux")))]
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
