@@ -444,9 +444,16 @@ impl<A: Adapter> Channel<A> {
     }
 
     /// Adds a new listener, starts it and streams it. The listener lives as long as the
-    /// stream: dropping the stream removes it from the channel.
+    /// stream: dropping the stream removes it from the channel. It keeps no resume
+    /// history, whatever the channel's [`QueueConfig::history`]: nothing can resume a
+    /// listener that ends with its stream.
     pub fn watch(&self) -> MessageStream<A> {
-        let listener = self.add_listener();
+        let config = QueueConfig {
+            history: 0,
+            ..self.inner.queue_config
+        };
+        let listener = Arc::new(Listener::new().queue_config(config));
+        self.inner.listeners.write().insert(Arc::clone(&listener));
         listener.start();
         self.message_stream(&listener).removing_listener_on_drop()
     }

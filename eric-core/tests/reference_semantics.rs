@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use eric_core::{
-    Channel, DistributedListener, Error, Identity, Listener, Message, SignedMessage,
-    MESSAGE_TYPE_CLOSED,
+    Channel, DistributedListener, Error, Identity, Listener, Message, OverflowPolicy, QueueConfig,
+    SignedMessage, MESSAGE_TYPE_CLOSED,
 };
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -358,6 +358,17 @@ fn watch_adds_a_started_listener_and_removes_it_when_dropped() {
     assert!(channel.get_listener(&id).unwrap().is_running());
     drop(stream);
     assert!(channel.get_listener(&id).is_err());
+}
+
+#[test]
+fn a_watch_listener_keeps_the_queue_bounds_but_no_history() {
+    let config = QueueConfig::bounded(8, OverflowPolicy::DropOldest).with_history(64);
+    let channel = Channel::builder(Identity).queue_config(config).build();
+    let stream = channel.watch();
+    let watched = stream.listener().config();
+    assert_eq!(watched.history, 0, "nothing can resume a watch");
+    assert_eq!(watched.capacity, config.capacity);
+    assert_eq!(channel.add_listener().config().history, 64);
 }
 
 #[test]
