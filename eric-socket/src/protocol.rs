@@ -398,6 +398,19 @@ mod tests {
     }
 
     #[test]
+    fn payload_keys_keep_the_order_they_came_in_as_in_python() {
+        // Python's dicts keep insertion order, and so does json.dumps.
+        let payload: Value =
+            serde_json::from_str(r#"{"zeta": 1, "alpha": {"b": 1e16, "a": 0.5}}"#).unwrap();
+        let mut buf = Vec::new();
+        write_stream_line(&mut buf, &SseEvent::new("t", payload));
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "{\"event\": \"t\", \"retry\": 5, \"data\": {\"zeta\": 1, \"alpha\": {\"b\": 1e+16, \"a\": 0.5}}}\n"
+        );
+    }
+
+    #[test]
     fn stream_lines_are_written_as_json_dumps_writes_them() {
         let mut buf = Vec::new();
         write_stream_line(&mut buf, &SseEvent::new("t", json!({"a": "é"})));

@@ -64,6 +64,12 @@ impl Formatter for PythonFormatter {
         writer.write_all(&fragment.as_bytes()[start..])
     }
 
+    fn write_f64<W: ?Sized + Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(24);
+        write_python_float(&mut buf, value);
+        writer.write_all(&buf)
+    }
+
     fn write_char_escape<W: ?Sized + Write>(
         &mut self,
         writer: &mut W,
@@ -128,9 +134,85 @@ fn write_number(buf: &mut Vec<u8>, number: &Number) {
         buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     } else if let Some(n) = number.as_i64() {
         buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    } else if let Some(n) = number.as_f64() {
+        write_python_float(buf, n);
     } else {
-        // Floats are rare: serde_json writes them, exactly as write_python_json does.
-        write_python_json(buf, number).expect("a number always serialises");
+        // Only with serde_json's arbitrary precision, which eric does not enable.
+        buf.extend_from_slice(number.to_string().as_bytes());
+    }
+}
+
+/// Appends `value` as Python's `repr(float)` writes it (which `json.dumps` uses): the
+/// shortest digits that read back to the same value, as fixed-point with at least one
+/// decimal (`100.0`, `0.0001`) when the decimal exponent is from -4 to 15, otherwise in
+/// exponent form with a sign and at least two exponent digits (`1e+16`, `1.5e-05`).
+/// Rust's own shortest form chooses other bounds and writes `1e16`.
+fn write_python_float(buf: &mut Vec<u8>, value: f64) {
+    if !value.is_finite() {
+        // JSON values cannot hold these; Python would write `NaN` or `Infinity`.
+        let text = if value.is_nan() {
+            "NaN"
+        } else if value > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        };
+        buf.extend_from_slice(text.as_bytes());
+        return;
+    }
+    if value.is_sign_negative() {
+        buf.push(b'-');
+    }
+    let mut shortest = ryu::Buffer::new();
+    let text = shortest.format_finite(value.abs());
+    // ryu writes `d.ddd`, `d.ddde-x` or `de+x`: take its digits and decimal exponent.
+    let (mantissa, exponent) = match text.split_once('e') {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits: Vec<u8> = integer.bytes().chain(fraction.bytes()).collect();
+    let leading_zeros = all_digits.iter().take_while(|&&d| d == b'0').count();
+    let digits = all_digits[leading_zeros..].to_vec();
+    let end = digits
+        .iter()
+        .rposition(|&d| d != b'0')
+        .map_or(0, |last| last + 1);
+    let digits = &digits[..end];
+    if digits.is_empty() {
+        buf.extend_from_slice(b"0.0");
+        return;
+    }
+    // The value is 0.DIGITS x 10^point.
+    let point = integer.len() as i32 - leading_zeros as i32 + exponent;
+    if (-3..=16).contains(&point) {
+        if point <= 0 {
+            buf.extend_from_slice(b"0.");
+            buf.resize(buf.len() + point.unsigned_abs() as usize, b'0');
+            buf.extend_from_slice(digits);
+        } else if point as usize >= digits.len() {
+            buf.extend_from_slice(digits);
+            buf.resize(buf.len() + (point as usize - digits.len()), b'0');
+            buf.extend_from_slice(b".0");
+        } else {
+            let (whole, part) = digits.split_at(point as usize);
+            buf.extend_from_slice(whole);
+            buf.push(b'.');
+            buf.extend_from_slice(part);
+        }
+    } else {
+        buf.push(digits[0]);
+        if digits.len() > 1 {
+            buf.push(b'.');
+            buf.extend_from_slice(&digits[1..]);
+        }
+        let exponent = point - 1;
+        buf.push(b'e');
+        buf.push(if exponent < 0 { b'-' } else { b'+' });
+        if exponent.abs() < 10 {
+            buf.push(b'0');
+        }
+        buf.extend_from_slice(itoa::Buffer::new().format(exponent.abs()).as_bytes());
     }
 }
 
@@ -230,6 +312,43 @@ pub fn python_repr(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn floats_are_written_as_python_repr_writes_them() {
+        // The right-hand sides are Python 3.11's `repr` of each value.
+        for (value, python) in [
+            (0.0_f64, "0.0"),
+            (-0.0_f64, "-0.0"),
+            (1.5_f64, "1.5"),
+            (-2.25_f64, "-2.25"),
+            (100.0_f64, "100.0"),
+            (0.1_f64, "0.1"),
+            (0.0001_f64, "0.0001"),
+            (1e-05_f64, "1e-05"),
+            (1.5e-05_f64, "1.5e-05"),
+            (123456.789_f64, "123456.789"),
+            (1000000000000000.0_f64, "1000000000000000.0"),
+            (1e+16_f64, "1e+16"),
+            (1.2345678901234568e+16_f64, "1.2345678901234568e+16"),
+            (-1e+16_f64, "-1e+16"),
+            (1e+100_f64, "1e+100"),
+            (1e-100_f64, "1e-100"),
+            (5e-324_f64, "5e-324"),
+            (1.7976931348623157e+308_f64, "1.7976931348623157e+308"),
+            (0.3333333333333333_f64, "0.3333333333333333"),
+            (2.5e-07_f64, "2.5e-07"),
+            (1.2345678901234567e+19_f64, "1.2345678901234567e+19"),
+            (0.5_f64, "0.5"),
+            (9999999999999998.0_f64, "9999999999999998.0"),
+        ] {
+            let mut direct = Vec::new();
+            super::write_python_float(&mut direct, value);
+            assert_eq!(String::from_utf8(direct).unwrap(), python, "{value:?}");
+            let mut via_serde = Vec::new();
+            super::write_python_json(&mut via_serde, &value).unwrap();
+            assert_eq!(String::from_utf8(via_serde).unwrap(), python, "{value:?}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 
