@@ -7,6 +7,13 @@
 //!   commands/s.
 //! * W6: `n` messages (20,000) queued for one listener with `d` (not timed), then one
 //!   `l` stream timed from the command until the `n`th line: lines/s.
+//!
+//! W5's timed commands are sent by plain blocking clients by default (`--client
+//! blocking`): W5a from one thread, W5b from one thread per client. One command is then
+//! seven system calls for the client (socket, connect, write, shutdown, two reads,
+//! close), where a tokio client adds an epoll registration, a wait and a removal for
+//! every connection and spent more CPU per command than the server it measured.
+//! `--client async` keeps the tokio client (one thread, one task per W5b client).
 
 use crate::report::Report;
 use clap::{Args as ClapArgs, ValueEnum};
@@ -40,6 +47,18 @@ pub struct Args {
     /// W6: only queue the `n` messages, print `CHANNEL/LISTENER` and exit.
     #[arg(long, conflicts_with = "queued")]
     queue_only: bool,
+    /// How W5's timed commands are sent.
+    #[arg(long, value_enum, default_value_t = Client::Blocking)]
+    client: Client,
+}
+
+/// The W5 client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Client {
+    /// Blocking system calls: one thread per client, no event loop.
+    Blocking,
+    /// tokio, one thread: a task per client.
+    Async,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -55,10 +74,18 @@ enum Workload {
 pub async fn run(args: Args) -> io::Result<Report> {
     let socket = Rc::new(args.socket.clone());
     match args.workload {
-        Workload::W5a => w5a(&socket, args.n.unwrap_or(3_000), args.listeners).await,
+        Workload::W5a => {
+            w5a(
+                &socket,
+                args.n.unwrap_or(3_000),
+                args.listeners,
+                args.client,
+            )
+            .await
+        }
         Workload::W5b => {
             let n = args.n.unwrap_or(3_000);
-            w5b(socket, n, args.clients, args.listeners).await
+            w5b(socket, n, args.clients, args.listeners, args.client).await
         }
         Workload::W6 => {
             let n = args.n.unwrap_or(20_000);
@@ -77,6 +104,20 @@ pub async fn run(args: Args) -> io::Result<Report> {
         }
     }
     .map(|report| report.with("socket", args.socket.display().to_string()))
+}
+
+/// One command with blocking calls: connect, write, half-close, read the answer to EOF.
+fn blocking_acked(socket: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.write_all(bytes)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut answer = Vec::with_capacity(16);
+    stream.read_to_end(&mut answer)?;
+    if answer != b"ack" {
+        return Err(unexpected("sending", &answer));
+    }
+    Ok(())
 }
 
 /// One command: connect, write, half-close, read the answer to EOF.
@@ -139,21 +180,70 @@ fn broadcast(channel: &str, seq: u64) -> Vec<u8> {
     format!(r#"{{"v": "b", "c": "{channel}", "t": "load", "p": {{"seq": {seq}}}}}"#).into_bytes()
 }
 
-async fn w5a(socket: &Path, n: u64, listeners: u64) -> io::Result<Report> {
+async fn w5a(socket: &Path, n: u64, listeners: u64, client: Client) -> io::Result<Report> {
     let channel = broadcast_channel(socket, listeners).await?;
     let commands: Vec<Vec<u8>> = (0..n).map(|seq| broadcast(&channel, seq)).collect();
     let started = Instant::now();
     for bytes in &commands {
-        acked(socket, bytes).await?;
+        match client {
+            Client::Blocking => blocking_acked(socket, bytes)?,
+            Client::Async => acked(socket, bytes).await?,
+        }
     }
     let elapsed = started.elapsed();
-    Ok(Report::new("w5a", n, elapsed, "cmds/s").with("listeners", listeners))
+    Ok(Report::new("w5a", n, elapsed, "cmds/s")
+        .with("listeners", listeners)
+        .with("client", format!("{client:?}").to_lowercase()))
 }
 
-async fn w5b(socket: Rc<PathBuf>, n: u64, clients: u64, listeners: u64) -> io::Result<Report> {
+/// W5b with one blocking thread per client.
+fn w5b_threads(socket: &Path, channel: &str, per_client: u64, clients: u64) -> io::Result<()> {
+    let batches: Vec<Vec<Vec<u8>>> = (0..clients)
+        .map(|client| {
+            (0..per_client)
+                .map(|k| broadcast(channel, client * per_client + k))
+                .collect()
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = batches
+            .iter()
+            .map(|commands| {
+                scope.spawn(move || {
+                    commands
+                        .iter()
+                        .try_for_each(|bytes| blocking_acked(socket, bytes))
+                })
+            })
+            .collect();
+        threads.into_iter().try_for_each(|thread| {
+            thread
+                .join()
+                .map_err(|_| io::Error::other("a client panicked"))?
+        })
+    })
+}
+
+async fn w5b(
+    socket: Rc<PathBuf>,
+    n: u64,
+    clients: u64,
+    listeners: u64,
+    client: Client,
+) -> io::Result<Report> {
     let clients = clients.max(1);
     let per_client = n / clients;
     let channel = broadcast_channel(&socket, listeners).await?;
+    if client == Client::Blocking {
+        let started = Instant::now();
+        w5b_threads(&socket, &channel, per_client, clients)?;
+        return Ok(
+            Report::new("w5b", clients * per_client, started.elapsed(), "cmds/s")
+                .with("clients", clients)
+                .with("listeners", listeners)
+                .with("client", "blocking"),
+        );
+    }
     let local = tokio::task::LocalSet::new();
     let started = Instant::now();
     let outcome = local
@@ -182,7 +272,8 @@ async fn w5b(socket: Rc<PathBuf>, n: u64, clients: u64, listeners: u64) -> io::R
     outcome?;
     Ok(Report::new("w5b", clients * per_client, elapsed, "cmds/s")
         .with("clients", clients)
-        .with("listeners", listeners))
+        .with("listeners", listeners)
+        .with("client", "async"))
 }
 
 /// A new listener with `n` messages queued by `d` commands: (channel, listener).
