@@ -63,7 +63,9 @@ fn encode_event_with_retry_writes_the_event_retry_in_the_block() {
 
 #[test]
 fn json_data_is_one_line_whatever_the_payload_holds() {
-    let event = SseEvent::new("t", json!({"text": "a\nb\r\nc", "null": null}));
+    // Keys in sorted order: the output is the same whether serde_json keeps insertion
+    // order (its `preserve_order` feature, which eric-socket turns on) or sorts.
+    let event = SseEvent::new("t", json!({"null": null, "text": "a\nb\r\nc"}));
     assert_eq!(
         encode(&event),
         "event: t\ndata: {\"null\":null,\"text\":\"a\\nb\\r\\nc\"}\n\n"
