@@ -406,6 +406,50 @@ async fn a_client_that_closes_behind_a_pipelined_request_is_noticed_at_once() {
 }
 
 #[tokio::test]
+async fn a_second_stream_on_the_same_connection_follows_the_first() {
+    // As an EventSource reconnecting on its kept-alive connection does.
+    let server = TestServer::start().await;
+    let listener = channel_with_listener(&server).await;
+    let request = format!(
+        "GET /stream/c/{listener} HTTP/1.1\r\nhost: x\r\n\r\nGET /watch/c HTTP/1.1\r\nhost: x\r\n\r\n"
+    );
+    let (mut tcp, head) = raw_request(server.addr, request.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    server
+        .request(Method::DELETE, &format!("/listener/c/{listener}"))
+        .await
+        .assert_ok();
+    // The first stream ends, and the watch opens on the same connection.
+    eventually("the watch is registered", || {
+        server.container.listener_count() == 1
+    })
+    .await;
+    broadcast_ticks(&server, 7..=7).await;
+    let mut seen = Vec::new();
+    bounded("the watched event", async {
+        while !String::from_utf8_lossy(&seen).contains(r#"data: {"n":7}"#) {
+            let mut chunk = [0u8; 4096];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let seen = String::from_utf8(seen).unwrap();
+    let (first, second) = seen
+        .split_once("\r\n0\r\n\r\n")
+        .expect("the first stream's end");
+    assert!(first.contains("event: _eric_channel_closed"), "{first}");
+    assert!(second.starts_with("HTTP/1.1 200 OK\r\n"), "{second}");
+    assert!(second.contains("event: tick"), "{second}");
+    drop(tcp);
+    eventually("the watch goes with its connection", || {
+        server.container.listener_count() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_request_pipelined_behind_a_stream_is_answered_when_the_stream_ends() {
     let server = TestServer::start().await;
     let listener = channel_with_listener(&server).await;

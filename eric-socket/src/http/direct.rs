@@ -2,13 +2,14 @@
 //!
 //! An idle event stream is most of what a busy SSE server holds, and hyper keeps two
 //! buffers per connection (a read buffer and a header write buffer, 8 KiB each) that a
-//! stream never needs once its head is out. So the server reads the first request of a
-//! connection itself: when it is a plain `GET /stream/...` or `GET /watch/...`, it is
+//! stream never needs once its head is out. So the server reads the requests of a
+//! connection itself: while each is a plain `GET /stream/...` or `GET /watch/...`, it is
 //! answered here through the same [`routes::handle`] as every request, and the events
 //! are written as HTTP/1.1 chunks from a task that holds little more than the socket and
-//! the stream. Anything else (another route, HTTP/1.0, a body, an unusual header, a
-//! head that does not parse or is large) goes to hyper with the bytes already read, and
-//! so does the connection after a stream that ends while the client keeps it alive.
+//! the stream (a browser that reconnects on the same connection stays here). The first
+//! other request (another route, HTTP/1.0, a body, an unusual header, a head that does
+//! not parse or is large) goes to hyper with the bytes already read, and hyper serves
+//! the connection from then on.
 
 use super::body::ResponseBody;
 use super::routes;
@@ -28,22 +29,22 @@ use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A first request head larger than this goes to hyper, which has its own limit.
+/// A request head larger than this goes to hyper, which has its own limit.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
-/// A first request with more headers than this goes to hyper.
+/// A request with more headers than this goes to hyper.
 const MAX_HEADERS: usize = 32;
 /// Bytes a client may send behind its stream request (a pipelined request, served
 /// after the stream); more ends the connection.
 const MAX_PIPELINED_BYTES: usize = 8 * 1024;
 
-/// What the first request of a connection turned out to be.
-pub(crate) enum FirstRequest {
+/// What the next request of a connection turned out to be.
+pub(crate) enum NextRequest {
     /// An event-stream request, answered: [`ResponseWriter`] writes the answer.
     Answered(Box<Answer>),
     /// Anything else: hyper serves the connection, starting with these bytes.
     ForHyper(Vec<u8>),
-    /// The client left, or sent nothing in time, before a request head was complete;
-    /// or the server is shutting down.
+    /// The client left, or sent nothing in time, before a request head was complete
+    /// (a connection left idle ends so); or the server is shutting down.
     Gone,
 }
 
@@ -56,25 +57,29 @@ pub(crate) struct Answer {
     rest: Vec<u8>,
 }
 
-/// Reads the first request head of `stream` (within the header read timeout) and, when
-/// it is a request this module serves, routes it.
-pub(crate) async fn first_request(stream: &TcpStream, state: &Arc<State>) -> FirstRequest {
+/// Reads the next request head of `stream` (within the header read timeout), after the
+/// bytes `read` already, and, when it is a request this module serves, routes it.
+pub(crate) async fn next_request(
+    stream: &TcpStream,
+    state: &Arc<State>,
+    read: Vec<u8>,
+) -> NextRequest {
     let timeout = state.config.header_read_timeout;
     let head = tokio::select! {
-        head = tokio::time::timeout(timeout, read_head(stream)) => head,
-        () = state.shutdown.wait() => return FirstRequest::Gone,
+        head = tokio::time::timeout(timeout, read_head(stream, read)) => head,
+        () = state.shutdown.wait() => return NextRequest::Gone,
     };
     match head {
         Err(_) => {
             tracing::debug!(?timeout, "no request head in time: connection closed");
-            FirstRequest::Gone
+            NextRequest::Gone
         }
-        Ok(Head::Gone) => FirstRequest::Gone,
-        Ok(Head::Other(read)) => FirstRequest::ForHyper(read),
+        Ok(Head::Gone) => NextRequest::Gone,
+        Ok(Head::Other(read)) => NextRequest::ForHyper(read),
         Ok(Head::Stream { request, rest }) => {
             let keep_alive = !has_token(request.headers(), header::CONNECTION, "close");
             let response = routes::handle(state, request).await;
-            FirstRequest::Answered(Box::new(Answer {
+            NextRequest::Answered(Box::new(Answer {
                 response,
                 keep_alive,
                 rest,
@@ -83,7 +88,7 @@ pub(crate) async fn first_request(stream: &TcpStream, state: &Arc<State>) -> Fir
     }
 }
 
-/// A first request head, read.
+/// A request head, read.
 // Short-lived, inside the boxed first-request future: boxing the request would buy nothing.
 #[allow(clippy::large_enum_variant)]
 enum Head {
@@ -98,16 +103,21 @@ enum Head {
     Gone,
 }
 
-async fn read_head(stream: &TcpStream) -> Head {
+async fn read_head(stream: &TcpStream, read: Vec<u8>) -> Head {
+    let mut buf = read;
     // Most request heads fit in a few hundred bytes.
-    let mut buf = Vec::with_capacity(1024);
+    buf.reserve(1024_usize.saturating_sub(buf.len()));
+    // Bytes already read (sent behind a previous request) may hold a whole head.
+    let mut parse_first = !buf.is_empty();
     loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(buf.len());
-        }
-        match read_some(stream, &mut buf).await {
-            Ok(0) | Err(_) => return Head::Gone,
-            Ok(_) => {}
+        if !std::mem::take(&mut parse_first) {
+            if buf.len() == buf.capacity() {
+                buf.reserve(buf.len());
+            }
+            match read_some(stream, &mut buf).await {
+                Ok(0) | Err(_) => return Head::Gone,
+                Ok(_) => {}
+            }
         }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut head = httparse::Request::new(&mut headers);
@@ -173,7 +183,7 @@ fn stream_request(
     Some(request)
 }
 
-/// Writes the [`Answer`] to a first request: the head, then the
+/// Writes the [`Answer`] to a stream request: the head, then the
 /// whole body or the events of a stream as chunks, reading what the client sends
 /// meanwhile (the end of its connection, or a pipelined request). Written by hand
 /// rather than as an `async fn`: it is the state of every idle stream, so its size is

@@ -67,12 +67,12 @@
 //!   stream.
 //! * **Removal and end.** When its listener or channel is deleted, or the channel
 //!   broadcasts `_eric_channel_closed`, a stream sends that event and ends.
-//! * **Memory.** A connection whose first request is a plain `GET /stream` or
-//!   `GET /watch` is served without hyper: the server reads that request head itself
-//!   and writes the events as chunks, so an idle stream holds about 2.5 KiB (hyper's
-//!   per-connection buffers alone are 16 KiB). Every other request, and whatever comes
-//!   after a stream on a kept-alive connection, is served by hyper; the answers are the
-//!   same status, headers and body either way.
+//! * **Memory.** Plain `GET /stream` and `GET /watch` requests that open a connection,
+//!   or follow such a stream on it, are served without hyper: the server reads their
+//!   heads itself and writes the events as chunks, so an idle stream holds about
+//!   2.5 KiB (hyper's per-connection buffers alone are 16 KiB). From the first other
+//!   request on, hyper serves the connection; the answers are the same status, headers
+//!   and body either way.
 //! * **Shutdown** ends every stream cleanly (the body is finished, the client sees the end
 //!   of the response) and closes the connections; see [`HttpServer::run`].
 //!

@@ -1,6 +1,6 @@
 //! The HTTP server: configuration, accept loop, connections and shutdown.
 
-use super::direct::{self, FirstRequest, ResponseWriter, Rewound};
+use super::direct::{self, NextRequest, ResponseWriter, Rewound};
 use super::routes;
 use super::stream::StreamSlots;
 use crate::accept::{serve_connections, ConnectionLimits};
@@ -219,18 +219,26 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
     if let Some(timeout) = state.config.tcp_user_timeout {
         set_user_timeout(&stream, timeout);
     }
-    // Boxed: reading and routing the first request is short-lived, and what every
-    // connection holds for its whole life is kept small.
-    let read = match Box::pin(direct::first_request(&stream, &state)).await {
-        FirstRequest::Gone => return,
-        FirstRequest::ForHyper(read) => read,
-        FirstRequest::Answered(answer) => match ResponseWriter::new(&mut stream, *answer).await {
-            Some(rest) if !state.shutdown.is_shutdown() => rest,
-            _ => {
-                let _ = stream.shutdown().await;
-                return;
+    // Stream requests are served here one after another (an EventSource that
+    // reconnects on the same connection stays off hyper); the first other request
+    // hands the connection to hyper for good.
+    let mut read = Vec::new();
+    let read = loop {
+        // Boxed: reading and routing a request is short-lived, and what every
+        // connection holds for its whole life is kept small.
+        match Box::pin(direct::next_request(&stream, &state, read)).await {
+            NextRequest::Gone => return,
+            NextRequest::ForHyper(all_read) => break all_read,
+            NextRequest::Answered(answer) => {
+                match ResponseWriter::new(&mut stream, *answer).await {
+                    Some(rest) if !state.shutdown.is_shutdown() => read = rest,
+                    _ => {
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                }
             }
-        },
+        }
     };
     // Boxed: hyper's connection state is only paid for by connections that use it.
     Box::pin(serve_with_hyper(Rewound::new(read, stream), state)).await;
