@@ -240,7 +240,12 @@ impl<A: Adapter> Channel<A> {
     /// Adds a new listener with a generated id and the channel's queue configuration.
     /// Like every new listener it is stopped.
     pub fn add_listener(&self) -> Arc<Listener> {
-        let listener = Arc::new(Listener::new().queue_config(self.inner.queue_config));
+        self.add_listener_with(self.inner.queue_config)
+    }
+
+    /// Adds a new listener with a generated id and the queue `config`.
+    fn add_listener_with(&self, config: QueueConfig) -> Arc<Listener> {
+        let listener = Arc::new(Listener::new().queue_config(config));
         self.inner.listeners.write().insert(Arc::clone(&listener));
         listener
     }
@@ -448,12 +453,10 @@ impl<A: Adapter> Channel<A> {
     /// history, whatever the channel's [`QueueConfig::history`]: nothing can resume a
     /// listener that ends with its stream.
     pub fn watch(&self) -> MessageStream<A> {
-        let config = QueueConfig {
+        let listener = self.add_listener_with(QueueConfig {
             history: 0,
             ..self.inner.queue_config
-        };
-        let listener = Arc::new(Listener::new().queue_config(config));
-        self.inner.listeners.write().insert(Arc::clone(&listener));
+        });
         listener.start();
         self.message_stream(&listener).removing_listener_on_drop()
     }

@@ -171,14 +171,24 @@ fn write_python_float(buf: &mut Vec<u8>, value: f64) {
         None => (text, 0),
     };
     let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all_digits: Vec<u8> = integer.bytes().chain(fraction.bytes()).collect();
-    let leading_zeros = all_digits.iter().take_while(|&&d| d == b'0').count();
-    let digits = all_digits[leading_zeros..].to_vec();
-    let end = digits
+    // ryu writes at most 22 digits (17 significant ones after `0.0000`): kept on the
+    // stack.
+    let mut all_digits = [0u8; 32];
+    let mut count = 0;
+    for digit in integer.bytes().chain(fraction.bytes()) {
+        all_digits[count] = digit;
+        count += 1;
+    }
+    let leading_zeros = all_digits[..count]
+        .iter()
+        .take_while(|&&d| d == b'0')
+        .count();
+    let significant = &all_digits[leading_zeros..count];
+    let end = significant
         .iter()
         .rposition(|&d| d != b'0')
         .map_or(0, |last| last + 1);
-    let digits = &digits[..end];
+    let digits = &significant[..end];
     if digits.is_empty() {
         buf.extend_from_slice(b"0.0");
         return;

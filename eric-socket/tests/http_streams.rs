@@ -8,7 +8,8 @@ use eric_core::QueueConfig;
 use eric_socket::{ChannelContainer, ChannelSettings};
 use http::{Method, StatusCode};
 use http_support::{
-    bounded, data, eventually, ids, raw_request, read_head, read_to_close, SseClient, TestServer,
+    bounded, data, eventually, ids, raw_request, read_head, read_to_close, read_until, SseClient,
+    TestServer,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -425,17 +426,7 @@ async fn a_second_stream_on_the_same_connection_follows_the_first() {
     })
     .await;
     broadcast_ticks(&server, 7..=7).await;
-    let mut seen = Vec::new();
-    bounded("the watched event", async {
-        while !String::from_utf8_lossy(&seen).contains(r#"data: {"n":7}"#) {
-            let mut chunk = [0u8; 4096];
-            let n = tcp.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-            seen.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await;
-    let seen = String::from_utf8(seen).unwrap();
+    let seen = read_until(&mut tcp, r#"data: {"n":7}"#).await;
     let (first, second) = seen
         .split_once("\r\n0\r\n\r\n")
         .expect("the first stream's end");
@@ -474,17 +465,7 @@ async fn a_request_pipelined_behind_a_stream_is_answered_when_the_stream_ends() 
         .assert_ok();
     // The stream ends with its last chunk; the same connection then answers the
     // pipelined request. `Connection: close` on it would end the connection after.
-    let mut seen = Vec::new();
-    bounded("the pipelined answer", async {
-        while !seen.ends_with(br#"["c"]"#) {
-            let mut chunk = [0u8; 4096];
-            let n = tcp.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-            seen.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await;
-    let seen = String::from_utf8(seen).unwrap();
+    let seen = read_until(&mut tcp, r#"["c"]"#).await;
     let (stream, answer) = seen.split_once("\r\n0\r\n\r\n").expect("the last chunk");
     assert!(stream.contains("event: tick"), "{stream}");
     assert!(stream.contains("event: _eric_channel_closed"), "{stream}");

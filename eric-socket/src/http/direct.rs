@@ -21,7 +21,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Body;
 use std::future::Future;
-use std::io::{self, Write as _};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -196,8 +196,6 @@ pub(crate) struct ResponseWriter<'a> {
     stream: &'a mut TcpStream,
     /// The events of a stream; `None` for a whole body (written with the head).
     events: Option<SseBody<LiveEvents>>,
-    /// The body has no more frames.
-    events_ended: bool,
     /// Whether `chunk` is the head, not written yet: a ready frame may join it.
     head_pending: bool,
     /// What is being written.
@@ -233,7 +231,6 @@ impl<'a> ResponseWriter<'a> {
             stream,
             last_chunk: events.is_none(),
             events,
-            events_ended: false,
             head_pending: true,
             chunk: Chunk::new(Bytes::from(head)),
             rest,
@@ -241,23 +238,23 @@ impl<'a> ResponseWriter<'a> {
         }
     }
 
-    /// The data of the body's next frame; `None` when it ended.
+    /// The data of the body's next frame; `None` when it ended (an ended `SseBody` stays
+    /// ended when polled again).
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let Some(events) = self.events.as_mut() else {
             return Poll::Ready(None);
         };
-        while !self.events_ended {
+        loop {
             match Pin::new(&mut *events).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         return Poll::Ready(Some(data));
                     }
                 }
-                Poll::Ready(None) => self.events_ended = true,
+                Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
             }
         }
-        Poll::Ready(None)
     }
 
     /// Reads what the client sent; `Err` when its connection ended (or sent too much).
@@ -300,7 +297,7 @@ impl Future for ResponseWriter<'_> {
             // The head and the opening `retry:` frame (ready on the first poll) go out in
             // one write.
             if let Poll::Ready(Some(data)) = this.poll_data(cx) {
-                this.chunk.append_data(&data);
+                this.chunk.append_data(data);
             }
         }
         loop {
@@ -326,69 +323,76 @@ impl Future for ResponseWriter<'_> {
     }
 }
 
-/// Bytes on their way out: a prefix (the chunk-size line, or a response head), the
-/// data, and a suffix (the CRLF that closes a chunk), written without copying the data.
+/// Bytes on their way out, written without copying the data: a response head, then one
+/// chunk of the chunked transfer coding (its size line, its data, the CRLF that ends
+/// it); either part may be absent. Nothing is allocated per chunk.
 #[derive(Default)]
 struct Chunk {
-    prefix: Bytes,
+    head: Bytes,
+    size_line: SizeLine,
     data: Bytes,
     suffix: &'static [u8],
-    /// How much of prefix, data and suffix (in that order) is written.
+    /// How much of the parts, in order, is written.
     written: usize,
 }
 
 impl Chunk {
-    /// `prefix` alone (a response head).
-    fn new(prefix: Bytes) -> Self {
+    /// A response head alone.
+    fn new(head: Bytes) -> Self {
         Chunk {
-            prefix,
+            head,
             ..Chunk::default()
         }
     }
 
-    /// `data` as one chunk of the chunked transfer coding.
+    /// `data` as one chunk.
     fn data(data: Bytes) -> Self {
-        let mut chunk = Chunk::new(Bytes::new());
-        chunk.append_data(&data);
+        let mut chunk = Chunk::default();
+        chunk.append_data(data);
         chunk
     }
 
     /// The zero-size chunk that ends the body.
     fn last() -> Self {
-        Chunk::new(Bytes::from_static(b"0\r\n\r\n"))
+        let mut chunk = Chunk::default();
+        chunk.set_chunk(Bytes::new());
+        chunk
     }
 
-    /// Adds `data` as a chunk after what this holds (nothing written yet).
-    fn append_data(&mut self, data: &Bytes) {
-        if data.is_empty() {
-            // An empty chunk would end the body.
-            return;
+    /// Adds `data` as the chunk after the head (nothing written yet, no chunk yet).
+    fn append_data(&mut self, data: Bytes) {
+        // An empty chunk would end the body.
+        if !data.is_empty() {
+            self.set_chunk(data);
         }
-        debug_assert_eq!(self.written, 0);
-        let mut prefix = Vec::with_capacity(self.prefix.len() + self.suffix.len() + 10);
-        prefix.extend_from_slice(&self.prefix);
-        prefix.extend_from_slice(&self.data);
-        prefix.extend_from_slice(self.suffix);
-        write_chunk_size(data.len(), &mut prefix);
-        self.prefix = Bytes::from(prefix);
-        self.data = data.clone();
+    }
+
+    fn set_chunk(&mut self, data: Bytes) {
+        debug_assert!(self.written == 0 && self.suffix.is_empty());
+        self.size_line = SizeLine::new(data.len());
+        self.data = data;
         self.suffix = b"\r\n";
     }
 
-    fn len(&self) -> usize {
-        self.prefix.len() + self.data.len() + self.suffix.len()
+    fn parts(&self) -> [&[u8]; 4] {
+        [
+            &self.head,
+            self.size_line.as_bytes(),
+            &self.data,
+            self.suffix,
+        ]
     }
 
     fn is_written(&self) -> bool {
-        self.written == self.len()
+        self.written == self.parts().iter().map(|part| part.len()).sum::<usize>()
     }
 
     /// Writes some of what is left.
     fn poll_write(&mut self, stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut skip = self.written;
-        let mut slices = [io::IoSlice::new(&[]); 3];
+        let mut slices = [io::IoSlice::new(&[]); 4];
         let mut count = 0;
-        for part in [&self.prefix[..], &self.data[..], self.suffix] {
+        for part in self.parts() {
             if skip >= part.len() {
                 skip -= part.len();
                 continue;
@@ -413,10 +417,31 @@ impl Chunk {
     }
 }
 
-/// The chunk-size line of a chunk of `len` bytes.
-fn write_chunk_size(len: usize, out: &mut Vec<u8>) {
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{len:x}\r\n");
+/// The size line of a chunk: its length in hexadecimal and CRLF, kept inline.
+#[derive(Default)]
+struct SizeLine {
+    bytes: [u8; 18],
+    len: u8,
+}
+
+impl SizeLine {
+    fn new(size: usize) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digits = (usize::BITS - size.leading_zeros()).div_ceil(4).max(1) as usize;
+        let mut line = SizeLine {
+            bytes: [0; 18],
+            len: (digits + 2) as u8,
+        };
+        for (index, byte) in line.bytes[..digits].iter_mut().enumerate() {
+            *byte = HEX[(size >> (4 * (digits - 1 - index))) & 0xf];
+        }
+        line.bytes[digits..digits + 2].copy_from_slice(b"\r\n");
+        line
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 /// Whether the header `name` lists `token` (case-insensitively).
@@ -563,24 +588,33 @@ mod tests {
     }
 
     fn bytes_of(chunk: &Chunk) -> Vec<u8> {
-        [&chunk.prefix[..], &chunk.data[..], chunk.suffix].concat()
+        chunk.parts().concat()
     }
 
     #[test]
     fn chunks_frame_their_data() {
         let mut chunk = Chunk::new(Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"));
-        chunk.append_data(&Bytes::from_static(b"retry: 1000\n\n"));
-        chunk.append_data(&Bytes::new());
-        chunk.append_data(&Bytes::from_static(b"data: x\n\n"));
+        chunk.append_data(Bytes::new());
+        chunk.append_data(Bytes::from_static(b"retry: 1000\n\n"));
         assert_eq!(
             bytes_of(&chunk),
-            b"HTTP/1.1 200 OK\r\n\r\nd\r\nretry: 1000\n\n\r\n9\r\ndata: x\n\n\r\n"
+            b"HTTP/1.1 200 OK\r\n\r\nd\r\nretry: 1000\n\n\r\n"
         );
         assert_eq!(
             bytes_of(&Chunk::data(Bytes::from_static(b"x"))),
             b"1\r\nx\r\n"
         );
         assert_eq!(bytes_of(&Chunk::last()), b"0\r\n\r\n");
+        for (size, line) in [
+            (0, "0\r\n"),
+            (9, "9\r\n"),
+            (0x10, "10\r\n"),
+            (65_536, "10000\r\n"),
+        ] {
+            assert_eq!(SizeLine::new(size).as_bytes(), line.as_bytes());
+        }
+        let largest = format!("{:x}\r\n", usize::MAX);
+        assert_eq!(SizeLine::new(usize::MAX).as_bytes(), largest.as_bytes());
     }
 
     #[test]

@@ -400,6 +400,26 @@ pub async fn read_head(tcp: &mut TcpStream) -> String {
     String::from_utf8(head).expect("an ASCII head")
 }
 
+/// Reads until what was read contains `needle` (fails if the connection closes first);
+/// everything read.
+pub async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
+    let mut seen = Vec::new();
+    bounded("the expected bytes", async {
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            let mut chunk = [0u8; 4096];
+            let n = tcp.read(&mut chunk).await.expect("read");
+            assert!(
+                n > 0,
+                "closed before {needle:?}: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    String::from_utf8(seen).expect("UTF-8")
+}
+
 /// Reads until the server closes the connection; everything read.
 pub async fn read_to_close(tcp: &mut TcpStream) -> Vec<u8> {
     let mut rest = Vec::new();
