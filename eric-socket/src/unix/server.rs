@@ -8,14 +8,13 @@ use crate::unix::acceptor::{AcceptSettings, AcceptThread, Handoff, Pending};
 use eric_core::MessageStream;
 use eric_sse::SseAdapter;
 use futures_core::Stream;
-use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -327,30 +326,12 @@ impl CommandBuffer {
         None
     }
 
-    /// Reads from a blocking socket whose reads time out (`SO_RCVTIMEO`), through
-    /// `chunk`, until the command is complete or refused; `None` if a read timed out or
-    /// `deadline` passed first: the command is still arriving.
-    pub(crate) fn read_until(
-        &mut self,
-        stream: &impl AsFd,
-        chunk: &mut [u8],
-        deadline: Instant,
-    ) -> Option<ReadCommand> {
-        let socket = socket2::SockRef::from(stream);
-        loop {
-            match (&*socket).read(chunk) {
-                Ok(read) => {
-                    if let Some(done) = self.absorb(chunk, read) {
-                        return Some(done);
-                    }
-                    if Instant::now() >= deadline {
-                        return None;
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return None,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Some(Err(error)),
-            }
+    /// The command made of `bytes` when they are all that the client sent: the command,
+    /// or its refusal if it is too large.
+    pub(crate) fn whole(mut self, bytes: &[u8]) -> ReadCommand {
+        match self.absorb(bytes, bytes.len()) {
+            Some(refused) => refused,
+            None => self.absorb(&[], 0).expect("the end of the input ends the command"),
         }
     }
 
