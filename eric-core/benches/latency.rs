@@ -17,7 +17,16 @@ const INTERVAL: Duration = Duration::from_micros(200);
 
 /// User + system CPU time of this process, from /proc/self/stat (Linux).
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    cpu_time_of("/proc/self/stat")
+}
+
+/// User + system CPU time of the calling thread (Linux).
+fn thread_cpu_time() -> Duration {
+    cpu_time_of("/proc/thread-self/stat")
+}
+
+fn cpu_time_of(stat_file: &str) -> Duration {
+    let stat = std::fs::read_to_string(stat_file).expect(stat_file);
     let after_name = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
@@ -40,6 +49,7 @@ fn main() {
         let channel = channel.clone();
         let id = listener.id().to_owned();
         std::thread::spawn(move || {
+            let cpu_before = thread_cpu_time();
             let start = Instant::now();
             for i in 0..MESSAGES {
                 let due = start + INTERVAL * i as u32;
@@ -53,10 +63,12 @@ fn main() {
                     .unwrap();
             }
             channel.notify_end();
+            thread_cpu_time() - cpu_before
         })
     };
 
     let cpu_before = cpu_time();
+    let consumer_cpu_before = thread_cpu_time();
     let wall_before = Instant::now();
     let mut latencies = Vec::with_capacity(MESSAGES);
     futures::executor::block_on(async {
@@ -68,18 +80,21 @@ fn main() {
             }
         }
     });
-    producer.join().unwrap();
+    let consumer_cpu = thread_cpu_time() - consumer_cpu_before;
+    let producer_cpu = producer.join().unwrap();
     let cpu = cpu_time() - cpu_before;
     let wall = wall_before.elapsed();
     latencies.sort();
     println!(
-        "W4 latency over {} messages at {:?} intervals: p50 {:?}, p99 {:?}, max {:?}; process CPU {:.1}% of one core",
+        "W4 latency over {} messages at {:?} intervals: p50 {:?}, p99 {:?}, max {:?}; process CPU {:.1}% of one core (consumer {:.1}%, producer {:.1}%)",
         latencies.len(),
         INTERVAL,
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
         latencies.last().unwrap(),
-        100.0 * cpu.as_secs_f64() / wall.as_secs_f64()
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
+        100.0 * consumer_cpu.as_secs_f64() / wall.as_secs_f64(),
+        100.0 * producer_cpu.as_secs_f64() / wall.as_secs_f64()
     );
 
     // W4-idle: one stream waiting on an empty queue for 3 seconds.
