@@ -7,16 +7,19 @@
 //! non-blocking listener has to be drained before it is waited for), the `epoll_ctl`
 //! registration and removal of the socket, and, about every other time, a read that
 //! came before the client's write and one more wait. A blocking `accept4` on a thread of
-//! its own wakes once per connection; the command is read there with blocking reads
-//! that time out after [`BRIEF_WAIT`] (the client is usually writing at that very
-//! moment), executed, answered with a non-blocking write, and the socket closed:
-//! `accept4`, `setsockopt` (the read timeout), two `recvfrom` (the command, then its
-//! end), `sendto`, `close`. No task, no registration, no wake-up of another thread.
+//! its own wakes once per connection. There, a `poll` waits up to [`BRIEF_WAIT`] for the
+//! client's half-close (the client is usually writing at that very moment), a peek copies
+//! the command, which is executed and answered with a non-blocking write; then the
+//! command's bytes are taken off the socket and the socket is closed: `accept4`, `poll`,
+//! two `recvfrom`, `sendto`, `close`. No task, no registration, no wake-up of another
+//! thread, and one wake-up of the client (see [`peek_whole_command`]).
 //!
 //! A connection that cannot finish that way goes to the runtime as a [`Handoff`]: a
-//! command still arriving after the brief wait (its read timeout starts there), an answer
-//! larger than the socket buffer, and the streams of `l` and `w`. A client that connects
-//! and says nothing holds the thread for at most twice [`BRIEF_WAIT`].
+//! command still arriving after the brief wait (its read timeout starts there) or larger
+//! than the thread's buffer, an answer larger than the socket buffer, and the streams of
+//! `l` and `w`. A client that connects and says nothing holds the thread for at most
+//! [`BRIEF_WAIT`]. Where a half-close cannot be seen before reading (outside Linux), the
+//! runtime reads every command.
 
 use crate::unix::server::{CommandBuffer, Connection, ConnectionGauge, ConnectionGuard, Reply};
 use socket2::Socket;
@@ -27,14 +30,13 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-/// How long one read of the accept thread waits for a client's command; twice this
-/// bounds the time a connection keeps the thread before it is handed to the runtime.
-/// Long enough for a client that writes right after connecting, short enough that a
-/// silent client delays the next accept by little.
+/// How long the accept thread waits for a client to send its whole command before it
+/// hands the connection to the runtime. Long enough for a client that writes right after
+/// connecting, short enough that a silent client delays the next accept by little.
 pub(crate) const BRIEF_WAIT: Duration = Duration::from_millis(1);
 
 /// What the runtime still has to do for a connection the accept thread could not finish.
@@ -210,24 +212,67 @@ impl Worker {
         }
     }
 
-    /// Serves what can be served after a brief wait, on the blocking socket; the rest
-    /// is for the runtime.
+    /// Serves a command that is already whole; the rest is for the runtime.
     fn serve_now(&self, stream: &UnixStream, chunk: &mut [u8]) -> Option<Handoff> {
-        let mut command = CommandBuffer::new(self.connection.max_command_bytes());
-        if let Err(error) = stream.set_read_timeout(Some(BRIEF_WAIT)) {
-            tracing::debug!(%error, "cannot set the read timeout");
+        let command = CommandBuffer::new(self.connection.max_command_bytes());
+        let Some(sent) = peek_whole_command(stream, chunk) else {
             return Some(Handoff::Read(command));
-        }
-        let deadline = Instant::now() + BRIEF_WAIT;
-        let read = match command.read_until(stream, chunk, deadline) {
-            Some(read) => read,
-            None => return Some(Handoff::Read(command)),
         };
-        match self.connection.answer(read)? {
+        let handoff = match self.connection.answer(command.whole(&chunk[..sent]))? {
             Reply::Bytes(bytes) => {
                 write_now(stream, bytes).map(|rest| Handoff::Reply(Reply::Bytes(rest)))
             }
             stream @ Reply::Stream(_) => Some(Handoff::Reply(stream)),
+        };
+        discard(stream, chunk, sent);
+        handoff
+    }
+}
+
+/// Waits up to [`BRIEF_WAIT`] for the client to half-close, then copies what it sent
+/// into `chunk` without taking it off the socket: `Some(length)` if that is the whole
+/// command, `None` if the command is still arriving or larger than `chunk`.
+///
+/// Peeking, and taking the bytes only after the answer is sent ([`discard`]), saves
+/// the client a wake-up: taking bytes off a Unix socket wakes whoever waits on the
+/// sender's socket, and the client is usually waiting there already, for its answer.
+#[cfg(any(target_os = "android", target_os = "linux"))]
+fn peek_whole_command(stream: &UnixStream, chunk: &mut [u8]) -> Option<usize> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use rustix::net::{recv, RecvFlags};
+    let mut hang_up = [PollFd::new(stream, PollFlags::RDHUP)];
+    let wait = Timespec::try_from(BRIEF_WAIT).ok()?;
+    let ready = poll(&mut hang_up, Some(&wait)).ok()?;
+    if ready == 0
+        || !hang_up[0]
+            .revents()
+            .intersects(PollFlags::RDHUP | PollFlags::HUP)
+    {
+        return None;
+    }
+    let (peeked, _) = recv(stream, &mut *chunk, RecvFlags::PEEK | RecvFlags::DONTWAIT).ok()?;
+    (peeked < chunk.len()).then_some(peeked)
+}
+
+/// Without a way to see a half-close before reading, every command is read by the
+/// runtime.
+#[cfg(not(any(target_os = "android", target_os = "linux")))]
+fn peek_whole_command(_stream: &UnixStream, _chunk: &mut [u8]) -> Option<usize> {
+    None
+}
+
+/// Takes the `length` bytes that [`peek_whole_command`] saw off the socket: closing it
+/// with unread bytes would reset the connection, and the client would see an error
+/// instead of the end of its answer.
+fn discard(stream: &UnixStream, chunk: &mut [u8], length: usize) {
+    use std::io::Read;
+    let mut left = length;
+    while left > 0 {
+        match (&*stream).read(&mut chunk[..left]) {
+            Ok(0) => return,
+            Ok(read) => left -= read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }
@@ -235,16 +280,13 @@ impl Worker {
 /// Writes what the socket takes now, without blocking the thread; the rest, if any, for
 /// the runtime.
 fn write_now(stream: &UnixStream, bytes: Vec<u8>) -> Option<Vec<u8>> {
-    let socket = socket2::SockRef::from(stream);
     let mut written = 0;
     while written < bytes.len() {
-        match socket.send_with_flags(&bytes[written..], SEND_FLAGS) {
+        match rustix::net::send(stream, &bytes[written..], SEND_FLAGS) {
             Ok(0) => return None,
             Ok(n) => written += n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                return Some(bytes[written..].to_vec());
-            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Some(bytes[written..].to_vec()),
             Err(error) => {
                 tracing::debug!(%error, "connection ended with an error");
                 return None;
@@ -257,7 +299,8 @@ fn write_now(stream: &UnixStream, bytes: Vec<u8>) -> Option<Vec<u8>> {
 /// A send that never blocks (the socket is in blocking mode for its reads), and where
 /// the platform allows, never raises `SIGPIPE` for a client that left.
 #[cfg(any(target_os = "android", target_os = "linux"))]
-const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+const SEND_FLAGS: rustix::net::SendFlags =
+    rustix::net::SendFlags::DONTWAIT.union(rustix::net::SendFlags::NOSIGNAL);
 
 #[cfg(not(any(target_os = "android", target_os = "linux")))]
-const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+const SEND_FLAGS: rustix::net::SendFlags = rustix::net::SendFlags::DONTWAIT;
