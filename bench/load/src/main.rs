@@ -55,9 +55,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let outcome = runtime.block_on(async {
-unix::run(args).await
-    });
+    let outcome = runtime.block_on(unix::run(args));
     match outcome {
         Ok(report) => {
             println!("{}", report.to_json());

@@ -331,7 +331,9 @@ impl CommandBuffer {
     pub(crate) fn whole(mut self, bytes: &[u8]) -> ReadCommand {
         match self.absorb(bytes, bytes.len()) {
             Some(refused) => refused,
-            None => self.absorb(&[], 0).expect("the end of the input ends the command"),
+            None => self
+                .absorb(&[], 0)
+                .expect("the end of the input ends the command"),
         }
     }
 
