@@ -238,15 +238,23 @@ impl<A: Adapter> Channel<A> {
     }
 
     /// Adds a new listener with a generated id and the channel's queue configuration.
-    /// Like every new listener it is stopped.
+    /// Like every new listener it is stopped. An id that a listener registered with
+    /// [`register_listener`](Self::register_listener) already holds is skipped.
     pub fn add_listener(&self) -> Arc<Listener> {
         self.add_listener_with(self.inner.queue_config)
     }
 
     /// Adds a new listener with a generated id and the queue `config`.
     fn add_listener_with(&self, config: QueueConfig) -> Arc<Listener> {
-        let listener = Arc::new(Listener::new().queue_config(config));
-        self.inner.listeners.write().insert(Arc::clone(&listener));
+        let mut listeners = self.inner.listeners.write();
+        // A caller may have registered a listener under an id the counter has not
+        // reached yet: that id is skipped, never taken over (which would orphan the
+        // caller's listener and its streams).
+        let id = std::iter::repeat_with(crate::id::next_listener_id)
+            .find(|id| !listeners.contains(id))
+            .expect("the id counter goes on");
+        let listener = Arc::new(Listener::with_id(id).queue_config(config));
+        listeners.insert(Arc::clone(&listener));
         listener
     }
 
