@@ -31,6 +31,7 @@
 //! [`Channel::message_stream_after`](crate::Channel::message_stream_after)).
 
 use crate::message::{Delivery, Message};
+use crate::registry::IdKey;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::fmt;
@@ -135,6 +136,7 @@ pub struct ListenerStats {
 /// ```
 pub struct Listener {
     id: String,
+    id_key: IdKey,
     running: AtomicBool,
     handler: Option<Handler>,
     config: QueueConfig,
@@ -323,8 +325,10 @@ impl Listener {
 
     /// A stopped listener with a caller-chosen id.
     pub fn with_id(id: impl Into<String>) -> Self {
+        let id = id.into();
         Listener {
-            id: id.into(),
+            id_key: IdKey::new(&id),
+            id,
             running: AtomicBool::new(false),
             handler: None,
             config: QueueConfig::default(),
@@ -354,6 +358,11 @@ impl Listener {
     /// The listener's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The key its channel finds it by.
+    pub(crate) fn id_key(&self) -> &IdKey {
+        &self.id_key
     }
 
     /// The listener's queue configuration.
