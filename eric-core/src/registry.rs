@@ -10,13 +10,61 @@ use std::sync::Arc;
 /// The table holds only the `Arc<Listener>`: the key is the listener's own id, so no
 /// second copy of it is stored, and an entry is one pointer, which keeps a broadcast's
 /// walk over the table short. `deliver_next` looks an id up once per message, so the
-/// lookup is on the hot path: the id is hashed with a single `write` of its bytes (a
-/// `str`'s `Hash` adds a terminator byte, a second round of the hasher, which only
-/// matters for keys made of several fields; these keys are one string each).
+/// lookup is on the hot path: see [`IdKey`] and [`IdHasher`].
 #[derive(Default)]
 pub(crate) struct ListenerSet {
     table: HashTable<Arc<Listener>>,
-    hasher: ahash::RandomState,
+    hasher: IdHasher,
+}
+
+/// Hashes listener ids with seeds random per set, so that callers who choose ids
+/// cannot aim them at one bucket.
+///
+/// An id of up to 16 bytes is hashed from its [`IdKey`], which the lookup computes anyway:
+/// two folded multiplies, inline, instead of a call that reads the bytes again
+/// (ahash's `write`, about 30 instructions and a call per lookup without AES). Longer ids
+/// go through ahash, one `write` of their bytes (a `str`'s `Hash` would add a
+/// terminator byte, a second round of the hasher, needless for keys of one string).
+struct IdHasher {
+    long: ahash::RandomState,
+    seeds: [u64; 3],
+}
+
+impl Default for IdHasher {
+    fn default() -> Self {
+        let long = ahash::RandomState::new();
+        // ahash's own random state yields the seeds: no second source of randomness.
+        let seeds = [1u64, 2, 3].map(|i| long.hash_one(i));
+        IdHasher { long, seeds }
+    }
+}
+
+impl IdHasher {
+    #[inline(always)]
+    fn hash(&self, key: &IdKey, id: &str) -> u64 {
+        if key.len > INLINE_ID {
+            return self.hash_long(id);
+        }
+        let [first, last] = key.words;
+        let [s0, s1, s2] = self.seeds;
+        // The length goes in too: a short key's words alone repeat across lengths.
+        let mixed = folded_multiply(first ^ s0, last ^ s1);
+        folded_multiply(mixed ^ key.len as u64, s2)
+    }
+
+    #[inline(never)]
+    fn hash_long(&self, id: &str) -> u64 {
+        let mut hasher = self.long.build_hasher();
+        hasher.write(id.as_bytes());
+        hasher.finish()
+    }
+}
+
+/// The two halves of the full product of `a` and `b`, xored: every bit of either factor
+/// reaches most bits of the result.
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
 /// A listener id's length and bytes, packed in three words so that a lookup compares
@@ -74,23 +122,13 @@ fn has_id(listener: &Listener, key: &IdKey, id: &str) -> bool {
     listener.id_key() == key && (key.len <= INLINE_ID || listener.id() == id)
 }
 
-/// The hash of a listener id: one `write` of its bytes.
-fn hash_id(state: &ahash::RandomState, id: &str) -> u64 {
-    let mut hasher = state.build_hasher();
-    hasher.write(id.as_bytes());
-    hasher.finish()
-}
-
 impl ListenerSet {
-    fn hash(&self, id: &str) -> u64 {
-        hash_id(&self.hasher, id)
-    }
-
     /// The listener with this id.
     #[inline(always)]
     pub(crate) fn get(&self, id: &str) -> Option<&Arc<Listener>> {
         let key = IdKey::new(id);
-        self.table.find(self.hash(id), |l| has_id(l, &key, id))
+        let hash = self.hasher.hash(&key, id);
+        self.table.find(hash, |l| has_id(l, &key, id))
     }
 
     /// Whether a listener has this id.
@@ -100,14 +138,14 @@ impl ListenerSet {
 
     /// Adds a listener; one that had the same id is replaced and returned.
     pub(crate) fn insert(&mut self, listener: Arc<Listener>) -> Option<Arc<Listener>> {
-        let hash = self.hash(listener.id());
-        let state = &self.hasher;
+        let hasher = &self.hasher;
         let key = *listener.id_key();
+        let hash = hasher.hash(&key, listener.id());
         // The last closure rehashes entries when the table grows.
         match self.table.entry(
             hash,
             |l| has_id(l, &key, listener.id()),
-            |l| hash_id(state, l.id()),
+            |l| hasher.hash(l.id_key(), l.id()),
         ) {
             Entry::Occupied(mut entry) => Some(std::mem::replace(entry.get_mut(), listener)),
             Entry::Vacant(entry) => {
@@ -119,8 +157,8 @@ impl ListenerSet {
 
     /// Removes and returns the listener with this id.
     pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<Listener>> {
-        let hash = self.hash(id);
         let key = IdKey::new(id);
+        let hash = self.hasher.hash(&key, id);
         let entry = self.table.find_entry(hash, |l| has_id(l, &key, id)).ok()?;
         Some(entry.remove().0)
     }
