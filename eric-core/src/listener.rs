@@ -32,7 +32,7 @@
 
 use crate::message::{Delivery, Message};
 use crate::registry::IdKey;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -461,14 +461,20 @@ impl Listener {
             id,
             message: Arc::clone(message),
         });
-        if !state.has_waiters() {
-            // The common case of a broadcast to queues nobody is waiting on right now.
-            return Ok(());
+        if state.has_waiters() {
+            self.wake_after_push(state);
         }
+        Ok(())
+    }
+
+    /// Wakes the consumers waiting for a push. Out of line: a broadcast mostly pushes
+    /// to queues nobody waits on right now, and without this path `push` needs a
+    /// smaller frame.
+    #[inline(never)]
+    fn wake_after_push(&self, mut state: MutexGuard<'_, QueueState>) {
         let wakeup = state.take_wakeup();
         drop(state);
         wakeup.run(&self.ready);
-        Ok(())
     }
 
     /// Marks the listener as removed from its channel and wakes its consumers. The
