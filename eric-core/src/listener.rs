@@ -134,40 +134,73 @@ pub struct ListenerStats {
 /// listener.start();
 /// assert!(listener.is_running());
 /// ```
+// In declaration order (`repr(C)`): a broadcast to many listeners touches each one
+// once per message, so what a push and a lookup read (the id key, the queue's lock and
+// the first fields of its state) comes first, within a cache line or two.
+#[repr(C)]
 pub struct Listener {
-    id: String,
     id_key: IdKey,
+    queue: Mutex<QueueState>,
     running: AtomicBool,
     handler: Option<Handler>,
     config: QueueConfig,
-    queue: Mutex<QueueState>,
+    id: String,
     ready: Condvar,
 }
 
-#[derive(Default)]
+// In declaration order (`repr(C)`): what every push reads and writes comes first, right
+// after the mutex's lock byte (see `Listener`).
+#[repr(C)]
 struct QueueState {
     /// The resume history followed by the queued messages, in one ring: `entries[..kept]`
     /// were delivered and are kept for resume, `entries[kept..]` wait for a consumer.
     /// Delivering a message only moves the boundary, so the history costs no copy and
     /// no second buffer (whose growth and first touch dominated a fresh broadcast).
     entries: VecDeque<Delivery>,
+    last_id: u64,
     /// How many delivered messages at the front of `entries` are kept for resume.
     kept: usize,
+    /// The configuration's capacity (at least 1), `usize::MAX` for an unbounded queue:
+    /// copied here, like the fields below from the configuration, so that a push or a
+    /// pop reads it beside the ring it works on.
+    capacity: usize,
+    removed: bool,
+    /// Whether anyone waits for a push: `has_waiters`, kept up to date by every change
+    /// of `waker`, `more_wakers` and `blocked_threads`, so that a push reads one byte
+    /// beside the others it reads instead of three fields further away.
+    waiting: bool,
+    /// Whether the queue keeps its history apart, and the configuration's history limit.
+    keeps_history_apart: bool,
+    history_limit: usize,
+    delivered: u64,
+    dropped: u64,
     /// The history of a queue that keeps it apart (see [`keeps_history_apart`]); empty
     /// (and unallocated) for every other queue.
     history_apart: VecDeque<Delivery>,
-    /// The queue configuration's history limit, and whether the queue keeps its history
-    /// apart: copied here from the configuration so that a pop reads them beside the
-    /// ring it works on.
-    history_limit: usize,
-    keeps_history_apart: bool,
-    last_id: u64,
-    delivered: u64,
-    dropped: u64,
-    removed: bool,
     waker: Option<Waker>,
     more_wakers: Vec<Waker>,
     blocked_threads: usize,
+}
+
+impl Default for QueueState {
+    fn default() -> Self {
+        QueueState {
+            entries: VecDeque::new(),
+            last_id: 0,
+            kept: 0,
+            capacity: usize::MAX,
+            removed: false,
+            waiting: false,
+            keeps_history_apart: false,
+            history_limit: 0,
+            delivered: 0,
+            dropped: 0,
+            history_apart: VecDeque::new(),
+            waker: None,
+            more_wakers: Vec::new(),
+            blocked_threads: 0,
+        }
+    }
 }
 
 /// What the queue has for a consumer.
@@ -218,8 +251,13 @@ impl QueueState {
         self.waker.is_some() || !self.more_wakers.is_empty() || self.blocked_threads > 0
     }
 
+    /// Brings `waiting` up to date after a change of the waiters.
+    fn note_waiters(&mut self) {
+        self.waiting = self.has_waiters();
+    }
+
     fn take_wakeup(&mut self) -> Wakeup {
-        Wakeup {
+        let wakeup = Wakeup {
             waker: self.waker.take(),
             more: if self.more_wakers.is_empty() {
                 Vec::new()
@@ -227,7 +265,9 @@ impl QueueState {
                 std::mem::take(&mut self.more_wakers)
             },
             threads: self.blocked_threads > 0,
-        }
+        };
+        self.note_waiters();
+        wakeup
     }
 
     fn register(&mut self, waker: &Waker) {
@@ -240,6 +280,7 @@ impl QueueState {
                 }
             }
         }
+        self.note_waiters();
     }
 
     /// Messages waiting for a consumer.
@@ -328,11 +369,11 @@ impl Listener {
         let id = id.into();
         Listener {
             id_key: IdKey::new(&id),
-            id,
+            queue: Mutex::new(QueueState::default()),
             running: AtomicBool::new(false),
             handler: None,
             config: QueueConfig::default(),
-            queue: Mutex::new(QueueState::default()),
+            id,
             ready: Condvar::new(),
         }
     }
@@ -350,6 +391,8 @@ impl Listener {
     pub fn queue_config(mut self, config: QueueConfig) -> Self {
         self.config = config;
         let state = self.queue.get_mut();
+        // A capacity of 0 set through the public field means the smallest queue.
+        state.capacity = config.capacity.map_or(usize::MAX, |c| c.max(1));
         state.history_limit = config.history;
         state.keeps_history_apart = keeps_history_apart(&config);
         self
@@ -436,22 +479,19 @@ impl Listener {
         if state.removed {
             return Err(Refused::Removed);
         }
-        if let Some(capacity) = self.config.capacity {
-            // A capacity of 0 set through the public field means the smallest queue.
-            if state.queued() >= capacity.max(1) {
-                match self.config.overflow {
-                    OverflowPolicy::Reject => {
-                        state.dropped += 1;
-                        return Err(Refused::Full);
-                    }
-                    OverflowPolicy::DropOldest => {
-                        state.discard_oldest_queued();
-                        state.dropped += 1;
-                    }
-                    OverflowPolicy::Disconnect => {
-                        state.dropped += 1;
-                        return Err(Refused::MustDisconnect);
-                    }
+        if state.queued() >= state.capacity {
+            match self.config.overflow {
+                OverflowPolicy::Reject => {
+                    state.dropped += 1;
+                    return Err(Refused::Full);
+                }
+                OverflowPolicy::DropOldest => {
+                    state.discard_oldest_queued();
+                    state.dropped += 1;
+                }
+                OverflowPolicy::Disconnect => {
+                    state.dropped += 1;
+                    return Err(Refused::MustDisconnect);
                 }
             }
         }
@@ -461,7 +501,7 @@ impl Listener {
             id,
             message: Arc::clone(message),
         });
-        if state.has_waiters() {
+        if state.waiting {
             self.wake_after_push(state);
         }
         Ok(())
@@ -534,6 +574,7 @@ impl Listener {
                 return Some(next);
             }
             state.blocked_threads += 1;
+            state.note_waiters();
             let timed_out = match deadline {
                 Some(deadline) => self.ready.wait_until(&mut state, deadline).timed_out(),
                 None => {
@@ -542,6 +583,7 @@ impl Listener {
                 }
             };
             state.blocked_threads -= 1;
+            state.note_waiters();
             if timed_out {
                 return self.next_locked(&mut state);
             }
