@@ -165,7 +165,8 @@ struct QueueState {
     /// A push takes its fast path while fewer messages than this are queued: the
     /// capacity, or 0 while the listener is removed or anyone waits for a push, which
     /// the slow path handles. One field for the three conditions keeps what a push
-    /// reads within one cache line; `refresh_gate` recomputes it after each change.
+    /// reads within the listener's first 64 bytes; `refresh_gate` recomputes it after
+    /// each change of any of them.
     fast_below: usize,
     /// The configuration's capacity (at least 1), `usize::MAX` for an unbounded queue:
     /// copied here, like the fields below from the configuration, so that a push or a
