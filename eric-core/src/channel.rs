@@ -98,6 +98,27 @@ impl fmt::Debug for StreamDelay {
     }
 }
 
+// The rare paths of `deliver_next`, kept out of line so that the common one (a
+// message, no handler) has a small frame: each inlined error copied the id with its
+// own allocation call, and the handler call needs the listener kept alive across it.
+
+#[cold]
+#[inline(never)]
+fn invalid_listener(listener_id: &str) -> Error {
+    Error::InvalidListener(listener_id.to_owned())
+}
+
+#[cold]
+#[inline(never)]
+fn no_messages(listener_id: &str) -> Error {
+    Error::NoMessages(listener_id.to_owned())
+}
+
+#[inline(never)]
+fn handle_out_of_line(listener: &Listener, delivery: &Delivery) {
+    listener.handle(&delivery.message);
+}
+
 /// What a broadcast did: how many listeners got the message and how many did not.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BroadcastReport {
@@ -398,17 +419,17 @@ impl<A: Adapter> Channel<A> {
     /// with `InvalidListener` when no listener has this id.
     pub fn deliver_next(&self, listener_id: &str) -> Result<Delivery> {
         let listeners = self.inner.listeners.read();
-        let listener = listeners
-            .get(listener_id)
-            .ok_or_else(|| Error::InvalidListener(listener_id.to_owned()))?;
+        let Some(listener) = listeners.get(listener_id) else {
+            return Err(invalid_listener(listener_id));
+        };
         let Some(crate::listener::Next::Message(delivery)) = listener.try_next() else {
-            return Err(Error::NoMessages(listener_id.to_owned()));
+            return Err(no_messages(listener_id));
         };
         if listener.has_handler() {
             // The handler may call back into the channel: run it with no lock held.
             let listener = Arc::clone(listener);
             drop(listeners);
-            listener.handle(&delivery.message);
+            handle_out_of_line(&listener, &delivery);
         }
         Ok(delivery)
     }

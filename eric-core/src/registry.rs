@@ -10,30 +10,125 @@ use std::sync::Arc;
 /// The table holds only the `Arc<Listener>`: the key is the listener's own id, so no
 /// second copy of it is stored, and an entry is one pointer, which keeps a broadcast's
 /// walk over the table short. `deliver_next` looks an id up once per message, so the
-/// lookup is on the hot path: the id is hashed with a single `write` of its bytes (a
-/// `str`'s `Hash` adds a terminator byte, a second round of the hasher, which only
-/// matters for keys made of several fields; these keys are one string each).
+/// lookup is on the hot path: see [`IdKey`] and [`IdHasher`].
 #[derive(Default)]
 pub(crate) struct ListenerSet {
     table: HashTable<Arc<Listener>>,
-    hasher: ahash::RandomState,
+    hasher: IdHasher,
 }
 
-/// The hash of a listener id: one `write` of its bytes.
-fn hash_id(state: &ahash::RandomState, id: &str) -> u64 {
-    let mut hasher = state.build_hasher();
-    hasher.write(id.as_bytes());
-    hasher.finish()
+/// Hashes listener ids with seeds random per set, so that callers who choose ids
+/// cannot aim them at one bucket.
+///
+/// An id of up to 16 bytes is hashed from its [`IdKey`], which the lookup computes anyway:
+/// two folded multiplies, inline, instead of a call that reads the bytes again
+/// (ahash's `write`, about 30 instructions and a call per lookup without AES). Longer ids
+/// go through ahash, one `write` of their bytes (a `str`'s `Hash` would add a
+/// terminator byte, a second round of the hasher, needless for keys of one string).
+struct IdHasher {
+    long: ahash::RandomState,
+    seeds: [u64; 3],
+}
+
+impl Default for IdHasher {
+    fn default() -> Self {
+        let long = ahash::RandomState::new();
+        // ahash's own random state yields the seeds: no second source of randomness.
+        let seeds = [1u64, 2, 3].map(|i| long.hash_one(i));
+        IdHasher { long, seeds }
+    }
+}
+
+impl IdHasher {
+    #[inline(always)]
+    fn hash(&self, key: &IdKey, id: &str) -> u64 {
+        if key.len > INLINE_ID {
+            return self.hash_long(id);
+        }
+        let [first, last] = key.words;
+        let [s0, s1, s2] = self.seeds;
+        // The length goes in too: a short key's words alone repeat across lengths.
+        let mixed = folded_multiply(first ^ s0, last ^ s1);
+        folded_multiply(mixed ^ key.len as u64, s2)
+    }
+
+    #[inline(never)]
+    fn hash_long(&self, id: &str) -> u64 {
+        let mut hasher = self.long.build_hasher();
+        hasher.write(id.as_bytes());
+        hasher.finish()
+    }
+}
+
+/// The two halves of the full product of `a` and `b`, xored: every bit of either factor
+/// reaches most bits of the result.
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// A listener id's length and bytes, packed in three words so that a lookup compares
+/// them without leaving the listener (the id's bytes live in a heap block of their
+/// own) and without a call to `bcmp` (whose call makes the probe loop save its
+/// registers around it). Ids of up to 16 bytes, every generated id among them, are
+/// wholly in the key; longer ones are compared in full once their keys match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IdKey {
+    len: usize,
+    words: [u64; 2],
+}
+
+/// Ids at most this long are wholly in their [`IdKey`].
+const INLINE_ID: usize = 16;
+
+impl IdKey {
+    /// The key of `id`: two words that cover its first and last bytes, overlapping when
+    /// it is shorter than 16 bytes. For a given length they are a function of the bytes
+    /// and determine them (up to 16), so equal keys mean equal short ids.
+    #[inline]
+    pub(crate) fn new(id: &str) -> IdKey {
+        let b = id.as_bytes();
+        let len = b.len();
+        let words = if len >= 8 {
+            [le_u64(&b[..8]), le_u64(&b[len - 8..])]
+        } else if len >= 4 {
+            [u64::from(le_u32(&b[..4])), u64::from(le_u32(&b[len - 4..]))]
+        } else if len >= 2 {
+            [u64::from(le_u16(&b[..2])), u64::from(b[len - 1])]
+        } else if len == 1 {
+            [u64::from(b[0]), 0]
+        } else {
+            [0, 0]
+        };
+        IdKey { len, words }
+    }
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b.try_into().expect("8 bytes"))
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b.try_into().expect("4 bytes"))
+}
+
+fn le_u16(b: &[u8]) -> u16 {
+    u16::from_le_bytes(b.try_into().expect("2 bytes"))
+}
+
+/// Whether `listener` has the id whose key is `key`.
+#[inline]
+fn has_id(listener: &Listener, key: &IdKey, id: &str) -> bool {
+    listener.id_key() == key && (key.len <= INLINE_ID || listener.id() == id)
 }
 
 impl ListenerSet {
-    fn hash(&self, id: &str) -> u64 {
-        hash_id(&self.hasher, id)
-    }
-
     /// The listener with this id.
+    #[inline(always)]
     pub(crate) fn get(&self, id: &str) -> Option<&Arc<Listener>> {
-        self.table.find(self.hash(id), |l| l.id() == id)
+        let key = IdKey::new(id);
+        let hash = self.hasher.hash(&key, id);
+        self.table.find(hash, |l| has_id(l, &key, id))
     }
 
     /// Whether a listener has this id.
@@ -43,13 +138,14 @@ impl ListenerSet {
 
     /// Adds a listener; one that had the same id is replaced and returned.
     pub(crate) fn insert(&mut self, listener: Arc<Listener>) -> Option<Arc<Listener>> {
-        let hash = self.hash(listener.id());
-        let state = &self.hasher;
+        let hasher = &self.hasher;
+        let key = *listener.id_key();
+        let hash = hasher.hash(&key, listener.id());
         // The last closure rehashes entries when the table grows.
         match self.table.entry(
             hash,
-            |l| l.id() == listener.id(),
-            |l| hash_id(state, l.id()),
+            |l| has_id(l, &key, listener.id()),
+            |l| hasher.hash(l.id_key(), l.id()),
         ) {
             Entry::Occupied(mut entry) => Some(std::mem::replace(entry.get_mut(), listener)),
             Entry::Vacant(entry) => {
@@ -61,8 +157,9 @@ impl ListenerSet {
 
     /// Removes and returns the listener with this id.
     pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<Listener>> {
-        let hash = self.hash(id);
-        let entry = self.table.find_entry(hash, |l| l.id() == id).ok()?;
+        let key = IdKey::new(id);
+        let hash = self.hasher.hash(&key, id);
+        let entry = self.table.find_entry(hash, |l| has_id(l, &key, id)).ok()?;
         Some(entry.remove().0)
     }
 
@@ -74,5 +171,68 @@ impl ListenerSet {
     /// How many listeners there are.
     pub(crate) fn len(&self) -> usize {
         self.table.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids around every length at which the key changes how it reads the bytes, and ids
+    /// that share their first and last bytes, so that a key that missed a byte would
+    /// find the wrong listener.
+    fn tricky_ids() -> Vec<String> {
+        let mut ids = vec![String::new()];
+        for len in 1..=40 {
+            let base: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            for middle in 0..len {
+                let mut bytes = base.clone().into_bytes();
+                bytes[middle] = b'#';
+                ids.push(String::from_utf8(bytes).unwrap());
+            }
+            ids.push(base);
+        }
+        ids
+    }
+
+    #[test]
+    fn finds_every_id_and_only_it() {
+        let ids = tricky_ids();
+        let mut set = ListenerSet::default();
+        for id in &ids {
+            assert!(set
+                .insert(Arc::new(Listener::with_id(id.as_str())))
+                .is_none());
+        }
+        assert_eq!(set.len(), ids.len());
+        for id in &ids {
+            assert_eq!(set.get(id).map(|l| l.id()), Some(id.as_str()));
+        }
+        // Each id with one byte changed to one no id has.
+        for id in ids.iter().filter(|id| !id.is_empty()) {
+            for at in 0..id.len() {
+                let mut absent = id.clone().into_bytes();
+                absent[at] = b'!';
+                let absent = String::from_utf8(absent).unwrap();
+                assert!(!set.contains(&absent), "{absent:?}");
+            }
+        }
+        for id in &ids {
+            assert_eq!(set.remove(id).map(|l| l.id().to_owned()), Some(id.clone()));
+            assert!(!set.contains(id));
+        }
+        assert_eq!(set.len(), 0);
+    }
+
+    #[test]
+    fn keys_of_short_ids_differ_when_the_ids_do() {
+        let ids = tricky_ids();
+        for a in ids.iter().filter(|id| id.len() <= INLINE_ID) {
+            for b in ids.iter().filter(|id| id.len() <= INLINE_ID) {
+                assert_eq!(IdKey::new(a) == IdKey::new(b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 }
