@@ -214,11 +214,12 @@ impl Worker {
 
     /// Serves a command that is already whole; the rest is for the runtime.
     fn serve_now(&self, stream: &UnixStream, chunk: &mut [u8]) -> Option<Handoff> {
-        let command = CommandBuffer::new(self.connection.max_command_bytes());
-        let Some(sent) = peek_whole_command(stream, chunk) else {
-            return Some(Handoff::Read(command));
+        let limit = self.connection.max_command_bytes();
+        // A command over the limit is refused by the runtime's read, with its error.
+        let Some(sent) = peek_whole_command(stream, chunk).filter(|&sent| sent <= limit) else {
+            return Some(Handoff::Read(CommandBuffer::new(limit)));
         };
-        let handoff = match self.connection.answer(command.whole(&chunk[..sent]))? {
+        let handoff = match self.connection.execute(&chunk[..sent]) {
             Reply::Bytes(bytes) => {
                 write_now(stream, bytes).map(|rest| Handoff::Reply(Reply::Bytes(rest)))
             }

@@ -297,6 +297,18 @@ fn staging_path(path: &Path) -> PathBuf {
 /// its size.
 type ReadCommand = io::Result<Result<Vec<u8>, ProtocolError>>;
 
+/// What the client is sent for a command's answer or refusal.
+fn reply(answer: Result<Answer, ProtocolError>) -> Reply {
+    match answer {
+        Ok(Answer::Text(text)) => Reply::Bytes(text.into_bytes()),
+        Ok(Answer::Stream(events)) => Reply::Stream(events),
+        Err(error) => {
+            tracing::debug!(%error, "command refused");
+            Reply::Bytes(error.to_wire())
+        }
+    }
+}
+
 /// The bytes of one command, bounded by the size limit.
 pub(crate) struct CommandBuffer {
     raw: Vec<u8>,
@@ -324,17 +336,6 @@ impl CommandBuffer {
         }
         self.raw.extend_from_slice(&chunk[..read]);
         None
-    }
-
-    /// The command made of `bytes` when they are all that the client sent: the command,
-    /// or its refusal if it is too large.
-    pub(crate) fn whole(mut self, bytes: &[u8]) -> ReadCommand {
-        match self.absorb(bytes, bytes.len()) {
-            Some(refused) => refused,
-            None => self
-                .absorb(&[], 0)
-                .expect("the end of the input ends the command"),
-        }
     }
 
     /// Reads until the command is complete or refused.
@@ -374,22 +375,19 @@ impl Connection {
     /// Executes a command read whole, or turns a refused read into its error answer;
     /// `None` if the connection failed and gets no answer.
     pub(crate) fn answer(&self, read: ReadCommand) -> Option<Reply> {
-        let answer = match read {
-            Ok(Ok(raw)) => protocol::handle(&self.container, &raw),
-            Ok(Err(refused)) => Err(refused),
+        match read {
+            Ok(Ok(raw)) => Some(self.execute(&raw)),
+            Ok(Err(refused)) => Some(reply(Err(refused))),
             Err(error) => {
                 tracing::debug!(%error, "connection failed while reading");
-                return None;
+                None
             }
-        };
-        Some(match answer {
-            Ok(Answer::Text(text)) => Reply::Bytes(text.into_bytes()),
-            Ok(Answer::Stream(events)) => Reply::Stream(events),
-            Err(error) => {
-                tracing::debug!(%error, "command refused");
-                Reply::Bytes(error.to_wire())
-            }
-        })
+        }
+    }
+
+    /// Executes a whole command (at most `max_command_bytes` long).
+    pub(crate) fn execute(&self, raw: &[u8]) -> Reply {
+        reply(protocol::handle(&self.container, raw))
     }
 
     /// Serves the rest of a connection the accept thread handed off. The connection
