@@ -9,7 +9,9 @@ use crate::container::ChannelContainer;
 use crate::pyjson::{python_repr, write_python_str, write_python_value};
 use eric_core::{Error, Message, MessageStream};
 use eric_sse::{SseAdapter, SseEvent};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// One command of the protocol, parsed.
@@ -182,6 +184,131 @@ fn required(
 
 /// Parses the bytes a client sent into a [`Command`].
 pub fn parse(raw: &[u8]) -> Result<Command, ProtocolError> {
+    match parse_well_formed(raw) {
+        Some(command) => Ok(command),
+        None => parse_any(raw),
+    }
+}
+
+/// The common case in one pass: an object whose `v`, `c`, `r` and `t` are strings and
+/// whose verb has every key it needs. No tree is built for the command itself, only
+/// for its payload. Anything else is `None`, and [`parse_any`] decides, so that one
+/// function words every error.
+fn parse_well_formed(raw: &[u8]) -> Option<Command> {
+    let WireCommand {
+        verb,
+        channel,
+        receiver,
+        msg_type,
+        payload,
+    } = serde_json::from_slice(raw).ok()?;
+    let message = |msg_type: Option<Cow<'_, str>>, payload: Option<Value>| {
+        Some(Message::new(msg_type?, payload.unwrap_or(Value::Null)))
+    };
+    let command = match verb?.as_ref() {
+        "c" => Command::CreateChannel,
+        "r" => Command::Register {
+            channel: channel?.into_owned(),
+        },
+        "d" => Command::Dispatch {
+            channel: channel?.into_owned(),
+            receiver: receiver?.into_owned(),
+            message: message(msg_type, payload)?,
+        },
+        "b" => Command::Broadcast {
+            channel: channel?.into_owned(),
+            message: message(msg_type, payload)?,
+        },
+        "l" => Command::Listen {
+            channel: channel?.into_owned(),
+            receiver: receiver?.into_owned(),
+        },
+        "w" => Command::Watch {
+            channel: channel?.into_owned(),
+        },
+        _ => return None,
+    };
+    Some(command)
+}
+
+/// What [`parse_well_formed`] reads from a command: the keys the protocol knows, the
+/// last of each when one repeats (as Python's `json.loads` keeps it). Deserialising
+/// fails on any of `v`, `c`, `r`, `t` that is not a string.
+#[derive(Default)]
+struct WireCommand<'a> {
+    verb: Option<Cow<'a, str>>,
+    channel: Option<Cow<'a, str>>,
+    receiver: Option<Cow<'a, str>>,
+    msg_type: Option<Cow<'a, str>>,
+    payload: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for WireCommand<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = WireCommand<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a command object")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut command = WireCommand::default();
+                while let Some(key) = map.next_key::<WireStr<'de>>()? {
+                    let field = match key.0.as_ref() {
+                        "v" => &mut command.verb,
+                        "c" => &mut command.channel,
+                        "r" => &mut command.receiver,
+                        "t" => &mut command.msg_type,
+                        "p" => {
+                            command.payload = Some(map.next_value()?);
+                            continue;
+                        }
+                        _ => {
+                            // Read as a value, not skipped: skipping checks less (a
+                            // number out of range passes), and both parses must fail alike.
+                            map.next_value::<Value>()?;
+                            continue;
+                        }
+                    };
+                    *field = Some(map.next_value::<WireStr<'de>>()?.0);
+                }
+                Ok(command)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// A JSON string, borrowed from the command when it holds no escape.
+struct WireStr<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for WireStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = WireStr<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(WireStr(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(WireStr(Cow::Owned(text.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
+/// Parses any input, and words the error when it is not a command as the reference
+/// does.
+fn parse_any(raw: &[u8]) -> Result<Command, ProtocolError> {
     let value: Value = serde_json::from_slice(raw).map_err(|e| json_decode_error(raw, &e))?;
     let raw_text = String::from_utf8_lossy(raw);
     let Value::Object(mut object) = value else {
@@ -312,7 +439,96 @@ pub fn write_stream_line(buf: &mut Vec<u8>, event: &SseEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    /// Keys as a client may write them: the protocol's, escaped spellings of them,
+    /// and keys the protocol ignores.
+    fn key() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "v", "c", "r", "t", "p", "x", "\\u0076", "\\u0063", "vv", "",
+        ])
+        .prop_map(str::to_owned)
+    }
+
+    /// Strings a command's fields hold: verbs, ids, escapes.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec!["c", "r", "d", "b", "l", "w", "x", "1", "42", "load"])
+                .prop_map(|s| format!("{s:?}")),
+            prop::sample::select(vec![r#""\u0064""#, r#""a\"b""#, r#""é\n""#, r#""""#])
+                .prop_map(str::to_owned),
+        ]
+    }
+
+    /// Values of every JSON kind.
+    fn value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            text(),
+            prop::sample::select(vec!["null", "true", "7", "-1", "2.5", "1e400"])
+                .prop_map(str::to_owned),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(", "))),
+                prop::collection::vec((key(), inner), 0..4).prop_map(|fields| {
+                    let fields: Vec<String> = fields
+                        .iter()
+                        .map(|(k, v)| format!(r#""{k}": {v}"#))
+                        .collect();
+                    format!("{{{}}}", fields.join(", "))
+                }),
+            ]
+        })
+    }
+
+    /// A command's fields: mostly strings, sometimes anything.
+    fn field() -> impl Strategy<Value = (String, String)> {
+        (key(), prop_oneof![4 => text(), 1 => value()])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// The one-pass parse accepts only what the full parse accepts, as the same
+        /// command; repeated keys, escaped keys and ids that are numbers included.
+        #[test]
+        fn the_one_pass_parse_agrees_with_the_full_parse(
+            fields in prop::collection::vec(field(), 0..7),
+            compact in any::<bool>(),
+        ) {
+            let separator = if compact { "," } else { ", " };
+            let fields: Vec<String> =
+                fields.iter().map(|(k, v)| format!(r#""{k}": {v}"#)).collect();
+            let raw = format!("{{{}}}", fields.join(separator));
+            if let Some(command) = parse_well_formed(raw.as_bytes()) {
+                prop_assert_eq!(Ok(command), parse_any(raw.as_bytes()), "{}", raw);
+            }
+        }
+    }
+
+    #[test]
+    fn well_formed_commands_take_the_one_pass_parse() {
+        for raw in [
+            r#"{"v": "c"}"#,
+            r#"{"v": "b", "c": "1", "t": "load", "p": {"seq": 5}}"#,
+            r#"{"v": "d", "c": "1", "r": "2", "t": "t\u00e9", "p": [1, "x"], "z": {}}"#,
+            r#"{"v": "l", "c": "1", "r": "2"}"#,
+        ] {
+            let fast = parse_well_formed(raw.as_bytes());
+            assert!(fast.is_some(), "{raw}");
+            assert_eq!(fast.map(Ok), Some(parse_any(raw.as_bytes())), "{raw}");
+        }
+        // Numbers as ids, a null channel, a missing key: left to the full parse.
+        for raw in [
+            r#"{"v": "r", "c": 1}"#,
+            r#"{"v": "c", "c": null}"#,
+            r#"{"v": "r"}"#,
+        ] {
+            assert!(parse_well_formed(raw.as_bytes()).is_none(), "{raw}");
+        }
+    }
 
     fn error(raw: &str) -> String {
         parse(raw.as_bytes()).unwrap_err().to_string()
