@@ -326,25 +326,17 @@ impl QueueState {
     /// `pop` for a queue that keeps its history apart: out of line, so that the
     /// common pop stays small.
     #[inline(never)]
-    fn pop_into_history_apart(
-        &mut self,
-        history: usize,
-        retired: &mut Option<Delivery>,
-    ) -> Option<Delivery> {
+    fn pop_into_history_apart(&mut self, history: usize) -> Option<Delivery> {
         let delivery = self.entries.pop_front()?;
         self.delivered += 1;
         if self.history_apart.len() == history {
-            *retired = self.history_apart.pop_front();
+            self.history_apart.pop_front();
         }
         self.history_apart.push_back(delivery.clone());
         Some(delivery)
     }
 
-    /// Takes the next queued message. A message that leaves the history on the way is
-    /// moved to `retired` rather than dropped here: it may be its last reference, and
-    /// freeing a message (its payload's every map and string) takes longer than the
-    /// whole pop, so the caller drops it after releasing the lock.
-    fn pop(&mut self, retired: &mut Option<Delivery>) -> Option<Delivery> {
+    fn pop(&mut self) -> Option<Delivery> {
         let history = self.history_limit;
         if history == 0 {
             // Nothing is kept (`kept` stays 0): hand the queue's own reference over,
@@ -354,12 +346,12 @@ impl QueueState {
             return Some(delivery);
         }
         if self.keeps_history_apart {
-            return self.pop_into_history_apart(history, retired);
+            return self.pop_into_history_apart(history);
         }
         let delivery = self.entries.get(self.kept)?.clone();
         self.delivered += 1;
         if self.kept == history {
-            *retired = self.entries.pop_front();
+            self.entries.pop_front();
         } else {
             self.kept += 1;
         }
@@ -488,10 +480,7 @@ impl Listener {
     /// Pops the next queued message whether or not the listener runs, without calling
     /// the handler. Meant for executors that run handlers elsewhere (eric-processing).
     pub fn take_next(&self) -> Option<Delivery> {
-        let mut retired = None;
-        // The guard is a temporary of this statement: released before `retired` drops.
-        let next = self.queue.lock().pop(&mut retired);
-        next
+        self.queue.lock().pop()
     }
 
     /// Queues `message`, applying the overflow policy.
@@ -570,33 +559,26 @@ impl Listener {
         wakeup.run(&self.ready);
     }
 
-    /// The next message of a running listener; a message retired from the history goes
-    /// to `retired`, to be dropped once the lock is released (see `QueueState::pop`).
-    fn next_locked(&self, state: &mut QueueState, retired: &mut Option<Delivery>) -> Option<Next> {
+    fn next_locked(&self, state: &mut QueueState) -> Option<Next> {
         if state.removed {
             return Some(Next::Removed);
         }
         if !self.is_running() {
             return Some(Next::Stopped);
         }
-        state.pop(retired).map(Next::Message)
+        state.pop().map(Next::Message)
     }
 
     /// The next message for a running listener, if one is queued.
     pub(crate) fn try_next(&self) -> Option<Next> {
-        let mut retired = None;
-        // The guard is a temporary of this statement: released before `retired` drops.
-        let next = self.next_locked(&mut self.queue.lock(), &mut retired);
-        next
+        self.next_locked(&mut self.queue.lock())
     }
 
     /// The next message, or registers `cx`'s waker to be woken by the next push, stop or
     /// removal.
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
-        // Declared before the guard, so dropped after it.
-        let mut retired = None;
         let mut state = self.queue.lock();
-        match self.next_locked(&mut state, &mut retired) {
+        match self.next_locked(&mut state) {
             Some(next) => Poll::Ready(next),
             None => {
                 state.register(cx.waker());
@@ -608,11 +590,9 @@ impl Listener {
     /// The next message, blocking the thread until one comes or `deadline` passes
     /// (`None` on timeout).
     pub(crate) fn wait_next(&self, deadline: Option<Instant>) -> Option<Next> {
-        // Declared before the guard, so dropped after it.
-        let mut retired = None;
         let mut state = self.queue.lock();
         loop {
-            if let Some(next) = self.next_locked(&mut state, &mut retired) {
+            if let Some(next) = self.next_locked(&mut state) {
                 return Some(next);
             }
             state.blocked_threads += 1;
@@ -627,7 +607,7 @@ impl Listener {
             state.blocked_threads -= 1;
             state.refresh_gate();
             if timed_out {
-                return self.next_locked(&mut state, &mut retired);
+                return self.next_locked(&mut state);
             }
         }
     }
