@@ -18,7 +18,7 @@
 //! command still arriving after the brief wait (its read timeout starts there) or larger
 //! than the thread's buffer, an answer larger than the socket buffer, and the streams of
 //! `l` and `w`. A client that connects and says nothing holds the thread for at most
-//! [`BRIEF_WAIT`]. Where a half-close cannot be seen before reading (outside Linux), the
+//! [`BRIEF_WAIT`], and only while no other client waits to be accepted. Where a half-close cannot be seen before reading (outside Linux), the
 //! runtime reads every command.
 
 use crate::unix::server::{CommandBuffer, Connection, ConnectionGauge, ConnectionGuard, Reply};
@@ -216,7 +216,9 @@ impl Worker {
     fn serve_now(&self, stream: &UnixStream, chunk: &mut [u8]) -> Option<Handoff> {
         let limit = self.connection.max_command_bytes();
         // A command over the limit is refused by the runtime's read, with its error.
-        let Some(sent) = peek_whole_command(stream, chunk).filter(|&sent| sent <= limit) else {
+        let Some(sent) =
+            peek_whole_command(stream, &self.listener, chunk).filter(|&sent| sent <= limit)
+        else {
             return Some(Handoff::Read(CommandBuffer::new(limit)));
         };
         let handoff = match self.connection.execute(&chunk[..sent]) {
@@ -234,20 +236,27 @@ impl Worker {
 /// into `chunk` without taking it off the socket: `Some(length)` if that is the whole
 /// command, `None` if the command is still arriving or larger than `chunk`.
 ///
+/// The wait ends early when another client waits to be accepted (`listener` is
+/// readable): a client that says nothing then costs the others no time at all, rather
+/// than up to [`BRIEF_WAIT`] each.
+///
 /// Peeking, and taking the bytes only after the answer is sent ([`discard`]), saves
 /// the client a wake-up: taking bytes off a Unix socket wakes whoever waits on the
 /// sender's socket, and the client is usually waiting there already, for its answer.
 #[cfg(any(target_os = "android", target_os = "linux"))]
-fn peek_whole_command(stream: &UnixStream, chunk: &mut [u8]) -> Option<usize> {
+fn peek_whole_command(stream: &UnixStream, listener: &Socket, chunk: &mut [u8]) -> Option<usize> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     use rustix::net::{recv, RecvFlags};
-    let mut hang_up = [PollFd::new(stream, PollFlags::RDHUP)];
+    let mut ready = [
+        PollFd::new(stream, PollFlags::RDHUP),
+        PollFd::new(listener, PollFlags::IN),
+    ];
     let wait = Timespec::try_from(BRIEF_WAIT).ok()?;
-    let ready = poll(&mut hang_up, Some(&wait)).ok()?;
-    if ready == 0
-        || !hang_up[0]
-            .revents()
-            .intersects(PollFlags::RDHUP | PollFlags::HUP)
+    poll(&mut ready, Some(&wait)).ok()?;
+    // Checked whatever the listener says: a command that is whole is served here.
+    if !ready[0]
+        .revents()
+        .intersects(PollFlags::RDHUP | PollFlags::HUP)
     {
         return None;
     }
@@ -258,7 +267,11 @@ fn peek_whole_command(stream: &UnixStream, chunk: &mut [u8]) -> Option<usize> {
 /// Without a way to see a half-close before reading, every command is read by the
 /// runtime.
 #[cfg(not(any(target_os = "android", target_os = "linux")))]
-fn peek_whole_command(_stream: &UnixStream, _chunk: &mut [u8]) -> Option<usize> {
+fn peek_whole_command(
+    _stream: &UnixStream,
+    _listener: &Socket,
+    _chunk: &mut [u8],
+) -> Option<usize> {
     None
 }
 
