@@ -489,18 +489,24 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2048))]
+        #![proptest_config(ProptestConfig::with_cases(8192))]
 
         /// The one-pass parse accepts only what the full parse accepts, as the same
         /// command; repeated keys, escaped keys and ids that are numbers included.
         #[test]
         fn the_one_pass_parse_agrees_with_the_full_parse(
+            verb in prop::option::of(prop::sample::select(vec!["c", "r", "d", "b", "l", "w"])),
             fields in prop::collection::vec(field(), 0..7),
             compact in any::<bool>(),
         ) {
             let separator = if compact { "," } else { ", " };
-            let fields: Vec<String> =
-                fields.iter().map(|(k, v)| format!(r#""{k}": {v}"#)).collect();
+            // A known verb up front in most cases, so that many commands are well formed;
+            // a later "v" among `fields` may still replace it.
+            let fields: Vec<String> = verb
+                .map(|verb| format!(r#""v": "{verb}""#))
+                .into_iter()
+                .chain(fields.iter().map(|(k, v)| format!(r#""{k}": {v}"#)))
+                .collect();
             let raw = format!("{{{}}}", fields.join(separator));
             if let Some(command) = parse_well_formed(raw.as_bytes()) {
                 prop_assert_eq!(Ok(command), parse_any(raw.as_bytes()), "{}", raw);
