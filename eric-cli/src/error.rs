@@ -72,9 +72,10 @@ impl From<ClientError> for CliError {
     fn from(error: ClientError) -> Self {
         match error {
             ClientError::NoServer { .. } => CliError::new(Exit::NoServer, error.to_string()),
-            ClientError::Io { ref path, ref source }
-                if source.kind() == io::ErrorKind::PermissionDenied =>
-            {
+            ClientError::Io {
+                ref path,
+                ref source,
+            } if source.kind() == io::ErrorKind::PermissionDenied => {
                 let hint = permission_hint(path);
                 CliError::new(Exit::Io, format!("{error}{hint}"))
             }

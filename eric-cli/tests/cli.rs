@@ -502,11 +502,7 @@ fn usage_errors_exit_2() {
 fn an_http_address_that_does_not_parse_is_a_usage_error_2() {
     let dir = tempfile::tempdir().unwrap();
     // The HTTP verbs, the socket verbs and `serve` alike: the value is checked first.
-    for args in [
-        &["channel", "list"][..],
-        &["channel", "create"],
-        &["serve"],
-    ] {
+    for args in [&["channel", "list"][..], &["channel", "create"], &["serve"]] {
         let mut command = Command::new(ERIC);
         for name in ENVIRONMENT {
             command.env_remove(name);

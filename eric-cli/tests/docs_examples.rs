@@ -348,8 +348,7 @@ fn line_matches(pattern: &str, line: &str) -> bool {
     if parts.len() == 1 {
         return pattern == line;
     }
-    if line.len() < first.len() + last.len() || !line.starts_with(first) || !line.ends_with(last)
-    {
+    if line.len() < first.len() + last.len() || !line.starts_with(first) || !line.ends_with(last) {
         return false;
     }
     let mut middle = &line[first.len()..line.len() - last.len()];
@@ -396,7 +395,6 @@ fn show(lines: &[impl AsRef<str>]) -> String {
 /// A process in a process group of its own; the whole group is killed on drop.
 struct Group {
     child: Child,
-    what: String,
 }
 
 impl Group {
@@ -405,10 +403,7 @@ impl Group {
         let child = command
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {what}: {error}"));
-        Group {
-            child,
-            what: what.to_owned(),
-        }
+        Group { child }
     }
 
     /// Sends a signal to every process of the group, with kill(1): the tests need no libc.
@@ -421,15 +416,17 @@ impl Group {
             .status();
     }
 
-    fn wait(&mut self) -> ExitStatus {
+    /// Waits for the process to end; `None` (and the group killed) if it does not within
+    /// [`WAIT`].
+    fn wait(&mut self) -> Option<ExitStatus> {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+                return Some(status);
             }
             if Instant::now() >= deadline {
                 self.signal("KILL");
-                panic!("{} did not end within {WAIT:?}", self.what);
+                return None;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -565,7 +562,10 @@ impl Session {
     /// Starts `eric serve` for the block and waits until both servers answer.
     fn start_server(&mut self) {
         let mut command = self.command(ERIC);
-        command.arg("serve").stdout(Stdio::null()).stderr(Stdio::null());
+        command
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         self.server = Some(Group::spawn(command, "eric serve"));
         self.wait_for_server();
     }
@@ -664,7 +664,9 @@ impl Session {
         };
         let mut shell = self.command("bash");
         // `(exit N)` gives the command the `$?` of the one before, for `echo $?`.
-        shell.arg("-c").arg(format!("(exit {}); {text}", self.status));
+        shell
+            .arg("-c")
+            .arg(format!("(exit {}); {text}", self.status));
         let mut group = Group::spawn(shell, &format!("`{}`", step.command));
         if step.background {
             self.expect(&step.expected, &at, &step.command);
@@ -687,11 +689,28 @@ impl Session {
         } else if step.interrupt {
             self.expect(&step.expected, &at, &step.command);
             group.signal("INT");
-            self.status = shell_status(group.wait());
+            let status = group.wait();
+            self.status = self.ended(status, &at, &format!("`{}` after ^C", step.command));
         } else {
-            self.status = shell_status(group.wait());
+            let status = group.wait();
+            self.status = self.ended(status, &at, &format!("`{}`", step.command));
             self.read_to_sentinel(&at);
             self.expect(&step.expected, &at, &step.command);
+        }
+    }
+
+    /// The `$?` of a command that ended; a failure showing what it printed if it did not.
+    fn ended(&mut self, status: Option<ExitStatus>, at: &str, what: &str) -> i32 {
+        match status {
+            Some(status) => shell_status(status),
+            None => {
+                self.read_to_sentinel(at);
+                panic!(
+                    "{at}: {what} did not end within {WAIT:?}; it printed\n{}(a stream the \
+                     page shows ending needs `^C` after its output)",
+                    show(&printed_lines(&self.printed()))
+                )
+            }
         }
     }
 
@@ -746,9 +765,9 @@ fn steps(block: &Block) -> Vec<Step> {
                 expected: Vec::new(),
             });
         } else {
-            let step = steps.last_mut().unwrap_or_else(|| {
-                panic!("{}: output before the first `$ ` command", block.at())
-            });
+            let step = steps
+                .last_mut()
+                .unwrap_or_else(|| panic!("{}: output before the first `$ ` command", block.at()));
             step.expected.push(line.to_owned());
         }
     }
@@ -769,7 +788,10 @@ fn steps(block: &Block) -> Vec<Step> {
 fn run_console(block: &Block) {
     let steps = steps(block);
     let mut session = Session::new();
-    if !steps.iter().any(|step| step.command.starts_with("eric serve")) {
+    if !steps
+        .iter()
+        .any(|step| step.command.starts_with("eric serve"))
+    {
         session.start_server();
     }
     for step in &steps {
@@ -792,7 +814,12 @@ fn run_python(block: &Block, interpreter: &Path) {
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let status = group.wait();
+    let status = group.wait().unwrap_or_else(|| {
+        panic!(
+            "{}: the Python example did not end within {WAIT:?}",
+            block.at()
+        )
+    });
     let errors = errors.join().unwrap();
     assert!(
         status.success(),
@@ -857,7 +884,11 @@ fn every_block_is_run_or_marked_illustrative() {
         found.entry(block.page.clone()).or_default().count(kind);
         if kind == Kind::Console || kind == Kind::Netcat {
             let steps = steps(&block);
-            assert!(!steps.is_empty(), "{}: a session without a command", block.at());
+            assert!(
+                !steps.is_empty(),
+                "{}: a session without a command",
+                block.at()
+            );
         }
     }
     let expected: BTreeMap<String, Counts> = EXPECTED
@@ -915,13 +946,19 @@ fn python_examples_with_the_reference_print_what_the_pages_show() {
 fn placeholders_match_any_text_and_any_lines() {
     let expected = |lines: &[&str]| lines.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>();
     assert!(line_matches("a [..] c", "a b c"));
-    assert!(line_matches("[..]Z  INFO x", "2026-01-01T00:00:00Z  INFO x"));
+    assert!(line_matches(
+        "[..]Z  INFO x",
+        "2026-01-01T00:00:00Z  INFO x"
+    ));
     assert!(line_matches("a[..]b[..]c", "a1b2c"));
     assert!(!line_matches("a[..]b[..]c", "a1c2b"));
     assert!(!line_matches("ab[..]ba", "aba"));
     assert!(!line_matches("exact", "exact "));
     assert!(lines_match(&expected(&["x", "...", "z"]), &["x", "z"]));
-    assert!(lines_match(&expected(&["x", "...", "z"]), &["x", "y", "y", "z"]));
+    assert!(lines_match(
+        &expected(&["x", "...", "z"]),
+        &["x", "y", "y", "z"]
+    ));
     assert!(!lines_match(&expected(&["x", "..."]), &["y"]));
     assert!(!lines_match(&expected(&["x"]), &["x", ""]));
     assert_eq!(printed_lines("1"), ["1"]);
@@ -942,7 +979,10 @@ fn a_session_is_read_as_commands_and_their_output() {
     let steps = steps(&block);
     assert_eq!(steps.len(), 3);
     assert_eq!(steps[0].command, "curl -X POST url \\\n       -d '{}'");
-    assert_eq!((steps[0].line, steps[0].expected.as_slice()), (11, &["null".to_owned()][..]));
+    assert_eq!(
+        (steps[0].line, steps[0].expected.as_slice()),
+        (11, &["null".to_owned()][..])
+    );
     assert!(steps[1].background && !steps[1].interrupt);
     assert_eq!(steps[1].command, "curl -N url");
     assert_eq!(steps[1].expected, ["retry: 1000", ""]);
@@ -965,5 +1005,8 @@ fn unmarked_shell_blocks_and_unknown_languages_are_refused() {
     assert!(block("", &[]).kind().is_err());
     assert_eq!(block("sh", &["ignore"]).kind(), Ok(Kind::Illustrative));
     assert_eq!(block("console", &["netcat"]).kind(), Ok(Kind::Netcat));
-    assert_eq!(block("python", &["eric-sse"]).kind(), Ok(Kind::PythonReference));
+    assert_eq!(
+        block("python", &["eric-sse"]).kind(),
+        Ok(Kind::PythonReference)
+    );
 }
