@@ -28,8 +28,8 @@
 //! In an expected line, `[..]` stands for any text (a time, a temporary path); a line
 //! `...` stands for any number of lines. `127.0.0.1:8080` in a command or in Python code
 //! is replaced by the test server's address, and that address by `127.0.0.1:8080` in
-//! what they print. A printed answer without a final line feed (eric's answers have
-//! none) is read as one line, as the pages show it.
+//! what they print. A printed answer without a final line feed (the socket's and the
+//! HTTP API's answers have none) is read as one line, as the pages show it.
 //!
 //! # Each block
 //!
@@ -71,6 +71,7 @@ const SENTINEL: &str = "\u{1}eric-docs-sentinel\u{1}";
 /// What each page holds, so that no example silently vanishes: a block that stops being
 /// found, or one that is added, changes these counts. Update them with the page.
 const EXPECTED: &[(&str, Counts)] = &[
+    // (page, console, netcat, python, python with the reference, illustrative)
     ("README.md", Counts::new(1, 0, 0, 0, 0)),
     ("docs/README.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/benchmarks.md", Counts::new(0, 0, 0, 0, 0)),
