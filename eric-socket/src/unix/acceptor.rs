@@ -21,7 +21,8 @@
 //! [`BRIEF_WAIT`], and only while no other client waits to be accepted. Where a half-close cannot be seen before reading (outside Linux), the
 //! runtime reads every command.
 
-use crate::unix::server::{CommandBuffer, Connection, ConnectionGauge, ConnectionGuard, Reply};
+use crate::unix::gauge::{ConnectionGauge, ConnectionGuard};
+use crate::unix::service::{CommandBuffer, CommandService, Handoff, Reply};
 use socket2::Socket;
 use std::io;
 use std::net::Shutdown;
@@ -38,15 +39,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 /// hands the connection to the runtime. Long enough for a client that writes right after
 /// connecting, short enough that a silent client delays the next accept by little.
 pub(crate) const BRIEF_WAIT: Duration = Duration::from_millis(1);
-
-/// What the runtime still has to do for a connection the accept thread could not finish.
-pub(crate) enum Handoff {
-    /// The command is not complete: read the rest, under the read timeout, and answer.
-    Read(CommandBuffer),
-    /// The command was executed: what is left of its answer (the part of an answer that
-    /// did not fit the socket buffer, or a stream).
-    Reply(Reply),
-}
 
 /// A connection handed to the runtime, with its share of the connection limits: the
 /// permit and the gauge count go with it until it ends.
@@ -84,7 +76,7 @@ impl AcceptThread {
     pub(crate) fn start(
         listener: std::os::unix::net::UnixListener,
         settings: AcceptSettings,
-        connection: Connection,
+        service: CommandService,
     ) -> io::Result<(AcceptThread, UnboundedReceiver<Pending>)> {
         let listener = Socket::from(listener);
         listener.set_nonblocking(false)?;
@@ -98,7 +90,7 @@ impl AcceptThread {
             permits: Arc::clone(&permits),
             runtime: tokio::runtime::Handle::current(),
             gauge: settings.gauge,
-            connection,
+            service,
             sender,
         };
         std::thread::Builder::new()
@@ -146,7 +138,7 @@ struct Worker {
     /// Only to wait for a permit when the server is full.
     runtime: tokio::runtime::Handle,
     gauge: ConnectionGauge,
-    connection: Connection,
+    service: CommandService,
     sender: UnboundedSender<Pending>,
 }
 
@@ -214,14 +206,14 @@ impl Worker {
 
     /// Serves a command that is already whole; the rest is for the runtime.
     fn serve_now(&self, stream: &UnixStream, chunk: &mut [u8]) -> Option<Handoff> {
-        let limit = self.connection.max_command_bytes();
+        let limit = self.service.max_command_bytes();
         // A command over the limit is refused by the runtime's read, with its error.
         let Some(sent) =
             peek_whole_command(stream, &self.listener, chunk).filter(|&sent| sent <= limit)
         else {
             return Some(Handoff::Read(CommandBuffer::new(limit)));
         };
-        let handoff = match self.connection.execute(&chunk[..sent]) {
+        let handoff = match self.service.execute(&chunk[..sent]) {
             Reply::Bytes(bytes) => {
                 write_now(stream, bytes).map(|rest| Handoff::Reply(Reply::Bytes(rest)))
             }
