@@ -52,6 +52,7 @@ mod accept;
 mod container;
 #[cfg(feature = "http")]
 pub mod http;
+mod limits;
 pub mod protocol;
 mod pyjson;
 mod shutdown;

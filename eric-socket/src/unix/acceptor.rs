@@ -21,6 +21,7 @@
 //! [`BRIEF_WAIT`], and only while no other client waits to be accepted. Where a half-close cannot be seen before reading (outside Linux), the
 //! runtime reads every command.
 
+use crate::accept::accept_error_pause;
 use crate::unix::gauge::{ConnectionGauge, ConnectionGuard};
 use crate::unix::service::{CommandBuffer, CommandService, Handoff, Reply};
 use socket2::Socket;
@@ -164,11 +165,10 @@ impl Worker {
             let socket = match self.listener.accept() {
                 Ok((socket, _)) => socket,
                 Err(_) if self.stopping.load(Ordering::Acquire) => return,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    // Out of file descriptors, most likely: let connections finish.
-                    tracing::warn!(server = "socket server", %error, "accept failed");
-                    std::thread::sleep(Duration::from_millis(50));
+                    if let Some(pause) = accept_error_pause("socket server", &error) {
+                        std::thread::sleep(pause);
+                    }
                     continue;
                 }
             };

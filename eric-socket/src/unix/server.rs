@@ -2,6 +2,7 @@
 
 use crate::accept::drain;
 use crate::container::ChannelContainer;
+use crate::limits;
 use crate::shutdown::ShutdownHandle;
 use crate::unix::acceptor::{AcceptSettings, AcceptThread, Pending};
 use crate::unix::gauge::ConnectionGauge;
@@ -15,8 +16,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
 /// The default limit on a command's size: a 1 MiB payload plus 64 KiB for the rest of
-/// the JSON object (keys, ids, message type, escapes).
-pub const DEFAULT_MAX_COMMAND_BYTES: usize = (1 << 20) + (64 << 10);
+/// the JSON object (keys, ids, message type, escapes). The same as the HTTP server's
+/// body limit.
+pub const DEFAULT_MAX_COMMAND_BYTES: usize = limits::MAX_REQUEST_BYTES;
 
 /// Settings of a [`UnixServer`].
 #[derive(Clone, Debug)]
@@ -41,10 +43,10 @@ impl UnixServerConfig {
         UnixServerConfig {
             path: path.into(),
             mode: 0o600,
-            read_timeout: Duration::from_secs(10),
+            read_timeout: limits::READ_TIMEOUT,
             max_command_bytes: DEFAULT_MAX_COMMAND_BYTES,
-            max_connections: 16_384,
-            shutdown_grace: Duration::from_secs(5),
+            max_connections: limits::MAX_CONNECTIONS,
+            shutdown_grace: limits::SHUTDOWN_GRACE,
         }
     }
 }
