@@ -208,8 +208,8 @@ impl Worker {
     fn serve_now(&self, stream: &UnixStream, chunk: &mut [u8]) -> Option<Handoff> {
         let limit = self.service.max_command_bytes();
         // A command over the limit is refused by the runtime's read, with its error.
-        let Some(sent) =
-            peek_whole_command(stream, &self.listener, chunk).filter(|&sent| sent <= limit)
+        let Some(sent) = peek_whole_command(stream, &self.listener, chunk, BRIEF_WAIT)
+            .filter(|&sent| sent <= limit)
         else {
             return Some(Handoff::Read(CommandBuffer::new(limit)));
         };
@@ -224,7 +224,7 @@ impl Worker {
     }
 }
 
-/// Waits up to [`BRIEF_WAIT`] for the client to half-close, then copies what it sent
+/// Waits up to `wait` ([`BRIEF_WAIT`]) for the client to half-close, then copies what it sent
 /// into `chunk` without taking it off the socket: `Some(length)` if that is the whole
 /// command, `None` if the command is still arriving or larger than `chunk`.
 ///
@@ -236,14 +236,19 @@ impl Worker {
 /// the client a wake-up: taking bytes off a Unix socket wakes whoever waits on the
 /// sender's socket, and the client is usually waiting there already, for its answer.
 #[cfg(any(target_os = "android", target_os = "linux"))]
-fn peek_whole_command(stream: &UnixStream, listener: &Socket, chunk: &mut [u8]) -> Option<usize> {
+fn peek_whole_command(
+    stream: &UnixStream,
+    listener: &Socket,
+    chunk: &mut [u8],
+    wait: Duration,
+) -> Option<usize> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     use rustix::net::{recv, RecvFlags};
     let mut ready = [
         PollFd::new(stream, PollFlags::RDHUP),
         PollFd::new(listener, PollFlags::IN),
     ];
-    let wait = Timespec::try_from(BRIEF_WAIT).ok()?;
+    let wait = Timespec::try_from(wait).ok()?;
     poll(&mut ready, Some(&wait)).ok()?;
     // Checked whatever the listener says: a command that is whole is served here.
     if !ready[0]
@@ -263,6 +268,7 @@ fn peek_whole_command(
     _stream: &UnixStream,
     _listener: &Socket,
     _chunk: &mut [u8],
+    _wait: Duration,
 ) -> Option<usize> {
     None
 }
@@ -310,3 +316,65 @@ const SEND_FLAGS: rustix::net::SendFlags =
 
 #[cfg(not(any(target_os = "android", target_os = "linux")))]
 const SEND_FLAGS: rustix::net::SendFlags = rustix::net::SendFlags::DONTWAIT;
+
+#[cfg(all(test, any(target_os = "android", target_os = "linux")))]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+    use std::sync::mpsc;
+
+    /// A brief wait longer than any test may take: a peek that waited it to its end
+    /// would fail the test, so what ends the wait is an event, never the clock.
+    const FOREVER: Duration = Duration::from_secs(3600);
+
+    /// How long a test waits for the peek to return before failing.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A listener, and the server's side of one client's connection (the client's
+    /// side is returned to keep it open).
+    fn accepted() -> (tempfile::TempDir, Arc<Socket>, UnixStream, UnixStream) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("eric.sock");
+        let listener = Socket::from(UnixListener::bind(&path).expect("bind"));
+        let client = UnixStream::connect(&path).expect("connect");
+        let (served, _) = listener.accept().expect("accept");
+        (dir, Arc::new(listener), UnixStream::from(served), client)
+    }
+
+    /// Runs the peek on a thread of its own, so that a peek that never returns fails
+    /// the test instead of hanging it.
+    fn peek(listener: &Arc<Socket>, served: UnixStream) -> mpsc::Receiver<Option<usize>> {
+        let listener = Arc::clone(listener);
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 64];
+            let _ = sender.send(peek_whole_command(&served, &listener, &mut chunk, FOREVER));
+        });
+        receiver
+    }
+
+    #[test]
+    fn a_silent_client_is_let_go_as_soon_as_another_waits_to_be_accepted() {
+        let (dir, listener, served, _silent) = accepted();
+        let peeked = peek(&listener, served);
+        // Whether it comes before the peek polls or during its wait, the next client
+        // ends the wait.
+        let _next = UnixStream::connect(dir.path().join("eric.sock")).expect("connect");
+        let result = peeked
+            .recv_timeout(WAIT)
+            .expect("the wait ends when another client waits, not when it runs out");
+        assert_eq!(result, None, "a silent client's command is not whole");
+    }
+
+    #[test]
+    fn a_whole_command_is_peeked_even_while_another_client_waits() {
+        let (dir, listener, served, mut client) = accepted();
+        let _next = UnixStream::connect(dir.path().join("eric.sock")).expect("connect");
+        std::io::Write::write_all(&mut client, br#"{"v": "c"}"#).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let result = peek(&listener, served)
+            .recv_timeout(WAIT)
+            .expect("a half-closed command ends the wait");
+        assert_eq!(result, Some(br#"{"v": "c"}"#.len()));
+    }
+}
