@@ -722,8 +722,9 @@ mod tests {
 
     #[test]
     fn commands_are_written_as_the_reference_client_writes_them() {
-        // The right-hand sides are `json.dumps` of the dicts the reference's client and
-        // examples build (tests/interop/reference_client.py).
+        // The right-hand sides are the bytes the reference's Python client (eric-sse
+        // 0.6.0.3 `SocketClient`: create_channel, register, broadcast_message,
+        // send_payload) and the interop script (tests/interop) write for these commands.
         let message = |t: &str, p: Value| Message::new(t, p);
         for (command, python) in [
             (Command::CreateChannel, r#"{"v": "c"}"#),
@@ -744,9 +745,12 @@ mod tests {
             (
                 Command::Broadcast {
                     channel: "1".into(),
-                    message: message("h\u{e9}llo", json!([1, 2.5, null, "\u{2603}"])),
+                    message: message(
+                        "h\u{e9}llo",
+                        json!({"to": "you", "n": [1, 2.5, null, "\u{2603}"]}),
+                    ),
                 },
-                r#"{"v": "b", "c": "1", "t": "h\u00e9llo", "p": [1, 2.5, null, "\u2603"]}"#,
+                r#"{"v": "b", "c": "1", "t": "h\u00e9llo", "p": {"to": "you", "n": [1, 2.5, null, "\u2603"]}}"#,
             ),
             (
                 Command::Broadcast {
