@@ -2,24 +2,24 @@
 //! the commands that arrive whole, handing everything else to the runtime.
 //!
 //! Most connections carry one small command that the client writes and half-closes
-//! right after connecting. Serving those on runtime tasks cost about ten system calls
-//! each: an `accept4` that fails with `EAGAIN` and the `epoll_wait` after it (a
-//! non-blocking listener has to be drained before it is waited for), the `epoll_ctl`
-//! registration and removal of the socket, and, about every other time, a read that
-//! came before the client's write and one more wait. A blocking `accept4` on a thread of
-//! its own wakes once per connection. There, a `poll` waits up to [`BRIEF_WAIT`] for the
-//! client's half-close (the client is usually writing at that very moment), a peek copies
-//! the command, which is executed and answered with a non-blocking write; then the
-//! command's bytes are taken off the socket and the socket is closed: `accept4`, `poll`,
-//! two `recvfrom`, `sendto`, `close`. No task, no registration, no wake-up of another
-//! thread, and one wake-up of the client (see [`peek_whole_command`]).
+//! right after connecting. On the runtime, each would pay for the machinery of a task:
+//! a non-blocking listener drained until it fails, the socket registered with the
+//! reactor and removed again, often a read that comes before the client's write and one
+//! more wait, and a wake-up of another thread. A blocking `accept` on a thread of its
+//! own wakes once per connection. There, a `poll` waits up to [`BRIEF_WAIT`] for the
+//! client's half-close (the client is usually writing at that very moment), a peek
+//! copies the command, which is executed and answered with a non-blocking write; then
+//! the command's bytes are taken off the socket and the socket is closed. No task, no
+//! registration, no wake-up of another thread, and one wake-up of the client (see
+//! [`peek_whole_command`]).
 //!
 //! A connection that cannot finish that way goes to the runtime as a [`Handoff`]: a
 //! command still arriving after the brief wait (its read timeout starts there) or larger
 //! than the thread's buffer, an answer larger than the socket buffer, and the streams of
 //! `l` and `w`. A client that connects and says nothing holds the thread for at most
-//! [`BRIEF_WAIT`], and only while no other client waits to be accepted. Where a half-close cannot be seen before reading (outside Linux), the
-//! runtime reads every command.
+//! [`BRIEF_WAIT`], and only while no other client waits to be accepted. Where a
+//! half-close cannot be seen before reading (outside Linux), the runtime reads every
+//! command.
 
 use crate::accept::accept_error_pause;
 use crate::unix::gauge::{ConnectionGauge, ConnectionGuard};
