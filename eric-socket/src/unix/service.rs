@@ -22,11 +22,11 @@ pub(crate) type ReadCommand = io::Result<Result<Vec<u8>, ProtocolError>>;
 /// What the client is sent for a command's outcome or refusal.
 fn reply(outcome: Result<Outcome, ProtocolError>) -> Reply {
     match outcome {
-        Ok(Outcome::Text(text)) => Reply::Bytes(text.into_bytes()),
+        Ok(Outcome::Text(text)) => Reply::Bytes(protocol::answer_bytes(Ok(text))),
         Ok(Outcome::Stream(events)) => Reply::Stream(events),
         Err(error) => {
             tracing::debug!(%error, "command refused");
-            Reply::Bytes(error.to_wire())
+            Reply::Bytes(protocol::answer_bytes(Err(error)))
         }
     }
 }
