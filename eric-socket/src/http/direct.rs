@@ -13,7 +13,7 @@
 
 use super::body::ResponseBody;
 use super::routes;
-use super::server::State;
+use super::state::State;
 use super::stream::LiveEvents;
 use bytes::Bytes;
 use eric_sse::http::SseBody;

@@ -101,9 +101,12 @@
 //! ```
 
 mod body;
+mod config;
 mod direct;
 mod routes;
 mod server;
+mod state;
 mod stream;
 
-pub use server::{HttpServer, HttpServerConfig, DEFAULT_MAX_BODY_BYTES};
+pub use config::{HttpServerConfig, DEFAULT_MAX_BODY_BYTES};
+pub use server::HttpServer;

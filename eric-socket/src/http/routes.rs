@@ -2,7 +2,7 @@
 //! `{"message": ...}` answer with its status; nothing here panics on client input.
 
 use super::body::ResponseBody;
-use super::server::State;
+use super::state::State;
 use super::stream::{stop_future, LiveEvents};
 use bytes::Bytes;
 use eric_core::{Error, Message};
