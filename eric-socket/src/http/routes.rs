@@ -171,10 +171,11 @@ impl ApiError {
     }
 }
 
-type Answer = Result<Response<ResponseBody>, ApiError>;
+/// A route's outcome: its response, or the error to answer instead.
+type RouteResult = Result<Response<ResponseBody>, ApiError>;
 
 /// The body of a request, as hyper reads it or (for the event-stream requests that
-/// [`direct`](super::direct) serves) an empty one.
+/// the direct path serves) an empty one.
 pub(crate) trait RequestBody:
     Body<Data = Bytes, Error: std::fmt::Display> + Unpin + Send
 {
@@ -207,7 +208,7 @@ pub(crate) async fn handle(
     response
 }
 
-async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bool) -> Answer {
+async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bool) -> RouteResult {
     let Some(route) = Route::parse(request.uri().path())? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -313,7 +314,7 @@ async fn stream(
     channel_id: &str,
     listener_id: &str,
     last_event_id: Option<u64>,
-) -> Answer {
+) -> RouteResult {
     let channel = channel_of(state, channel_id)?;
     let listener = channel
         .get_listener(listener_id)
@@ -341,7 +342,7 @@ async fn stream(
 }
 
 /// `GET /watch/{channel}`: a new listener, started, that lives as long as the stream.
-fn watch(state: &Arc<State>, channel_id: &str) -> Answer {
+fn watch(state: &Arc<State>, channel_id: &str) -> RouteResult {
     let channel = channel_of(state, channel_id)?;
     let permit = stream_permit(state)?;
     // Registered and started here, before the response head leaves.

@@ -143,8 +143,8 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
         match Box::pin(direct::next_request(&stream, &state, read)).await {
             NextRequest::Gone => return,
             NextRequest::ForHyper(all_read) => break all_read,
-            NextRequest::Answered(answer) => {
-                match ResponseWriter::new(&mut stream, *answer).await {
+            NextRequest::Answered(pending) => {
+                match ResponseWriter::new(&mut stream, *pending).await {
                     Some(rest) if !state.shutdown.is_shutdown() => read = rest,
                     _ => {
                         let _ = stream.shutdown().await;
