@@ -8,7 +8,7 @@ use std::time::Duration;
 /// JSON object (the same as the Unix server's command limit).
 pub const DEFAULT_MAX_BODY_BYTES: usize = (1 << 20) + (64 << 10);
 
-/// Settings of an [`HttpServer`].
+/// Settings of an [`HttpServer`](super::HttpServer).
 ///
 /// ```
 /// use eric_socket::HttpServerConfig;

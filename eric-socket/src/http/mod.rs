@@ -4,6 +4,8 @@
 //!
 //! [`HttpServer`] is an HTTP/1.1 server on hyper 1.x and tokio. Channel and listener ids
 //! travel in the query (`channel_id`, `listener_id`) or in the path, percent-encoded.
+//! [`ROUTES`] lists the routes (a test checks this table, the router and
+//! docs/openapi.yaml against it).
 //!
 //! | method and path | query / body | answer |
 //! |---|---|---|
@@ -109,4 +111,5 @@ mod state;
 mod stream;
 
 pub use config::{HttpServerConfig, DEFAULT_MAX_BODY_BYTES};
+pub use routes::{Route, ROUTES};
 pub use server::HttpServer;
