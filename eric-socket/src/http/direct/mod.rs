@@ -59,8 +59,10 @@ pub(crate) async fn next_request(
         Ok(Head::Gone) => NextRequest::Gone,
         Ok(Head::Other(read)) => NextRequest::ForHyper(read),
         Ok(Head::Stream { request, rest }) => {
-            let keep_alive = !has_token(request.headers(), header::CONNECTION, "close");
+            let asks_close = has_token(request.headers(), header::CONNECTION, "close");
             let response = routes::handle(state, request).await;
+            // A server shutting down closes the connection after this response.
+            let keep_alive = !asks_close && !state.shutdown.is_shutdown();
             NextRequest::Answered(Box::new(PendingResponse {
                 response,
                 keep_alive,

@@ -7,7 +7,7 @@ use crate::http::body::ResponseBody;
 use crate::http::stream::LiveEvents;
 use bytes::Bytes;
 use eric_sse::http::SseBody;
-use http::header;
+use http::header::{self, HeaderValue};
 use http::Response;
 use hyper::body::Body;
 use std::future::Future;
@@ -25,7 +25,8 @@ const MAX_PIPELINED_BYTES: usize = 8 * 1024;
 /// with what the connection needs after it.
 pub(crate) struct PendingResponse {
     pub(super) response: Response<ResponseBody>,
-    /// Whether the request lets the connection serve another request after it.
+    /// Whether the connection may serve another request after this one: the request
+    /// did not ask to close it, and the server is not shutting down.
     pub(super) keep_alive: bool,
     /// The bytes the client sent after the request's head.
     pub(super) rest: Vec<u8>,
@@ -64,8 +65,16 @@ impl<'a> ResponseWriter<'a> {
             keep_alive,
             rest,
         } = pending;
-        let keep_alive = keep_alive && !has_token(response.headers(), header::CONNECTION, "close");
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
+        let response_closes = has_token(&parts.headers, header::CONNECTION, "close");
+        if !keep_alive && !response_closes {
+            // A response after which the server closes the connection says so (RFC 9112,
+            // 9.6), as hyper's do.
+            parts
+                .headers
+                .append(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let keep_alive = keep_alive && !response_closes;
         let mut head = Vec::with_capacity(256);
         write_head(&parts, &body, &mut head);
         let events = match body {
