@@ -732,20 +732,34 @@ mod tests {
         assert_eq!(reached, templates);
     }
 
-    /// The `METHOD /path` of every row of the Markdown tables in `doc` whose first cell
-    /// is one (a line of a Rust module's docs counts without its `//!`).
+    /// The `METHOD /path` of every row of the route tables in `doc`: the Markdown
+    /// tables whose first column is headed `method and path` (a line of a Rust module's
+    /// docs counts without its `//!`).
     fn documented_routes(doc: &str) -> BTreeSet<(String, String)> {
-        doc.lines()
-            .filter_map(|line| {
-                let line = line.trim_start_matches("//!").trim();
-                let cell = line.strip_prefix('|')?.split('|').next()?.trim();
-                let (method, path) = cell.strip_prefix('`')?.strip_suffix('`')?.split_once(' ')?;
-                method
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase())
-                    .then(|| (method.to_owned(), path.to_owned()))
-            })
-            .collect()
+        let mut routes = BTreeSet::new();
+        let mut in_table = false;
+        for line in doc.lines() {
+            let line = line.trim_start_matches("//!").trim();
+            let Some(first_cell) = line.strip_prefix('|').and_then(|l| l.split('|').next()) else {
+                in_table = false;
+                continue;
+            };
+            let first_cell = first_cell.trim();
+            if first_cell == "method and path" {
+                in_table = true;
+                continue;
+            }
+            if !in_table || first_cell.starts_with("---") {
+                continue;
+            }
+            let (method, path) = first_cell
+                .strip_prefix('`')
+                .and_then(|c| c.strip_suffix('`'))
+                .and_then(|c| c.split_once(' '))
+                .unwrap_or_else(|| panic!("a route table row without `METHOD /path`: {line}"));
+            routes.insert((method.to_owned(), path.to_owned()));
+        }
+        routes
     }
 
     #[test]
