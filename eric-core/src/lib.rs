@@ -52,6 +52,7 @@ mod channel;
 mod distributed;
 mod error;
 pub mod id;
+mod id_key;
 pub mod listener;
 mod message;
 mod registry;

@@ -76,12 +76,14 @@
 mod adapter;
 mod channel;
 mod error;
+mod stats;
 mod stream;
 
 pub use adapter::{Processed, ProcessingAdapter};
 pub use channel::{
-    DataProcessingChannel, DataProcessingChannelBuilder, ProcessingStats, DEFAULT_MIN_WINDOW,
+    DataProcessingChannel, DataProcessingChannelBuilder, DEFAULT_MIN_WINDOW,
     DEFAULT_WINDOW_PER_WORKER,
 };
 pub use error::{ProcessingError, Result};
+pub use stats::ProcessingStats;
 pub use stream::{IntoIter, Iter, ProcessingResult, ProcessingStream};

@@ -1,7 +1,7 @@
 //! The results of one `process_queue` call: a blocking iterator and an async `Stream`.
 
-use crate::channel::Counters;
 use crate::error::ProcessingError;
+use crate::stats::Counters;
 use atomic_waker::AtomicWaker;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use eric_core::{Adapter, Channel, Delivery, Listener};
