@@ -66,3 +66,8 @@ pub use error::{Error, Result};
 pub use listener::{Handler, Listener, ListenerStats, OverflowPolicy, QueueConfig};
 pub use message::{Delivery, Message, SignedMessage, MESSAGE_TYPE_CLOSED, MESSAGE_TYPE_ERROR};
 pub use stream::{Iter, MessageStream, RecvTimeoutError};
+
+/// The README's examples, compiled and run with the doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -87,3 +87,8 @@ pub use channel::{
 pub use error::{ProcessingError, Result};
 pub use stats::ProcessingStats;
 pub use stream::{IntoIter, Iter, ProcessingResult, ProcessingStream};
+
+/// The README's examples, compiled and run with the doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
