@@ -99,7 +99,7 @@ impl fmt::Debug for StreamDelay {
 }
 
 // The rare paths of `deliver_next`, kept out of line so that the common one (a
-// message, no handler) has a small frame: each inlined error copied the id with its
+// message, no handler) has a small frame: an inlined error would copy the id with its
 // own allocation call, and the handler call needs the listener kept alive across it.
 
 #[cold]

@@ -148,9 +148,9 @@ pub struct ListenerStats {
 /// ```
 // In declaration order (`repr(C)`): a broadcast to many listeners touches each one
 // once per message, and what a push reads (the queue's lock and the first four fields
-// of its state) is its first 64 bytes, on one or two cache lines. (`align(64)`, to
-// make that always one, measured no better: the aligned allocations moved the
-// messages allocated after them onto fewer cache sets.)
+// of its state) is its first 64 bytes, on one or two cache lines. It is not
+// `align(64)`, which would make that always one line: aligned allocations crowd the
+// messages allocated after them onto fewer cache sets (docs/benchmarks.md).
 #[repr(C)]
 pub struct Listener {
     queue: Mutex<QueueState>,
@@ -172,7 +172,7 @@ struct QueueState {
     /// The resume history followed by the queued messages, in one ring: `entries[..kept]`
     /// were delivered and are kept for resume, `entries[kept..]` wait for a consumer.
     /// Delivering a message only moves the boundary, so the history costs no copy and
-    /// no second buffer (whose growth and first touch dominated a fresh broadcast).
+    /// no second buffer to grow and touch while a broadcast fills the queues.
     entries: VecDeque<Delivery>,
     last_id: u64,
     /// How many delivered messages at the front of `entries` are kept for resume.

@@ -23,7 +23,7 @@ pub(crate) struct ListenerSet {
 ///
 /// An id of up to 16 bytes is hashed from its [`IdKey`], which the lookup computes anyway:
 /// two folded multiplies, inline, instead of a call that reads the bytes again
-/// (ahash's `write`, about 30 instructions and a call per lookup without AES). Longer ids
+/// (ahash's `write`). Longer ids
 /// go through ahash, one `write` of their bytes (a `str`'s `Hash` would add a
 /// terminator byte, a second round of the hasher, needless for keys of one string).
 struct IdHasher {

@@ -18,8 +18,8 @@ pub const DEFAULT_WINDOW_PER_WORKER: usize = 2;
 /// The smallest default window. A window of a few messages is enough for slow handlers
 /// (the workers only take a message when free, so in-flight work stays at
 /// `max_workers`), but with fast handlers the consumer becomes the bottleneck and a tiny
-/// window makes tasks stop and restart every few messages: with no-op handlers, a
-/// window of 4 measured 0.3 to 4 M messages/s, a window of 64 3 to 5 M/s.
+/// window makes tasks stop and restart every few messages, which costs more than the
+/// handlers (docs/benchmarks.md has the figures).
 pub const DEFAULT_MIN_WINDOW: usize = 64;
 
 /// A channel whose listeners' queues are processed in parallel on a thread pool: the
