@@ -4,11 +4,11 @@ use crate::error::{Error, Result};
 use crate::listener::{Listener, QueueConfig, Refused};
 use crate::message::{Delivery, Message};
 use crate::registry::ListenerSet;
-use crate::stream::MessageStream;
 use parking_lot::RwLock;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -99,7 +99,7 @@ impl fmt::Debug for StreamDelay {
 }
 
 // The rare paths of `deliver_next`, kept out of line so that the common one (a
-// message, no handler) has a small frame: each inlined error copied the id with its
+// message, no handler) has a small frame: an inlined error would copy the id with its
 // own allocation call, and the handler call needs the listener kept alive across it.
 
 #[cold]
@@ -112,6 +112,15 @@ fn invalid_listener(listener_id: &str) -> Error {
 #[inline(never)]
 fn no_messages(listener_id: &str) -> Error {
     Error::NoMessages(listener_id.to_owned())
+}
+
+#[cold]
+#[inline(never)]
+fn foreign_listener(listener: &Listener, channel: &str) -> Error {
+    Error::ForeignListener {
+        listener: listener.id().to_owned(),
+        channel: channel.to_owned(),
+    }
 }
 
 #[inline(never)]
@@ -131,8 +140,13 @@ pub struct BroadcastReport {
     pub disconnected: usize,
 }
 
+/// Serial numbers of channels, unique in the process (unlike ids, which callers
+/// choose): they tell a channel's listeners from those of any other.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
 struct Inner<A> {
     id: String,
+    serial: u64,
     adapter: A,
     listeners: RwLock<ListenerSet>,
     queue_config: QueueConfig,
@@ -213,6 +227,7 @@ impl<A: Adapter> ChannelBuilder<A> {
         Channel {
             inner: Arc::new(Inner {
                 id: self.id.unwrap_or_else(crate::id::next_channel_id),
+                serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
                 adapter: self.adapter,
                 listeners: RwLock::new(ListenerSet::default()),
                 queue_config: self.queue_config,
@@ -266,7 +281,7 @@ impl<A: Adapter> Channel<A> {
     }
 
     /// Adds a new listener with a generated id and the queue `config`.
-    fn add_listener_with(&self, config: QueueConfig) -> Arc<Listener> {
+    pub(crate) fn add_listener_with(&self, config: QueueConfig) -> Arc<Listener> {
         let mut listeners = self.inner.listeners.write();
         // A caller may have registered a listener under an id the counter has not
         // reached yet: that id is skipped, never taken over (which would orphan the
@@ -274,7 +289,11 @@ impl<A: Adapter> Channel<A> {
         let id = std::iter::repeat_with(crate::id::next_listener_id)
             .find(|id| !listeners.contains(id))
             .expect("the id counter goes on");
-        let listener = Arc::new(Listener::with_id(id).queue_config(config));
+        let listener = Arc::new(
+            Listener::with_id(id)
+                .queue_config(config)
+                .joining(self.inner.serial),
+        );
         listeners.insert(Arc::clone(&listener));
         listener
     }
@@ -285,7 +304,7 @@ impl<A: Adapter> Channel<A> {
         if listeners.contains(listener.id()) {
             return Err(Error::DuplicateId(listener.id().to_owned()));
         }
-        let listener = Arc::new(listener);
+        let listener = Arc::new(listener.joining(self.inner.serial));
         listeners.insert(Arc::clone(&listener));
         Ok(listener)
     }
@@ -356,7 +375,14 @@ impl<A: Adapter> Channel<A> {
     }
 
     /// Queues `message` for a listener the caller already holds, skipping the id lookup.
+    ///
+    /// Fails with `ForeignListener` if the listener is not one of this channel's (it
+    /// belongs to another channel, or to none), and otherwise as
+    /// [`dispatch`](Self::dispatch) does.
     pub fn dispatch_to(&self, listener: &Arc<Listener>, message: &Arc<Message>) -> Result<()> {
+        if !listener.joined(self.inner.serial) {
+            return Err(foreign_listener(listener, self.id()));
+        }
         match listener.push(message) {
             Ok(()) => Ok(()),
             Err(refused) => Err(self.overflowed(listener, refused)),
@@ -364,7 +390,7 @@ impl<A: Adapter> Channel<A> {
     }
 
     fn overflowed(&self, listener: &Listener, refused: Refused) -> Error {
-        let capacity = listener.config().capacity.map_or(usize::MAX, |c| c.max(1));
+        let capacity = listener.config().limit();
         let id = listener.id().to_owned();
         match refused {
             Refused::Full => {
@@ -438,56 +464,6 @@ impl<A: Adapter> Channel<A> {
     /// yields it and ends.
     pub fn notify_end(&self) -> BroadcastReport {
         self.broadcast(Message::closed())
-    }
-
-    /// A stream of the listener's messages, adapted. See [`MessageStream`] for when it ends.
-    pub fn message_stream(&self, listener: &Arc<Listener>) -> MessageStream<A> {
-        MessageStream::new(self.clone(), Arc::clone(listener), Default::default())
-    }
-
-    /// A stream that first replays the messages the listener delivered after event id
-    /// `last_event_id` (kept in its history, see [`QueueConfig::history`]), then goes on
-    /// with the queue: what a consumer that reconnects with `Last-Event-ID` needs.
-    ///
-    /// If some of those messages are no longer in the history, the stream starts with a
-    /// synthetic `_eric_error` item (id 0) whose payload reads
-    /// `{"error": "history_gap", "last_event_id": n, "first_available": m}`, then replays
-    /// what remains. An id newer than anything delivered replays nothing.
-    pub fn message_stream_after(
-        &self,
-        listener: &Arc<Listener>,
-        last_event_id: u64,
-    ) -> MessageStream<A> {
-        let replay = listener.replay_after(last_event_id);
-        let mut items = replay.items;
-        if let Some((requested, first_available)) = replay.gap {
-            let marker = Message::new(
-                crate::MESSAGE_TYPE_ERROR,
-                serde_json::json!({
-                    "error": "history_gap",
-                    "last_event_id": requested,
-                    "first_available": first_available,
-                }),
-            );
-            items.push_front(Delivery {
-                id: 0,
-                message: Arc::new(marker),
-            });
-        }
-        MessageStream::new(self.clone(), Arc::clone(listener), items)
-    }
-
-    /// Adds a new listener, starts it and streams it. The listener lives as long as the
-    /// stream: dropping the stream removes it from the channel. It keeps no resume
-    /// history, whatever the channel's [`QueueConfig::history`]: nothing can resume a
-    /// listener that ends with its stream.
-    pub fn watch(&self) -> MessageStream<A> {
-        let listener = self.add_listener_with(QueueConfig {
-            history: 0,
-            ..self.inner.queue_config
-        });
-        listener.start();
-        self.message_stream(&listener).removing_listener_on_drop()
     }
 
     /// A handle that does not keep the channel alive (for handlers that call back into

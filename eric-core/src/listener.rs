@@ -30,8 +30,8 @@
 //! the last event id it saw (see
 //! [`Channel::message_stream_after`](crate::Channel::message_stream_after)).
 
+use crate::id_key::IdKey;
 use crate::message::{Delivery, Message};
-use crate::registry::IdKey;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::fmt;
@@ -86,10 +86,17 @@ impl QueueConfig {
     /// A queue of at most `capacity` messages (at least 1) with the given overflow policy.
     pub fn bounded(capacity: usize, overflow: OverflowPolicy) -> Self {
         QueueConfig {
-            capacity: Some(capacity.max(1)),
+            capacity: Some(at_least_one(capacity)),
             overflow,
             history: 0,
         }
+    }
+
+    /// The most messages the queue holds: the capacity (a capacity of 0, which the
+    /// public field allows, means the smallest queue), `usize::MAX` when unbounded.
+    /// Every reader of the capacity goes through here, so all agree on what it means.
+    pub(crate) fn limit(&self) -> usize {
+        self.capacity.map_or(usize::MAX, at_least_one)
     }
 
     /// The same queue, keeping the last `history` delivered messages for resume.
@@ -97,6 +104,11 @@ impl QueueConfig {
         self.history = history;
         self
     }
+}
+
+/// A capacity as a queue holds it: at least one message.
+fn at_least_one(capacity: usize) -> usize {
+    capacity.max(1)
 }
 
 /// Counters of one listener, read with [`Listener::stats`].
@@ -136,9 +148,9 @@ pub struct ListenerStats {
 /// ```
 // In declaration order (`repr(C)`): a broadcast to many listeners touches each one
 // once per message, and what a push reads (the queue's lock and the first four fields
-// of its state) is its first 64 bytes, on one or two cache lines. (`align(64)`, to
-// make that always one, measured no better: the aligned allocations moved the
-// messages allocated after them onto fewer cache sets.)
+// of its state) is its first 64 bytes, on one or two cache lines. It is not
+// `align(64)`, which would make that always one line: aligned allocations crowd the
+// messages allocated after them onto fewer cache sets (docs/benchmarks.md).
 #[repr(C)]
 pub struct Listener {
     queue: Mutex<QueueState>,
@@ -148,6 +160,9 @@ pub struct Listener {
     config: QueueConfig,
     id: String,
     ready: Condvar,
+    /// The serial number of the channel holding the listener (0 before it joins one).
+    /// A listener joins at most one channel, once: joining takes it by value.
+    channel: u64,
 }
 
 // In declaration order (`repr(C)`): what every push reads and writes comes first, right
@@ -157,7 +172,7 @@ struct QueueState {
     /// The resume history followed by the queued messages, in one ring: `entries[..kept]`
     /// were delivered and are kept for resume, `entries[kept..]` wait for a consumer.
     /// Delivering a message only moves the boundary, so the history costs no copy and
-    /// no second buffer (whose growth and first touch dominated a fresh broadcast).
+    /// no second buffer to grow and touch while a broadcast fills the queues.
     entries: VecDeque<Delivery>,
     last_id: u64,
     /// How many delivered messages at the front of `entries` are kept for resume.
@@ -384,7 +399,19 @@ impl Listener {
             config: QueueConfig::default(),
             id,
             ready: Condvar::new(),
+            channel: 0,
         }
+    }
+
+    /// The same listener, marked as held by the channel with this serial number.
+    pub(crate) fn joining(mut self, channel: u64) -> Self {
+        self.channel = channel;
+        self
+    }
+
+    /// Whether the channel with this serial number holds (or held) the listener.
+    pub(crate) fn joined(&self, channel: u64) -> bool {
+        self.channel == channel
     }
 
     /// The same listener with `handler` called once per delivered message.
@@ -400,8 +427,7 @@ impl Listener {
     pub fn queue_config(mut self, config: QueueConfig) -> Self {
         self.config = config;
         let state = self.queue.get_mut();
-        // A capacity of 0 set through the public field means the smallest queue.
-        state.capacity = config.capacity.map_or(usize::MAX, |c| c.max(1));
+        state.capacity = config.limit();
         state.history_limit = config.history;
         state.keeps_history_apart = keeps_history_apart(&config);
         state.refresh_gate();

@@ -1,8 +1,8 @@
 //! Streams of a listener's messages: async (`futures_core::Stream`) and blocking.
 
 use crate::channel::{Adapter, Channel};
-use crate::listener::{Listener, Next};
-use crate::message::{Delivery, Message};
+use crate::listener::{Listener, Next, QueueConfig};
+use crate::message::{Delivery, Message, MESSAGE_TYPE_ERROR};
 use futures_core::Stream;
 use std::collections::VecDeque;
 use std::fmt;
@@ -60,6 +60,60 @@ impl fmt::Display for RecvTimeoutError {
 }
 
 impl std::error::Error for RecvTimeoutError {}
+
+// The channel's stream constructors live here, beside the stream, so that the channel's
+// file does not depend on this one (the stream holds its channel).
+impl<A: Adapter> Channel<A> {
+    /// A stream of the listener's messages, adapted. See [`MessageStream`] for when it ends.
+    pub fn message_stream(&self, listener: &Arc<Listener>) -> MessageStream<A> {
+        MessageStream::new(self.clone(), Arc::clone(listener), Default::default())
+    }
+
+    /// A stream that first replays the messages the listener delivered after event id
+    /// `last_event_id` (kept in its history, see [`QueueConfig::history`]), then goes on
+    /// with the queue: what a consumer that reconnects with `Last-Event-ID` needs.
+    ///
+    /// If some of those messages are no longer in the history, the stream starts with a
+    /// synthetic `_eric_error` item (id 0) whose payload reads
+    /// `{"error": "history_gap", "last_event_id": n, "first_available": m}`, then replays
+    /// what remains. An id newer than anything delivered replays nothing.
+    pub fn message_stream_after(
+        &self,
+        listener: &Arc<Listener>,
+        last_event_id: u64,
+    ) -> MessageStream<A> {
+        let replay = listener.replay_after(last_event_id);
+        let mut items = replay.items;
+        if let Some((requested, first_available)) = replay.gap {
+            let marker = Message::new(
+                MESSAGE_TYPE_ERROR,
+                serde_json::json!({
+                    "error": "history_gap",
+                    "last_event_id": requested,
+                    "first_available": first_available,
+                }),
+            );
+            items.push_front(Delivery {
+                id: 0,
+                message: Arc::new(marker),
+            });
+        }
+        MessageStream::new(self.clone(), Arc::clone(listener), items)
+    }
+
+    /// Adds a new listener, starts it and streams it. The listener lives as long as the
+    /// stream: dropping the stream removes it from the channel. It keeps no resume
+    /// history, whatever the channel's [`QueueConfig::history`]: nothing can resume a
+    /// listener that ends with its stream.
+    pub fn watch(&self) -> MessageStream<A> {
+        let listener = self.add_listener_with(QueueConfig {
+            history: 0,
+            ..self.queue_config()
+        });
+        listener.start();
+        self.message_stream(&listener).removing_listener_on_drop()
+    }
+}
 
 impl<A: Adapter> MessageStream<A> {
     pub(crate) fn new(
