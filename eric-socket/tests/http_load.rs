@@ -64,7 +64,10 @@ async fn thousands_of_streams_that_disconnect_leave_no_listener_task_or_slot_beh
     server.container.add_with_id("c").unwrap();
     // Both servers are up, their tasks spawned, once each has answered a request.
     server.client().create_channel().await.unwrap();
-    server.request(http::Method::GET, "/channels").await.assert_ok();
+    server
+        .request(http::Method::GET, "/channels")
+        .await
+        .assert_ok();
     let idle_tasks = alive_tasks();
 
     for round in 0..2 {
