@@ -13,7 +13,7 @@ use http_support::{
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn alive_tasks() -> usize {
@@ -486,12 +486,10 @@ async fn a_vanished_client_is_noticed_at_the_next_keep_alive() {
     assert_eq!(server.container.listener_count(), 1);
     tcp.set_zero_linger().unwrap();
     drop(tcp); // a reset, no goodbye
-    let started = Instant::now();
     eventually("the vanished watcher is removed", || {
         server.container.listener_count() == 0
     })
     .await;
-    assert!(started.elapsed() < Duration::from_secs(3));
 }
 
 #[tokio::test]
@@ -556,8 +554,10 @@ async fn streams_over_the_limit_are_503_until_one_closes() {
 
 #[tokio::test]
 async fn shutdown_ends_open_streams_cleanly_without_waiting_for_the_grace_period() {
+    // A grace far beyond the test's bounded wait: returning within it proves the
+    // shutdown did not wait for the grace.
     let server = TestServer::start_with(|config| {
-        config.shutdown_grace = Duration::from_secs(30);
+        config.shutdown_grace = Duration::from_secs(3600);
     })
     .await;
     let listener = channel_with_listener(&server).await;
@@ -567,7 +567,6 @@ async fn shutdown_ends_open_streams_cleanly_without_waiting_for_the_grace_period
     stream.next_event().await;
     watch.next_event().await;
 
-    let started = Instant::now();
     let stop = server.stop.clone();
     let shutting_down = tokio::spawn(server.shutdown());
     stop.shutdown();
@@ -575,18 +574,14 @@ async fn shutdown_ends_open_streams_cleanly_without_waiting_for_the_grace_period
     assert_eq!(stream.rest().await, vec![]);
     assert_eq!(watch.rest().await, vec![]);
     bounded("run returns", shutting_down).await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test]
 async fn shutdown_cuts_a_request_still_in_flight_after_the_grace_period() {
     let server = TestServer::start_with(|config| {
         config.shutdown_grace = Duration::from_millis(300);
-        config.body_read_timeout = Duration::from_secs(60);
+        // Far beyond the test's bounded wait: only the grace can end the request.
+        config.body_read_timeout = Duration::from_secs(3600);
     })
     .await;
     server.container.add_with_id("c").unwrap();
@@ -597,25 +592,21 @@ async fn shutdown_cuts_a_request_still_in_flight_after_the_grace_period() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = Instant::now();
-    server.shutdown().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
+    bounded("shutdown returns after the grace", server.shutdown()).await;
     read_to_close(&mut tcp).await;
 }
 
 #[tokio::test]
 async fn idle_keep_alive_connections_close_on_shutdown() {
-    let server = TestServer::start().await;
+    // An idle timeout far beyond the test's bounded wait: only the shutdown can close it.
+    let server = TestServer::start_with(|config| {
+        config.header_read_timeout = Duration::from_secs(3600);
+    })
+    .await;
     let (mut tcp, head) =
         raw_request(server.addr, b"GET /channels HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
-    let started = Instant::now();
-    server.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(3));
+    bounded("shutdown returns", server.shutdown()).await;
     let rest = read_to_close(&mut tcp).await;
     assert_eq!(rest, b"[]");
 }
