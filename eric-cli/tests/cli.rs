@@ -4,6 +4,7 @@
 
 use assert_cmd::Command;
 use predicates::prelude::*;
+use rustix::process::Signal;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -144,8 +145,8 @@ impl Server {
         });
     }
 
-    fn signal(&self, name: &str) {
-        signal(self.child.as_ref().unwrap(), name);
+    fn signal(&self, sent: Signal) {
+        signal(self.child.as_ref().unwrap(), sent);
     }
 
     /// Waits for the server to exit on its own.
@@ -215,14 +216,10 @@ fn wait_for_exit(child: &mut Child) -> ExitStatus {
     }
 }
 
-/// Sends a signal (`TERM`, `INT`) with kill(1): the tests need no libc.
-fn signal(child: &Child, name: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+/// Sends `signal` (`TERM`, `INT`) to `child`.
+fn signal(child: &Child, sent: Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid");
+    rustix::process::kill_process(pid, sent).expect("the child is there to signal");
 }
 
 /// `eric` with nothing listening at its socket or HTTP address.
@@ -361,7 +358,7 @@ fn without_a_server_clients_exit_3_and_say_how_to_start_one() {
 fn sigterm_stops_serve_with_0_and_removes_the_socket() {
     let server = Server::start();
     let socket = server.socket.clone();
-    server.signal("TERM");
+    server.signal(Signal::TERM);
     assert!(server.wait().success());
     assert!(!socket.exists());
 }
@@ -372,7 +369,7 @@ fn stopping_the_server_ends_streams_with_exit_0() {
     let channel = server.create_channel();
     let mut watch = server.stream(&["watch", &channel]);
     server.wait_for_listeners(&channel, 1);
-    server.signal("INT");
+    server.signal(Signal::INT);
     assert!(watch.wait().success());
     assert!(server.wait().success());
 }
@@ -383,7 +380,7 @@ fn ctrl_c_ends_a_stream_with_exit_0() {
     let channel = server.create_channel();
     let mut watch = server.stream(&["watch", &channel]);
     server.wait_for_listeners(&channel, 1);
-    signal(&watch.child, "INT");
+    signal(&watch.child, Signal::INT);
     assert!(watch.wait().success());
     // The watch's listener goes with it.
     server.wait_for_listeners(&channel, 0);

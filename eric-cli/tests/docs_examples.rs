@@ -410,17 +410,15 @@ impl Group {
         }
     }
 
-    /// Sends a signal to every process of the group, with kill(1): the tests need no libc.
-    fn signal(&self, name: &str) {
+    /// Sends `signal` to every process of the group.
+    fn signal(&self, signal: rustix::process::Signal) {
         if self.reaped {
             return;
         }
-        let _ = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg("--")
-            .arg(format!("-{}", self.child.id()))
-            .stderr(Stdio::null())
-            .status();
+        if let Some(group) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            // The group may be gone already: nothing left to signal.
+            let _ = rustix::process::kill_process_group(group, signal);
+        }
     }
 
     /// Waits for the process to end; `None` (and the group killed) if it does not within
@@ -433,7 +431,7 @@ impl Group {
                 return Some(status);
             }
             if Instant::now() >= deadline {
-                self.signal("KILL");
+                self.signal(rustix::process::Signal::KILL);
                 return None;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -444,7 +442,7 @@ impl Group {
 impl Drop for Group {
     fn drop(&mut self) {
         if !self.reaped {
-            self.signal("KILL");
+            self.signal(rustix::process::Signal::KILL);
             let _ = self.child.wait();
         }
     }
@@ -697,7 +695,7 @@ impl Session {
             self.status = 0;
         } else if step.interrupt {
             self.expect(&step.expected, &at, &step.command);
-            group.signal("INT");
+            group.signal(rustix::process::Signal::INT);
             let status = group.wait();
             self.status = self.ended(status, &at, &format!("`{}` after ^C", step.command));
         } else {

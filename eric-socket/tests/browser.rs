@@ -104,8 +104,9 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // The whole group: the browser and its renderer, GPU and utility processes.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        if let Some(group) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.child.wait();
     }
 }

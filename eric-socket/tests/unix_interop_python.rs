@@ -148,12 +148,9 @@ impl ReferenceServer {
     }
 
     async fn stop(mut self) {
-        let pid = self.child.id().expect("the server runs").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let pid = rustix::process::Pid::from_raw(self.child.id().expect("the server runs") as i32);
+        rustix::process::kill_process(pid.expect("a child's pid"), rustix::process::Signal::TERM)
+            .expect("the server is there to signal");
         let _ = bounded("the reference server exits", self.child.wait()).await;
     }
 }

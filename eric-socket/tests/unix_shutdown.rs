@@ -169,12 +169,9 @@ async fn sigterm_ends_streams_and_the_example_server_exits_zero_without_its_sock
     .await;
     assert_eq!(listened.line().await, common::line("ping", "null"));
 
-    let pid = child.id().expect("the child runs").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
+    let pid = rustix::process::Pid::from_raw(child.id().expect("the child runs") as i32);
+    rustix::process::kill_process(pid.expect("a child's pid"), rustix::process::Signal::TERM)
+        .expect("the child is there to signal");
 
     // Each stream ends; lines already on their way may still come first.
     for stream in [&mut listened, &mut watched] {
