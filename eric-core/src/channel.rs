@@ -2,10 +2,12 @@
 
 use crate::error::{Error, Result};
 use crate::listener::{Listener, QueueConfig, Refused};
+use crate::log::{Addressee, ChannelLog, Epoch, Position, Retention};
 use crate::message::{Delivery, Message};
 use crate::registry::ListenerSet;
 use crate::stream::MessageStream;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -119,6 +121,38 @@ fn handle_out_of_line(listener: &Listener, delivery: &Delivery) {
     listener.handle(&delivery.message);
 }
 
+/// The items a resumed stream yields before its queue: the gap marker, if any, then
+/// the replay. The marker's id is the offset right before what follows it.
+fn replay_items(
+    resume: crate::log::Resume,
+    epoch: Epoch,
+    live_from: u64,
+    last_event_id: &str,
+) -> VecDeque<Delivery> {
+    let mut items = VecDeque::with_capacity(resume.replay.len() + 1);
+    if let Some(gap) = &resume.gap {
+        let next = resume
+            .replay
+            .first()
+            .map_or(live_from, |(offset, _)| *offset);
+        items.push_back(Delivery {
+            id: next - 1,
+            epoch,
+            message: Arc::new(Message::new(
+                crate::MESSAGE_TYPE_ERROR,
+                gap.payload(last_event_id),
+            )),
+        });
+    }
+    items.extend(
+        resume
+            .replay
+            .into_iter()
+            .map(|(id, message)| Delivery { id, epoch, message }),
+    );
+    items
+}
+
 /// What a broadcast did: how many listeners got the message and how many did not.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BroadcastReport {
@@ -134,6 +168,10 @@ pub struct BroadcastReport {
 struct Inner<A> {
     id: String,
     adapter: A,
+    /// Taken by every publish for the whole of it, and by every resume and every new
+    /// listener before `listeners`: offsets reach each queue in order, and a resume
+    /// reads the log and joins the live messages with none published in between.
+    log: Mutex<ChannelLog>,
     listeners: RwLock<ListenerSet>,
     queue_config: QueueConfig,
     stream_delay: Option<StreamDelay>,
@@ -146,6 +184,8 @@ struct Inner<A> {
 /// `&self` and may be called from many threads at once. Consumers of different
 /// listeners never contend with each other; a broadcast holds the listener set for
 /// reading while it queues, which only delays adding and removing listeners.
+/// Publishes on one channel are ordered: each takes the channel's log (see
+/// [`crate::log`]) for its whole fan-out, so every queue receives offsets in order.
 ///
 /// ```
 /// use eric_core::{Channel, Identity, Message};
@@ -187,6 +227,8 @@ pub struct ChannelBuilder<A> {
     id: Option<String>,
     queue_config: QueueConfig,
     stream_delay: Option<StreamDelay>,
+    retention: Retention,
+    epoch: Option<Epoch>,
 }
 
 impl<A: Adapter> ChannelBuilder<A> {
@@ -208,12 +250,30 @@ impl<A: Adapter> ChannelBuilder<A> {
         self
     }
 
+    /// How much of its log the channel retains for resume (none by default, as the
+    /// reference keeps nothing).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Starts the log in `epoch` instead of a new one: for an engine that keeps the
+    /// log's epoch elsewhere and makes the channel again.
+    pub fn epoch(mut self, epoch: Epoch) -> Self {
+        self.epoch = Some(epoch);
+        self
+    }
+
     /// The channel.
     pub fn build(self) -> Channel<A> {
         Channel {
             inner: Arc::new(Inner {
                 id: self.id.unwrap_or_else(crate::id::next_channel_id),
                 adapter: self.adapter,
+                log: Mutex::new(ChannelLog::new(
+                    self.epoch.unwrap_or_default(),
+                    self.retention,
+                )),
                 listeners: RwLock::new(ListenerSet::default()),
                 queue_config: self.queue_config,
                 stream_delay: self.stream_delay,
@@ -235,6 +295,8 @@ impl<A: Adapter> Channel<A> {
             id: None,
             queue_config: QueueConfig::default(),
             stream_delay: None,
+            retention: Retention::none(),
+            epoch: None,
         }
     }
 
@@ -258,6 +320,22 @@ impl<A: Adapter> Channel<A> {
         self.inner.stream_delay.as_ref()
     }
 
+    /// The epoch of the channel's log.
+    pub fn epoch(&self) -> Epoch {
+        self.inner.log.lock().epoch()
+    }
+
+    /// The position of the last message published on the channel (offset 0 before
+    /// the first).
+    pub fn position(&self) -> Position {
+        self.inner.log.lock().position()
+    }
+
+    /// How much of its log the channel retains.
+    pub fn retention(&self) -> Retention {
+        self.inner.log.lock().retention()
+    }
+
     /// Adds a new listener with a generated id and the channel's queue configuration.
     /// Like every new listener it is stopped. An id that a listener registered with
     /// [`register_listener`](Self::register_listener) already holds is skipped.
@@ -267,6 +345,12 @@ impl<A: Adapter> Channel<A> {
 
     /// Adds a new listener with a generated id and the queue `config`.
     fn add_listener_with(&self, config: QueueConfig) -> Arc<Listener> {
+        let log = self.inner.log.lock();
+        self.insert_new_listener(&log, config)
+    }
+
+    /// Adds a new listener with a generated id; the caller holds the log.
+    fn insert_new_listener(&self, log: &ChannelLog, config: QueueConfig) -> Arc<Listener> {
         let mut listeners = self.inner.listeners.write();
         // A caller may have registered a listener under an id the counter has not
         // reached yet: that id is skipped, never taken over (which would orphan the
@@ -274,17 +358,21 @@ impl<A: Adapter> Channel<A> {
         let id = std::iter::repeat_with(crate::id::next_listener_id)
             .find(|id| !listeners.contains(id))
             .expect("the id counter goes on");
-        let listener = Arc::new(Listener::with_id(id).queue_config(config));
+        let mut listener = Listener::with_id(id).queue_config(config);
+        listener.set_joined(log.position().offset);
+        let listener = Arc::new(listener);
         listeners.insert(Arc::clone(&listener));
         listener
     }
 
     /// Adds a listener built by the caller. Fails if its id is taken on this channel.
-    pub fn register_listener(&self, listener: Listener) -> Result<Arc<Listener>> {
+    pub fn register_listener(&self, mut listener: Listener) -> Result<Arc<Listener>> {
+        let log = self.inner.log.lock();
         let mut listeners = self.inner.listeners.write();
         if listeners.contains(listener.id()) {
             return Err(Error::DuplicateId(listener.id().to_owned()));
         }
+        listener.set_joined(log.position().offset);
         let listener = Arc::new(listener);
         listeners.insert(Arc::clone(&listener));
         Ok(listener)
@@ -339,17 +427,22 @@ impl<A: Adapter> Channel<A> {
     /// [`OverflowPolicy`](crate::OverflowPolicy)).
     pub fn dispatch(&self, listener_id: &str, message: impl Into<Arc<Message>>) -> Result<()> {
         let message = message.into();
+        let mut log = self.inner.log.lock();
         // Push under the map's read lock: no reference count to take on the listener.
         let listeners = self.inner.listeners.read();
         let listener = listeners
             .get(listener_id)
             .ok_or_else(|| Error::InvalidListener(listener_id.to_owned()))?;
-        match listener.push(&message) {
-            Ok(()) => Ok(()),
+        match listener.push(log.next_offset(), log.epoch(), &message) {
+            Ok(()) => {
+                log.append(&message, Addressee::One(listener.address()));
+                Ok(())
+            }
             Err(refused) => {
                 let listener = Arc::clone(listener);
                 // Overflow handling may remove the listener: release the map first.
                 drop(listeners);
+                drop(log);
                 Err(self.overflowed(&listener, refused))
             }
         }
@@ -357,9 +450,16 @@ impl<A: Adapter> Channel<A> {
 
     /// Queues `message` for a listener the caller already holds, skipping the id lookup.
     pub fn dispatch_to(&self, listener: &Arc<Listener>, message: &Arc<Message>) -> Result<()> {
-        match listener.push(message) {
-            Ok(()) => Ok(()),
-            Err(refused) => Err(self.overflowed(listener, refused)),
+        let mut log = self.inner.log.lock();
+        match listener.push(log.next_offset(), log.epoch(), message) {
+            Ok(()) => {
+                log.append(message, Addressee::One(listener.address()));
+                Ok(())
+            }
+            Err(refused) => {
+                drop(log);
+                Err(self.overflowed(listener, refused))
+            }
         }
     }
 
@@ -396,15 +496,19 @@ impl<A: Adapter> Channel<A> {
         let mut report = BroadcastReport::default();
         let mut to_disconnect = Vec::new();
         {
+            let mut log = self.inner.log.lock();
+            let (offset, epoch) = (log.next_offset(), log.epoch());
             let listeners = self.inner.listeners.read();
             for listener in listeners.iter() {
-                match listener.push(&message) {
+                match listener.push(offset, epoch, &message) {
                     Ok(()) => report.delivered += 1,
                     Err(Refused::Full) => report.rejected += 1,
                     Err(Refused::MustDisconnect) => to_disconnect.push(Arc::clone(listener)),
                     Err(Refused::Removed) => {}
                 }
             }
+            drop(listeners);
+            log.append(&message, Addressee::All);
         }
         for listener in to_disconnect {
             self.overflowed(&listener, Refused::MustDisconnect);
@@ -445,49 +549,55 @@ impl<A: Adapter> Channel<A> {
         MessageStream::new(self.clone(), Arc::clone(listener), Default::default())
     }
 
-    /// A stream that first replays the messages the listener delivered after event id
-    /// `last_event_id` (kept in its history, see [`QueueConfig::history`]), then goes on
-    /// with the queue: what a consumer that reconnects with `Last-Event-ID` needs.
-    ///
-    /// If some of those messages are no longer in the history, the stream starts with a
-    /// synthetic `_eric_error` item (id 0) whose payload reads
-    /// `{"error": "history_gap", "last_event_id": n, "first_available": m}`, then replays
-    /// what remains. An id newer than anything delivered replays nothing.
+    /// A stream of the listener's messages for a consumer that last saw the event
+    /// with id `last_event_id` (a [`Position`] in its text form, as a client sends it
+    /// back in `Last-Event-ID`): first the retained entries of the log after that
+    /// position that were addressed to the listener and have left its queue, then its
+    /// queue. No message comes twice and none is skipped silently: when the log cannot
+    /// cover the position (trimmed, another epoch, past the end, not a position), the
+    /// stream starts with one `_eric_error` marker; see [`crate::log`] for its payload.
     pub fn message_stream_after(
         &self,
         listener: &Arc<Listener>,
-        last_event_id: u64,
+        last_event_id: &str,
     ) -> MessageStream<A> {
-        let replay = listener.replay_after(last_event_id);
-        let mut items = replay.items;
-        if let Some((requested, first_available)) = replay.gap {
-            let marker = Message::new(
-                crate::MESSAGE_TYPE_ERROR,
-                serde_json::json!({
-                    "error": "history_gap",
-                    "last_event_id": requested,
-                    "first_available": first_available,
-                }),
-            );
-            items.push_front(Delivery {
-                id: 0,
-                message: Arc::new(marker),
-            });
-        }
+        let mut log = self.inner.log.lock();
+        let first_queued = listener.first_queued();
+        let resume = log.resume(
+            last_event_id,
+            listener.address(),
+            listener.joined(),
+            first_queued,
+        );
+        let live_from = first_queued.unwrap_or(log.next_offset());
+        let items = replay_items(resume, log.epoch(), live_from, last_event_id);
+        drop(log);
         MessageStream::new(self.clone(), Arc::clone(listener), items)
     }
 
     /// Adds a new listener, starts it and streams it. The listener lives as long as the
-    /// stream: dropping the stream removes it from the channel. It keeps no resume
-    /// history, whatever the channel's [`QueueConfig::history`]: nothing can resume a
-    /// listener that ends with its stream.
+    /// stream: dropping the stream removes it from the channel.
     pub fn watch(&self) -> MessageStream<A> {
-        let listener = self.add_listener_with(QueueConfig {
-            history: 0,
-            ..self.inner.queue_config
-        });
+        let listener = self.add_listener_with(self.inner.queue_config);
         listener.start();
         self.message_stream(&listener).removing_listener_on_drop()
+    }
+
+    /// [`watch`](Self::watch) for a consumer that last saw the event with id
+    /// `last_event_id`: the retained broadcasts after that position come first, then
+    /// the live ones, with none twice and none skipped silently (a gap starts the
+    /// stream with a marker, as in [`message_stream_after`](Self::message_stream_after)).
+    pub fn watch_after(&self, last_event_id: &str) -> MessageStream<A> {
+        let mut log = self.inner.log.lock();
+        let listener = self.insert_new_listener(&log, self.inner.queue_config);
+        // A watcher resumes a position of an earlier connection: every broadcast
+        // after it is its own, whenever its new listener joined.
+        let resume = log.resume(last_event_id, listener.address(), 0, None);
+        let live_from = log.next_offset();
+        let items = replay_items(resume, log.epoch(), live_from, last_event_id);
+        drop(log);
+        listener.start();
+        MessageStream::new(self.clone(), listener, items).removing_listener_on_drop()
     }
 
     /// A handle that does not keep the channel alive (for handlers that call back into

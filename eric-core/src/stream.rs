@@ -118,6 +118,7 @@ impl<A: Adapter> MessageStream<A> {
                 self.finished = true;
                 Delivery {
                     id: 0,
+                    epoch: self.channel.epoch(),
                     message: Arc::new(Message::closed()),
                 }
             }
