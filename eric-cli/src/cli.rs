@@ -1,6 +1,7 @@
 //! The command line: every subcommand, flag and environment variable of `eric`.
 
 use crate::error::EXIT_CODES_HELP;
+use crate::http_api::authority;
 use crate::paths::default_socket_path;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use eric_core::OverflowPolicy;
@@ -59,7 +60,8 @@ pub struct Cli {
         global = true,
         env = "ERIC_HTTP",
         value_name = "ADDR",
-        default_value = "127.0.0.1:8080"
+        default_value = "127.0.0.1:8080",
+        value_parser = parse_http_address
     )]
     pub http: String,
 
@@ -505,6 +507,41 @@ fn parse_positive(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Checks that `--http` reads as `HOST:PORT` (an `http://` in front and a `/` after are
+/// accepted), so that a mistyped address is a usage error before anything runs. The host
+/// is resolved later, by the command that uses it.
+fn parse_http_address(text: &str) -> Result<String, String> {
+    let example = "write HOST:PORT, e.g. 127.0.0.1:8080";
+    let address = authority(text);
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("`{text}` has no port: {example}"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "`{port}` is not a port number (0 to 65535): {example}"
+        ));
+    }
+    let host_is_valid = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        }
+    };
+    if host_is_valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{host}` is not a host name or IP address (an IPv6 address goes in brackets, \
+             [::1]:8080): {example}"
+        ))
+    }
+}
+
 fn parse_log_filter(text: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::builder()
         .parse(text)
@@ -557,6 +594,31 @@ mod tests {
             panic!("not a broadcast")
         };
         assert_eq!(payload.payload.as_deref(), Some("-5"));
+    }
+
+    #[test]
+    fn http_addresses_are_host_and_port() {
+        for good in [
+            "127.0.0.1:8080",
+            "localhost:0",
+            "http://eric.example:80/",
+            "[::1]:8080",
+        ] {
+            assert_eq!(parse_http_address(good).as_deref(), Ok(good));
+        }
+        for (bad, reason) in [
+            ("nope", "has no port"),
+            ("127.0.0.1:http", "not a port number"),
+            ("127.0.0.1:70000", "not a port number"),
+            (":8080", "not a host name"),
+            ("::1:8080", "not a host name"),
+            ("[::1:8080", "not a host name"),
+            ("https://eric.example:443", "not a host name"),
+        ] {
+            let error = parse_http_address(bad).unwrap_err();
+            assert!(error.contains(reason), "{bad}: {error}");
+            assert!(error.contains("HOST:PORT"), "{bad}: {error}");
+        }
     }
 
     #[test]

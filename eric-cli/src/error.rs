@@ -3,6 +3,7 @@
 use eric_socket::ClientError;
 use std::fmt;
 use std::io;
+use std::path::Path;
 
 /// The exit codes of `eric`, as documented in `eric --help`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,7 +14,9 @@ pub enum Exit {
     NoServer = 3,
     /// 4: the server refused the command (unknown channel or listener, id taken, queue full).
     Refused = 4,
-    /// 5: the input is invalid (a payload that is not JSON, an address that does not parse).
+    /// 5: the input is invalid (a payload that is not JSON, an `--http` host that does not
+    /// resolve). An address that does not parse at all is a usage error (2), reported by
+    /// clap before anything runs.
     InvalidInput = 5,
     /// 6: an I/O error (reading stdin, writing stdout, binding a socket, a dropped connection).
     Io = 6,
@@ -24,11 +27,11 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success (a stream ended by the server or by Ctrl-C is a success too)
   1  other failure (an unexpected answer, a server error)
-  2  usage error (unknown flag, missing argument)
+  2  usage error (unknown flag, missing argument, a value that does not parse, such as --http nope)
   3  no server: nothing answers at the socket path (or, for the verbs that use it, the HTTP address)
   4  the server refused the command (unknown channel or listener, id taken, queue full)
-  5  invalid input (a payload that is not JSON, an address that does not parse)
-  6  I/O error (reading stdin, writing stdout, binding a socket, a dropped connection)";
+  5  invalid input (a payload that is not JSON, an --http host that does not resolve)
+  6  I/O error (reading stdin, writing stdout, binding a socket, a socket you may not connect to, a dropped connection)";
 
 /// A failed command: what went wrong, phrased for the user, and its exit code.
 #[derive(Debug)]
@@ -69,6 +72,13 @@ impl From<ClientError> for CliError {
     fn from(error: ClientError) -> Self {
         match error {
             ClientError::NoServer { .. } => CliError::new(Exit::NoServer, error.to_string()),
+            ClientError::Io {
+                ref path,
+                ref source,
+            } if source.kind() == io::ErrorKind::PermissionDenied => {
+                let hint = permission_hint(path);
+                CliError::new(Exit::Io, format!("{error}{hint}"))
+            }
             ClientError::Io { .. } => CliError::new(Exit::Io, error.to_string()),
             ClientError::Server { name, message } => {
                 let hint = match name.as_str() {
@@ -90,6 +100,19 @@ impl From<ClientError> for CliError {
             other => CliError::new(Exit::Other, other.to_string()),
         }
     }
+}
+
+/// What to do when the socket refuses a connection for lack of permission: the socket's
+/// mode admits its owner only unless the server says otherwise, and a new group
+/// membership counts only in a new login.
+fn permission_hint(path: &Path) -> String {
+    format!(
+        " (the socket or its directory does not let you in: `eric serve` makes it with mode \
+         600, its owner only; see its owner and group with `ls -l {path}`, and connect as that \
+         user, or serve with --socket-mode 660 and join the group: `sudo usermod -aG GROUP \
+         \"$USER\"`, then log in again or run `newgrp GROUP`)",
+        path = path.display()
+    )
 }
 
 #[cfg(test)]
@@ -114,5 +137,28 @@ mod tests {
         });
         assert_eq!(error.exit, Exit::NoServer);
         assert!(error.message.contains("eric serve"));
+    }
+
+    #[test]
+    fn permission_denied_on_the_socket_says_how_to_get_in() {
+        let error = CliError::from(ClientError::Io {
+            path: "/run/eric/eric.sock".into(),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        });
+        assert_eq!(error.exit, Exit::Io);
+        assert!(error.message.contains("/run/eric/eric.sock"), "{error}");
+        assert!(error.message.contains("--socket-mode 660"), "{error}");
+        assert!(error.message.contains("usermod -aG"), "{error}");
+        assert!(error.message.contains("newgrp"), "{error}");
+    }
+
+    #[test]
+    fn other_io_errors_get_no_permission_hint() {
+        let error = CliError::from(ClientError::Io {
+            path: "/tmp/x.sock".into(),
+            source: io::Error::from(io::ErrorKind::ConnectionReset),
+        });
+        assert_eq!(error.exit, Exit::Io);
+        assert!(!error.message.contains("newgrp"), "{error}");
     }
 }

@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -104,7 +105,8 @@ impl HttpApi {
     }
 
     async fn exchange(&self, method: Method, path: &str) -> Result<Value, CliError> {
-        let stream = TcpStream::connect(&self.authority)
+        let addresses = self.resolve().await?;
+        let stream = TcpStream::connect(&addresses[..])
             .await
             .map_err(|error| self.connect_error(error))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -153,6 +155,25 @@ impl HttpApi {
         } else {
             Err(self.status_error(status, &answer))
         }
+    }
+
+    /// The addresses of the host; one that does not resolve is invalid input (exit 5), as
+    /// it is for `eric serve`.
+    async fn resolve(&self) -> Result<Vec<SocketAddr>, CliError> {
+        let invalid = |why: String| {
+            CliError::invalid_input(format!(
+                "--http {}: {why}; write HOST:PORT, e.g. 127.0.0.1:8080",
+                self.authority
+            ))
+        };
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host(&self.authority)
+            .await
+            .map_err(|error| invalid(error.to_string()))?
+            .collect();
+        if addresses.is_empty() {
+            return Err(invalid("the name has no address".to_owned()));
+        }
+        Ok(addresses)
     }
 
     fn connect_error(&self, error: io::Error) -> CliError {

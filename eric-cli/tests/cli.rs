@@ -499,6 +499,39 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn an_http_address_that_does_not_parse_is_a_usage_error_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // The HTTP verbs, the socket verbs and `serve` alike: the value is checked first.
+    for args in [&["channel", "list"][..], &["channel", "create"], &["serve"]] {
+        let mut command = Command::new(ERIC);
+        for name in ENVIRONMENT {
+            command.env_remove(name);
+        }
+        command
+            .arg("--socket")
+            .arg(dir.path().join("nobody.sock"))
+            .args(["--http", "nope"])
+            .args(args)
+            .timeout(WAIT)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("`nope` has no port"))
+            .stderr(predicate::str::contains("HOST:PORT"));
+    }
+    let mut command = Command::new(ERIC);
+    for name in ENVIRONMENT {
+        command.env_remove(name);
+    }
+    command
+        .env("ERIC_HTTP", "127.0.0.1:port")
+        .args(["channel", "list"])
+        .timeout(WAIT)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`port` is not a port number"));
+}
+
+#[test]
 fn completions_are_printed_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
         Command::new(ERIC)
