@@ -60,7 +60,7 @@ pub struct Cli {
         global = true,
         env = "ERIC_HTTP",
         value_name = "ADDR",
-        default_value = "127.0.0.1:8080",
+        default_value_t = http_defaults().addr.to_string(),
         value_parser = parse_http_address
     )]
     pub http: String,
@@ -364,7 +364,8 @@ pub struct ServeArgs {
         long,
         env = "ERIC_OVERFLOW",
         value_name = "POLICY",
-        default_value = "reject",
+        value_enum,
+        default_value_t = Overflow::from(OverflowPolicy::default()),
         help_heading = "Channels and queues"
     )]
     pub overflow: Overflow,
@@ -406,7 +407,8 @@ fn unix_defaults() -> UnixServerConfig {
     UnixServerConfig::new("")
 }
 
-fn http_defaults() -> HttpServerConfig {
+/// The HTTP server's defaults, its address included.
+pub(crate) fn http_defaults() -> HttpServerConfig {
     HttpServerConfig::default()
 }
 
@@ -419,6 +421,16 @@ pub enum Overflow {
     DropOldest,
     /// Remove the listener; its stream ends.
     Disconnect,
+}
+
+impl From<OverflowPolicy> for Overflow {
+    fn from(policy: OverflowPolicy) -> Self {
+        match policy {
+            OverflowPolicy::Reject => Overflow::Reject,
+            OverflowPolicy::DropOldest => Overflow::DropOldest,
+            OverflowPolicy::Disconnect => Overflow::Disconnect,
+        }
+    }
 }
 
 impl From<Overflow> for OverflowPolicy {

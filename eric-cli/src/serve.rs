@@ -1,6 +1,6 @@
 //! `eric serve`: the Unix socket server and the HTTP server over one set of channels.
 
-use crate::cli::ServeArgs;
+use crate::cli::{http_defaults, ServeArgs};
 use crate::error::{CliError, Exit};
 use crate::http_api::authority;
 use crate::paths::{default_socket_path, ensure_private_dir};
@@ -212,7 +212,7 @@ fn banner(socket: &Path, http: Option<SocketAddr>, http_flag: &str) -> String {
     );
     let watch = match http {
         Some(addr) => {
-            if authority(http_flag) != "127.0.0.1:8080" {
+            if authority(http_flag) != http_defaults().addr.to_string() {
                 flags.push_str(&format!(" --http {addr}"));
             }
             text.push_str(&format!("  http    http://{addr}\n"));
@@ -294,9 +294,15 @@ mod tests {
         assert_eq!(unix.read_timeout, reference.read_timeout);
         assert_eq!(unix.max_command_bytes, reference.max_command_bytes);
         assert_eq!(unix.max_connections, reference.max_connections);
-        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(unix.shutdown_grace, reference.shutdown_grace);
+        let cli = Cli::try_parse_from(["eric", "serve"]).unwrap();
+        let addr = parse_http_addr(&cli.http).unwrap();
+        assert_eq!(addr, HttpServerConfig::default().addr);
         let http = http_config(&args, addr);
         let reference = HttpServerConfig::new(addr);
+        assert_eq!(http.max_connections, reference.max_connections);
+        assert_eq!(http.shutdown_grace, reference.shutdown_grace);
+        assert_eq!(http.body_read_timeout, reference.body_read_timeout);
         assert_eq!(http.max_body_bytes, reference.max_body_bytes);
         assert_eq!(http.max_streams, reference.max_streams);
         assert_eq!(http.sse.keep_alive, reference.sse.keep_alive);

@@ -3,8 +3,9 @@
 //!
 //! * [`ChannelContainer`]: the set of [`eric_sse::SseChannel`]s the servers share (the
 //!   reference's `SSEChannelContainer`).
-//! * [`protocol`]: the command protocol without I/O: parse a command, execute it against
-//!   a container, write answers, errors and stream lines byte for byte as the reference.
+//! * [`protocol`]: the command protocol without I/O, the one definition of the wire for
+//!   servers and clients: write and parse a command, execute it against a container,
+//!   write and read answers, errors and stream lines byte for byte as the reference.
 //! * [`UnixServer`] and [`SocketClient`]: the protocol over a Unix socket (tokio), so that
 //!   Python programs written for eric-sse 0.6.0.3 work unchanged.
 //! * [`HttpServer`] (feature `http`, on by default; module `http`): the HTTP routes of
@@ -52,6 +53,7 @@ mod accept;
 mod container;
 #[cfg(feature = "http")]
 pub mod http;
+mod limits;
 pub mod protocol;
 mod pyjson;
 mod shutdown;

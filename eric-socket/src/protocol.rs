@@ -4,9 +4,19 @@
 //! A client writes one JSON object and half-closes; the server answers and closes. See
 //! `docs/socket-protocol.md` for the whole protocol. This module holds no I/O: the Unix
 //! server feeds it the bytes it read and writes what it returns.
+//!
+//! It is the one definition of the wire, for both sides: each piece a server reads has
+//! the writer a client uses beside it, and each piece a server writes has its reader.
+//!
+//! | on the wire | written by | read by |
+//! |---|---|---|
+//! | a command | [`Command::write_to`] (client) | [`parse`] (server) |
+//! | a one-shot answer | [`answer_bytes`] (server) | [`parse_answer`] (client) |
+//! | an error | [`ProtocolError::to_wire`] (server) | [`ProtocolError::from_wire`] (client) |
+//! | a stream line | [`write_stream_line`] (server) | [`parse_stream_line`] (client) |
 
 use crate::container::ChannelContainer;
-use crate::pyjson::{python_repr, write_python_str, write_python_value};
+use crate::pyjson::{python_repr, python_unrepr, write_python_str, write_python_value};
 use eric_core::{Error, Message, MessageStream};
 use eric_sse::{SseAdapter, SseEvent};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -55,20 +65,83 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The verb of the command on the wire.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::CreateChannel => "c",
+            Command::Register { .. } => "r",
+            Command::Dispatch { .. } => "d",
+            Command::Broadcast { .. } => "b",
+            Command::Listen { .. } => "l",
+            Command::Watch { .. } => "w",
+        }
+    }
+
+    /// Appends the command as a client sends it, byte for byte what the reference's
+    /// Python client writes: `json.dumps` of the object with its keys in the order
+    /// `v`, `c`, `r`, `t`, `p` (`{"v": "d", "c": "1", "r": "2", "t": "hi", "p": null}`).
+    /// [`parse`] reads it back into the same command, in its one pass.
+    pub fn write_to(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(b"{\"v\": ");
+        write_python_str(buf, self.verb());
+        let field = |buf: &mut Vec<u8>, key: &[u8], text: &str| {
+            buf.extend_from_slice(b", \"");
+            buf.extend_from_slice(key);
+            buf.extend_from_slice(b"\": ");
+            write_python_str(buf, text);
+        };
+        let (channel, receiver, message) = match self {
+            Command::CreateChannel => (None, None, None),
+            Command::Register { channel } | Command::Watch { channel } => {
+                (Some(channel), None, None)
+            }
+            Command::Listen { channel, receiver } => (Some(channel), Some(receiver), None),
+            Command::Dispatch {
+                channel,
+                receiver,
+                message,
+            } => (Some(channel), Some(receiver), Some(message)),
+            Command::Broadcast { channel, message } => (Some(channel), None, Some(message)),
+        };
+        if let Some(channel) = channel {
+            field(buf, b"c", channel);
+        }
+        if let Some(receiver) = receiver {
+            field(buf, b"r", receiver);
+        }
+        if let Some(message) = message {
+            field(buf, b"t", &message.msg_type);
+            buf.extend_from_slice(b", \"p\": ");
+            write_python_value(buf, &message.payload);
+        }
+        buf.push(b'}');
+    }
+
+    /// The bytes of [`write_to`](Self::write_to).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(64);
+        self.write_to(&mut buf);
+        buf
+    }
+}
+
 /// A failed command, as the protocol reports it: `Name('message')`, with the exception
 /// names of the reference so that scripts matching on them keep working.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolError {
-    /// The exception name, e.g. `InvalidChannelException`.
-    pub name: &'static str,
+    /// The exception name, e.g. `InvalidChannelException`: a static name when a server
+    /// raises it, the name read back when a client parses an answer.
+    pub name: Cow<'static, str>,
     /// The human-readable message; empty writes `Name()`.
     pub message: String,
 }
 
 impl ProtocolError {
-    fn new(name: &'static str, message: impl Into<String>) -> Self {
+    /// An error named `name` (letters, digits and `_`, as a Python exception name).
+    pub fn new(name: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         ProtocolError {
-            name,
+            name: name.into(),
             message: message.into(),
         }
     }
@@ -81,6 +154,25 @@ impl ProtocolError {
     /// The bytes written to the client: the Python `repr` of the exception.
     pub fn to_wire(&self) -> Vec<u8> {
         self.to_string().into_bytes()
+    }
+
+    /// Reads an error answer back, as [`to_wire`](Self::to_wire) writes it and as the
+    /// reference writes its exceptions: `Name('message')`, `Name("message")` or
+    /// `Name()`. `None` if `answer` is not one.
+    pub fn from_wire(answer: &str) -> Option<ProtocolError> {
+        let (name, rest) = answer.split_once('(')?;
+        let inner = rest.strip_suffix(')')?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return None;
+        }
+        let message = match inner.chars().next() {
+            None => String::new(),
+            Some(quote @ ('\'' | '"')) if inner.len() >= 2 && inner.ends_with(quote) => {
+                python_unrepr(&inner[1..inner.len() - 1])
+            }
+            Some(_) => inner.to_owned(),
+        };
+        Some(ProtocolError::new(name.to_owned(), message))
     }
 }
 
@@ -375,9 +467,9 @@ fn parse_any(raw: &[u8]) -> Result<Command, ProtocolError> {
     }
 }
 
-/// What executing a command produced.
+/// What executing a command produced: the text of a one-shot answer, or a stream.
 #[derive(Debug)]
-pub enum Answer {
+pub enum Outcome {
     /// A one-shot answer: an id or `ack`.
     Text(String),
     /// A stream to write line by line with [`write_stream_line`] until it ends.
@@ -388,11 +480,11 @@ pub enum Answer {
 pub const ACK: &str = "ack";
 
 /// Executes `command` against `container`.
-pub fn execute(container: &ChannelContainer, command: Command) -> Result<Answer, ProtocolError> {
+pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome, ProtocolError> {
     Ok(match command {
-        Command::CreateChannel => Answer::Text(container.add().id().to_owned()),
+        Command::CreateChannel => Outcome::Text(container.add().id().to_owned()),
         Command::Register { channel } => {
-            Answer::Text(container.get(&channel)?.add_listener().id().to_owned())
+            Outcome::Text(container.get(&channel)?.add_listener().id().to_owned())
         }
         Command::Dispatch {
             channel,
@@ -400,26 +492,54 @@ pub fn execute(container: &ChannelContainer, command: Command) -> Result<Answer,
             message,
         } => {
             container.get(&channel)?.dispatch(&receiver, message)?;
-            Answer::Text(ACK.to_owned())
+            Outcome::Text(ACK.to_owned())
         }
         Command::Broadcast { channel, message } => {
             container.get(&channel)?.broadcast(message);
-            Answer::Text(ACK.to_owned())
+            Outcome::Text(ACK.to_owned())
         }
         Command::Listen { channel, receiver } => {
             let channel = container.get(&channel)?;
             let listener = channel.get_listener(&receiver)?;
             // The reference (0.6.0.3) forgets to start the listener; later versions do.
             listener.start();
-            Answer::Stream(channel.message_stream(&listener))
+            Outcome::Stream(channel.message_stream(&listener))
         }
-        Command::Watch { channel } => Answer::Stream(container.get(&channel)?.watch()),
+        Command::Watch { channel } => Outcome::Stream(container.get(&channel)?.watch()),
     })
 }
 
 /// Parses and executes in one step.
-pub fn handle(container: &ChannelContainer, raw: &[u8]) -> Result<Answer, ProtocolError> {
+pub fn handle(container: &ChannelContainer, raw: &[u8]) -> Result<Outcome, ProtocolError> {
     execute(container, parse(raw)?)
+}
+
+/// The bytes of a one-shot answer: the text of an id or `ack` as it is, an error in its
+/// wire form. [`parse_answer`] reads them back.
+pub fn answer_bytes(answer: Result<String, ProtocolError>) -> Vec<u8> {
+    match answer {
+        Ok(text) => text.into_bytes(),
+        Err(error) => error.to_wire(),
+    }
+}
+
+/// Reads a one-shot answer as [`answer_bytes`] writes it: an error answer is the `Err`,
+/// any other text (an id, `ack`) the `Ok`.
+pub fn parse_answer(answer: &str) -> Result<&str, ProtocolError> {
+    match ProtocolError::from_wire(answer) {
+        Some(error) => Err(error),
+        None => Ok(answer),
+    }
+}
+
+/// Reads one line of an `l` or `w` stream, without its line feed, as
+/// [`write_stream_line`] writes it: an event, or the error answer that a failed command
+/// sends instead of its stream. `None` if the line is neither.
+pub fn parse_stream_line(line: &str) -> Option<Result<SseEvent, ProtocolError>> {
+    match serde_json::from_str::<SseEvent>(line) {
+        Ok(event) => Some(Ok(event)),
+        Err(_) => ProtocolError::from_wire(line).map(Err),
+    }
 }
 
 /// Appends one stream line: the event as `json.dumps` writes it (`{"event": <type>,
@@ -512,6 +632,173 @@ mod tests {
                 prop_assert_eq!(Ok(command), parse_any(raw.as_bytes()), "{}", raw);
             }
         }
+    }
+
+    /// Strings as ids and message types may hold them: escapes, quotes, non-ASCII,
+    /// characters outside the BMP.
+    fn wire_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec!["1", "42", "load", "", "a\"b", "\\", "é\n\u{7f}"])
+                .prop_map(str::to_owned),
+            any::<String>(),
+        ]
+    }
+
+    /// Payloads of every JSON kind; floats exact in binary, so that the comparison does
+    /// not depend on how closely serde_json reads decimals.
+    fn payload() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<i32>().prop_map(|n| Value::from(f64::from(n) / 64.0)),
+            wire_text().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((wire_text(), inner), 0..4)
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        (wire_text(), payload()).prop_map(|(t, p)| Message::new(t, p))
+    }
+
+    fn command() -> impl Strategy<Value = Command> {
+        prop_oneof![
+            Just(Command::CreateChannel),
+            wire_text().prop_map(|channel| Command::Register { channel }),
+            (wire_text(), wire_text(), message()).prop_map(|(channel, receiver, message)| {
+                Command::Dispatch {
+                    channel,
+                    receiver,
+                    message,
+                }
+            }),
+            (wire_text(), message())
+                .prop_map(|(channel, message)| Command::Broadcast { channel, message }),
+            (wire_text(), wire_text())
+                .prop_map(|(channel, receiver)| Command::Listen { channel, receiver }),
+            wire_text().prop_map(|channel| Command::Watch { channel }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// What a client writes, the server reads back as the same command, in one pass.
+        #[test]
+        fn every_command_reads_back_from_its_bytes(command in command()) {
+            let bytes = command.to_bytes();
+            prop_assert_eq!(parse_well_formed(&bytes), Some(command.clone()));
+            prop_assert_eq!(parse(&bytes), Ok(command));
+        }
+
+        /// What a server answers, the client reads back: ids, `ack`, and errors whatever
+        /// their message holds.
+        #[test]
+        fn every_answer_reads_back_from_its_bytes(
+            id in "[0-9]{1,12}|ack",
+            name in prop::sample::select(vec![
+                "InvalidChannelException",
+                "InvalidListenerException",
+                "InvalidMessageFormat",
+                "JSONDecodeError",
+                "TimeoutError",
+            ]),
+            message in wire_text(),
+        ) {
+            let bytes = answer_bytes(Ok(id.clone()));
+            prop_assert_eq!(parse_answer(std::str::from_utf8(&bytes).unwrap()), Ok(id.as_str()));
+            let error = ProtocolError::new(name, message);
+            let bytes = answer_bytes(Err(error.clone()));
+            prop_assert_eq!(parse_answer(std::str::from_utf8(&bytes).unwrap()), Err(error));
+        }
+    }
+
+    #[test]
+    fn commands_are_written_as_the_reference_client_writes_them() {
+        // The right-hand sides are the bytes the reference's Python client (eric-sse
+        // 0.6.0.3 `SocketClient`: create_channel, register, broadcast_message,
+        // send_payload) and the interop script (tests/interop) write for these commands.
+        let message = |t: &str, p: Value| Message::new(t, p);
+        for (command, python) in [
+            (Command::CreateChannel, r#"{"v": "c"}"#),
+            (
+                Command::Register {
+                    channel: "1".into(),
+                },
+                r#"{"v": "r", "c": "1"}"#,
+            ),
+            (
+                Command::Dispatch {
+                    channel: "1".into(),
+                    receiver: "2".into(),
+                    message: message("hello", json!({"to": "you"})),
+                },
+                r#"{"v": "d", "c": "1", "r": "2", "t": "hello", "p": {"to": "you"}}"#,
+            ),
+            (
+                Command::Broadcast {
+                    channel: "1".into(),
+                    message: message(
+                        "h\u{e9}llo",
+                        json!({"to": "you", "n": [1, 2.5, null, "\u{2603}"]}),
+                    ),
+                },
+                r#"{"v": "b", "c": "1", "t": "h\u00e9llo", "p": {"to": "you", "n": [1, 2.5, null, "\u2603"]}}"#,
+            ),
+            (
+                Command::Broadcast {
+                    channel: "1".into(),
+                    message: Message::empty("no-payload"),
+                },
+                r#"{"v": "b", "c": "1", "t": "no-payload", "p": null}"#,
+            ),
+            (
+                Command::Listen {
+                    channel: "1".into(),
+                    receiver: "2".into(),
+                },
+                r#"{"v": "l", "c": "1", "r": "2"}"#,
+            ),
+            (
+                Command::Watch {
+                    channel: "1".into(),
+                },
+                r#"{"v": "w", "c": "1"}"#,
+            ),
+        ] {
+            assert_eq!(String::from_utf8(command.to_bytes()).unwrap(), python);
+            let mut dumped = Vec::new();
+            crate::pyjson::write_python_json(
+                &mut dumped,
+                &serde_json::from_str::<Value>(python).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(dumped).unwrap(),
+                python,
+                "json.dumps form"
+            );
+        }
+    }
+
+    #[test]
+    fn stream_lines_read_back_as_events_or_errors() {
+        let event = SseEvent::new("t\u{e9}", json!({"a": [1, "x"]})).with_retry(7);
+        let mut line = Vec::new();
+        write_stream_line(&mut line, &event);
+        let line = std::str::from_utf8(&line).unwrap().trim_end_matches('\n');
+        assert_eq!(parse_stream_line(line), Some(Ok(event)));
+        let error = ProtocolError::from(Error::InvalidListener("7".into()));
+        let wire = String::from_utf8(error.to_wire()).unwrap();
+        assert_eq!(parse_stream_line(&wire), Some(Err(error)));
+        assert_eq!(parse_stream_line("not a line"), None);
     }
 
     #[test]

@@ -4,40 +4,23 @@
 
 mod http_support;
 
-use eric_socket::{ChannelContainer, ShutdownHandle, SocketClient, UnixServer, UnixServerConfig};
+use eric_socket::{ShutdownHandle, SocketClient};
 use http::Method;
 use http_support::{bounded, eventually, offset_of, TestServer};
 use serde_json::{json, Value};
-use std::sync::Arc;
 
-/// An HTTP server and a Unix server sharing one container and one shutdown handle.
+/// The HTTP server and the Unix server of one [`TestServer`], which share one container
+/// and one shutdown handle, with a client of the Unix one.
 struct BothServers {
     http: TestServer,
     unix: SocketClient,
-    unix_task: tokio::task::JoinHandle<std::io::Result<()>>,
-    _dir: tempfile::TempDir,
 }
 
 impl BothServers {
     async fn start() -> BothServers {
-        let container = Arc::new(ChannelContainer::new());
-        let http = TestServer::start_on(Arc::clone(&container), |_| {}).await;
-        let dir = tempfile::Builder::new()
-            .prefix("eric-http-unix")
-            .tempdir()
-            .unwrap();
-        let path = dir.path().join("eric.sock");
-        let unix = UnixServer::bind(UnixServerConfig::new(&path), container)
-            .await
-            .unwrap()
-            .with_shutdown_handle(http.stop.clone());
-        let unix_task = tokio::spawn(unix.run());
-        BothServers {
-            http,
-            unix: SocketClient::new(&path),
-            unix_task,
-            _dir: dir,
-        }
+        let http = TestServer::start().await;
+        let unix = http.client();
+        BothServers { http, unix }
     }
 
     fn stop(&self) -> ShutdownHandle {
@@ -146,12 +129,6 @@ async fn one_shutdown_handle_stops_both_servers_and_ends_their_streams() {
     assert!(bounded("the Unix stream ends", unix_watch.next_event())
         .await
         .is_none());
-    let BothServers {
-        http, unix_task, ..
-    } = both;
-    bounded("the Unix server stops", unix_task)
-        .await
-        .unwrap()
-        .unwrap();
-    http.shutdown().await;
+    // Waits for both servers' `run` to return Ok, and checks the socket file is gone.
+    both.http.shutdown().await;
 }

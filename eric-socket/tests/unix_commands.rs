@@ -10,8 +10,8 @@ use serde_json::json;
 #[tokio::test]
 async fn c_answers_a_fresh_decimal_channel_id_without_newline() {
     let server = TestServer::start().await;
-    let first = server.send(r#"{"v": "c"}"#).await;
-    let second = server.send(r#"{"v": "c"}"#).await;
+    let first = server.send_command(r#"{"v": "c"}"#).await;
+    let second = server.send_command(r#"{"v": "c"}"#).await;
     assert!(is_decimal_id(&first), "{first:?}");
     assert!(is_decimal_id(&second), "{second:?}");
     assert_ne!(first, second);
@@ -26,7 +26,7 @@ async fn r_answers_a_fresh_listener_id_registered_on_the_channel() {
     let server = TestServer::start().await;
     let channel = server.channel().await;
     let answer = server
-        .send(&format!(r#"{{"v": "r", "c": "{channel}"}}"#))
+        .send_command(&format!(r#"{{"v": "r", "c": "{channel}"}}"#))
         .await;
     assert!(is_decimal_id(&answer), "{answer:?}");
     let other = server.listener(&channel).await;
@@ -54,7 +54,7 @@ async fn d_answers_ack_and_queues_for_that_listener_only() {
     let target = server.listener(&channel).await;
     let bystander = server.listener(&channel).await;
     let answer = server
-        .send(&format!(
+        .send_command(&format!(
             r#"{{"v": "d", "c": "{channel}", "r": "{target}", "t": "hello", "p": {{"to": "you"}}}}"#
         ))
         .await;
@@ -78,7 +78,7 @@ async fn b_answers_ack_and_queues_for_every_listener() {
         server.listener(&channel).await,
     ];
     let answer = server
-        .send(&format!(
+        .send_command(&format!(
             r#"{{"v": "b", "c": "{channel}", "t": "news", "p": [1, "two", null]}}"#
         ))
         .await;
@@ -96,7 +96,7 @@ async fn a_missing_payload_is_delivered_as_null() {
     let channel = server.channel().await;
     let listener = server.listener(&channel).await;
     let answer = server
-        .send(&format!(
+        .send_command(&format!(
             r#"{{"v": "d", "c": "{channel}", "r": "{listener}", "t": "ping"}}"#
         ))
         .await;
@@ -113,7 +113,7 @@ async fn l_streams_the_listeners_queue_as_json_lines() {
     let listener = server.listener(&channel).await;
     let mut stream = RawStream::listen(&server.path, &channel, &listener).await;
     let answer = server
-        .send(&format!(
+        .send_command(&format!(
             r#"{{"v": "d", "c": "{channel}", "r": "{listener}", "t": "t", "p": "x"}}"#
         ))
         .await;
@@ -140,7 +140,7 @@ async fn w_streams_a_new_started_listener_of_the_channel() {
         .unwrap()
         .is_running());
     let answer = server
-        .send(&format!(
+        .send_command(&format!(
             r#"{{"v": "b", "c": "{channel}", "t": "t", "p": 7}}"#
         ))
         .await;
@@ -156,7 +156,7 @@ async fn an_unknown_channel_is_invalid_channel_exception_naming_it() {
     let server = TestServer::start().await;
     // Byte for byte as the protocol page gives it (no channel exists yet, so none is "9").
     assert_eq!(
-        server.send(r#"{"v": "r", "c": "9"}"#).await,
+        server.send_command(r#"{"v": "r", "c": "9"}"#).await,
         "InvalidChannelException('No channel with id 9')"
     );
     server.assert_serves().await;
@@ -168,7 +168,7 @@ async fn an_unknown_channel_is_invalid_channel_exception_naming_it() {
         r#"{"v": "w", "c": "nowhere"}"#,
     ] {
         assert_eq!(
-            server.send(command).await,
+            server.send_command(command).await,
             "InvalidChannelException('No channel with id nowhere')",
             "for {command}"
         );
@@ -183,7 +183,7 @@ async fn d_to_an_unknown_listener_is_invalid_listener_exception_naming_it() {
     let channel = server.channel().await;
     assert_eq!(
         server
-            .send(&format!(
+            .send_command(&format!(
                 r#"{{"v": "d", "c": "{channel}", "r": "7", "t": "t", "p": 1}}"#
             ))
             .await,
@@ -217,7 +217,7 @@ async fn a_missing_verb_is_invalid_message_format_with_the_raw_command() {
         "{}",
     ] {
         assert_eq!(
-            server.send(command).await,
+            server.send_command(command).await,
             format!("InvalidMessageFormat('{command}')")
         );
         server.assert_serves().await;
@@ -236,7 +236,7 @@ async fn a_missing_type_on_d_or_b_is_invalid_message_format_with_the_raw_command
         format!(r#"{{"v": "b", "c": "{channel}"}}"#),
     ] {
         assert_eq!(
-            server.send(&command).await,
+            server.send_command(&command).await,
             format!("InvalidMessageFormat('{command}')")
         );
         server.assert_serves().await;
@@ -252,7 +252,7 @@ async fn input_that_is_not_json_is_the_json_decode_error_of_python() {
     let server = TestServer::start().await;
     for command in ["", "hello", "\u{1}\u{2}", "é"] {
         assert_eq!(
-            server.send(command).await,
+            server.send_command(command).await,
             "JSONDecodeError('Expecting value: line 1 column 1 (char 0)')",
             "for {command:?}"
         );
@@ -283,7 +283,7 @@ async fn json_that_ends_too_early_is_located_as_python_locates_it() {
             "JSONDecodeError('Expecting property name enclosed in double quotes: line 1 column 2 (char 1)')",
         ),
     ] {
-        assert_eq!(server.send(command).await, answer, "for {command:?}");
+        assert_eq!(server.send_command(command).await, answer, "for {command:?}");
         server.assert_serves().await;
     }
     server.shutdown().await;
@@ -293,7 +293,9 @@ async fn json_that_ends_too_early_is_located_as_python_locates_it() {
 async fn an_unknown_verb_is_an_error_naming_the_verb() {
     // The reference answers nothing at all here; eric says what is wrong.
     let server = TestServer::start().await;
-    let answer = server.send(r#"{"v": "zap", "c": "1", "t": "t"}"#).await;
+    let answer = server
+        .send_command(r#"{"v": "zap", "c": "1", "t": "t"}"#)
+        .await;
     assert!(
         answer.starts_with("InvalidMessageFormat('") && answer.ends_with("')"),
         "{answer:?}"
@@ -308,7 +310,7 @@ async fn an_unknown_verb_is_an_error_naming_the_verb() {
 async fn a_command_that_is_not_an_object_is_invalid_message_format() {
     let server = TestServer::start().await;
     for command in ["[1, 2]", "\"c\"", "42", "null"] {
-        let answer = server.send(command).await;
+        let answer = server.send_command(command).await;
         assert!(
             answer.starts_with("InvalidMessageFormat(") && answer.ends_with(')'),
             "for {command}: {answer:?}"
@@ -329,7 +331,7 @@ async fn a_missing_channel_or_receiver_is_invalid_message_format() {
         format!(r#"{{"v": "l", "c": "{channel}"}}"#),
         format!(r#"{{"v": "d", "c": "{channel}", "t": "t"}}"#),
     ] {
-        let answer = server.send(&command).await;
+        let answer = server.send_command(&command).await;
         assert!(
             answer.starts_with("InvalidMessageFormat('") && answer.ends_with("')"),
             "for {command}: {answer:?}"

@@ -180,7 +180,7 @@ async fn one_connection(i: u64, target: &Target) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_bad_and_good_connections_leave_the_server_sound() {
-    let server = TestServer::start_with(|config| {
+    let server = TestServer::start_unix_with(|config| {
         config.read_timeout = Duration::from_millis(300);
         config.max_command_bytes = MAX_COMMAND;
     })
@@ -244,7 +244,7 @@ async fn a_thousand_bad_and_good_connections_leave_the_server_sound() {
     let listener = server.listener(&fresh).await;
     let command =
         format!(r#"{{"v": "d", "c": "{fresh}", "r": "{listener}", "t": "after", "p": 1}}"#);
-    assert_eq!(server.send(&command).await, "ack");
+    assert_eq!(server.send_command(&command).await, "ack");
     let mut stream = RawStream::listen(&server.path, &fresh, &listener).await;
     assert_eq!(stream.line().await, common::line("after", "1"));
     drop(stream);

@@ -42,8 +42,11 @@ async fn shutdown_ends_open_streams_and_removes_the_socket_file() {
 #[tokio::test]
 async fn shutdown_cuts_a_stuck_connection_after_the_grace_period() {
     let grace = Duration::from_millis(200);
-    let server = TestServer::start_with(|config| {
-        config.read_timeout = Duration::from_secs(60);
+    // A read timeout no test outlives: if shutdown waited for the connection rather
+    // than cutting it, `shutdown` below would fail its bounded wait, and the client
+    // would read a TimeoutError instead of nothing.
+    let server = TestServer::start_unix_with(|config| {
+        config.read_timeout = Duration::from_secs(3600);
         config.shutdown_grace = grace;
     })
     .await;
@@ -55,7 +58,7 @@ async fn shutdown_cuts_a_stuck_connection_after_the_grace_period() {
     server.shutdown().await;
     let took = started.elapsed();
     assert!(took >= grace, "waited the grace period ({took:?})");
-    assert!(took < Duration::from_secs(5), "then cut it ({took:?})");
+    // Then cut it: the connection is closed, with no answer.
     assert_eq!(gauge.open(), 0);
     let answer = bounded("the cut connection ends", read_to_end_or_reset(&mut stuck)).await;
     assert!(answer.is_empty(), "{answer:?}");
@@ -152,18 +155,18 @@ async fn sigterm_ends_streams_and_the_example_server_exits_zero_without_its_sock
     let mut watched = RawStream::watch(&path, &channel).await;
     // Both streams are live: a broadcast that reaches the watcher was sent after it
     // registered, so it reaches both. Before that, broadcasts may miss the watcher.
-    let mut reached_watcher = false;
-    for _ in 0..200 {
-        client
-            .broadcast(&channel, "ping", serde_json::json!(null))
-            .await
-            .unwrap();
-        if watched.try_line(Duration::from_millis(20)).await.is_some() {
-            reached_watcher = true;
-            break;
+    bounded("a broadcast reaches the watcher", async {
+        loop {
+            client
+                .broadcast(&channel, "ping", serde_json::json!(null))
+                .await
+                .unwrap();
+            if watched.try_line(Duration::from_millis(20)).await.is_some() {
+                break;
+            }
         }
-    }
-    assert!(reached_watcher, "the watcher never got a broadcast");
+    })
+    .await;
     assert_eq!(listened.line().await, common::line("ping", "null"));
 
     let pid = child.id().expect("the child runs").to_string();

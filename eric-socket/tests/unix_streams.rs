@@ -22,7 +22,9 @@ async fn l_starts_the_listener_and_streams_queued_messages_first_in_order() {
     for n in 1..=3 {
         let p = n.to_string();
         assert_eq!(
-            server.send(&dispatch(&channel, &listener, "q", &p)).await,
+            server
+                .send_command(&dispatch(&channel, &listener, "q", &p))
+                .await,
             "ack"
         );
     }
@@ -44,7 +46,7 @@ async fn l_starts_the_listener_and_streams_queued_messages_first_in_order() {
     // Then live messages, after the queued ones.
     assert_eq!(
         server
-            .send(&dispatch(&channel, &listener, "live", "4"))
+            .send_command(&dispatch(&channel, &listener, "live", "4"))
             .await,
         "ack"
     );
@@ -85,7 +87,7 @@ async fn stream_lines_are_json_dumps_of_event_retry_data() {
     for (payload, _) in &cases {
         assert_eq!(
             server
-                .send(&dispatch(&channel, &listener, "t", payload))
+                .send_command(&dispatch(&channel, &listener, "t", payload))
                 .await,
             "ack"
         );
@@ -97,7 +99,7 @@ async fn stream_lines_are_json_dumps_of_event_retry_data() {
     // The message type is escaped the same way.
     assert_eq!(
         server
-            .send(&dispatch(&channel, &listener, "caf\u{e9}", "1"))
+            .send_command(&dispatch(&channel, &listener, "caf\u{e9}", "1"))
             .await,
         "ack"
     );
@@ -117,7 +119,10 @@ async fn w_listener_is_removed_when_its_client_disconnects() {
         server.listeners_of(&channel) == before + 1
     })
     .await;
-    assert_eq!(server.send(&broadcast(&channel, "t", "1")).await, "ack");
+    assert_eq!(
+        server.send_command(&broadcast(&channel, "t", "1")).await,
+        "ack"
+    );
     assert_eq!(watcher.line().await, line("t", "1"));
 
     drop(watcher);
@@ -158,7 +163,9 @@ async fn l_listener_stays_registered_after_disconnect_and_keeps_its_queue() {
     let listener = server.listener(&channel).await;
     let mut first = RawStream::listen(&server.path, &channel, &listener).await;
     assert_eq!(
-        server.send(&dispatch(&channel, &listener, "a", "1")).await,
+        server
+            .send_command(&dispatch(&channel, &listener, "a", "1"))
+            .await,
         "ack"
     );
     assert_eq!(first.line().await, line("a", "1"));
@@ -171,10 +178,15 @@ async fn l_listener_stays_registered_after_disconnect_and_keeps_its_queue() {
 
     // Its queue keeps filling while nobody listens...
     assert_eq!(
-        server.send(&dispatch(&channel, &listener, "b", "2")).await,
+        server
+            .send_command(&dispatch(&channel, &listener, "b", "2"))
+            .await,
         "ack"
     );
-    assert_eq!(server.send(&broadcast(&channel, "c", "3")).await, "ack");
+    assert_eq!(
+        server.send_command(&broadcast(&channel, "c", "3")).await,
+        "ack"
+    );
     let queued = server
         .container
         .get(&channel)
@@ -206,7 +218,7 @@ async fn a_channel_closed_message_ends_l_and_w_streams() {
     // What `notify_end()` sends, broadcast by a client.
     assert_eq!(
         server
-            .send(&broadcast(&channel, "_eric_channel_closed", "null"))
+            .send_command(&broadcast(&channel, "_eric_channel_closed", "null"))
             .await,
         "ack"
     );
@@ -240,7 +252,7 @@ async fn removing_the_channel_ends_its_streams_with_channel_closed() {
     }
     eventually("both connections are closed", || server.gauge.open() == 0).await;
     assert_eq!(
-        server.send(&broadcast(&channel, "t", "1")).await,
+        server.send_command(&broadcast(&channel, "t", "1")).await,
         format!("InvalidChannelException('No channel with id {channel}')")
     );
     server.shutdown().await;
@@ -253,7 +265,9 @@ async fn stopping_the_listener_ends_its_l_stream_and_keeps_the_rest_queued() {
     let listener = server.listener(&channel).await;
     let mut stream = RawStream::listen(&server.path, &channel, &listener).await;
     assert_eq!(
-        server.send(&dispatch(&channel, &listener, "a", "1")).await,
+        server
+            .send_command(&dispatch(&channel, &listener, "a", "1"))
+            .await,
         "ack"
     );
     assert_eq!(stream.line().await, line("a", "1"));
@@ -266,7 +280,9 @@ async fn stopping_the_listener_ends_its_l_stream_and_keeps_the_rest_queued() {
     handle.stop();
     stream.assert_ends().await;
     assert_eq!(
-        server.send(&dispatch(&channel, &listener, "b", "2")).await,
+        server
+            .send_command(&dispatch(&channel, &listener, "b", "2"))
+            .await,
         "ack"
     );
     assert_eq!(handle.queue_len(), 1);

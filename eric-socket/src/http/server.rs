@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 
 /// The default limit on a request body: a 1 MiB payload plus 64 KiB for the rest of the
 /// JSON object (the same as the Unix server's command limit).
-pub const DEFAULT_MAX_BODY_BYTES: usize = (1 << 20) + (64 << 10);
+pub const DEFAULT_MAX_BODY_BYTES: usize = crate::limits::MAX_REQUEST_BYTES;
 
 /// Settings of an [`HttpServer`].
 ///
@@ -75,11 +75,11 @@ impl HttpServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
-            max_connections: 16_384,
+            max_connections: crate::limits::MAX_CONNECTIONS,
             max_streams: 16_384,
             sse: SseBodyConfig::default(),
             cors_allowed_origins: Vec::new(),
-            shutdown_grace: Duration::from_secs(5),
+            shutdown_grace: crate::limits::SHUTDOWN_GRACE,
             tcp_user_timeout: Some(Duration::from_secs(30)),
         }
     }

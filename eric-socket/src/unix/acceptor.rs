@@ -2,26 +2,28 @@
 //! the commands that arrive whole, handing everything else to the runtime.
 //!
 //! Most connections carry one small command that the client writes and half-closes
-//! right after connecting. Serving those on runtime tasks cost about ten system calls
-//! each: an `accept4` that fails with `EAGAIN` and the `epoll_wait` after it (a
-//! non-blocking listener has to be drained before it is waited for), the `epoll_ctl`
-//! registration and removal of the socket, and, about every other time, a read that
-//! came before the client's write and one more wait. A blocking `accept4` on a thread of
-//! its own wakes once per connection. There, a `poll` waits up to [`BRIEF_WAIT`] for the
-//! client's half-close (the client is usually writing at that very moment), a peek copies
-//! the command, which is executed and answered with a non-blocking write; then the
-//! command's bytes are taken off the socket and the socket is closed: `accept4`, `poll`,
-//! two `recvfrom`, `sendto`, `close`. No task, no registration, no wake-up of another
-//! thread, and one wake-up of the client (see [`peek_whole_command`]).
+//! right after connecting. On the runtime, each would pay for the machinery of a task:
+//! a non-blocking listener drained until it fails, the socket registered with the
+//! reactor and removed again, often a read that comes before the client's write and one
+//! more wait, and a wake-up of another thread. A blocking `accept` on a thread of its
+//! own wakes once per connection. There, a `poll` waits up to [`BRIEF_WAIT`] for the
+//! client's half-close (the client is usually writing at that very moment), a peek
+//! copies the command, which is executed and answered with a non-blocking write; then
+//! the command's bytes are taken off the socket and the socket is closed. No task, no
+//! registration, no wake-up of another thread, and one wake-up of the client (see
+//! [`peek_whole_command`]).
 //!
 //! A connection that cannot finish that way goes to the runtime as a [`Handoff`]: a
 //! command still arriving after the brief wait (its read timeout starts there) or larger
 //! than the thread's buffer, an answer larger than the socket buffer, and the streams of
 //! `l` and `w`. A client that connects and says nothing holds the thread for at most
-//! [`BRIEF_WAIT`], and only while no other client waits to be accepted. Where a half-close cannot be seen before reading (outside Linux), the
-//! runtime reads every command.
+//! [`BRIEF_WAIT`], and only while no other client waits to be accepted. Where a
+//! half-close cannot be seen before reading (outside Linux), the runtime reads every
+//! command.
 
-use crate::unix::server::{CommandBuffer, Connection, ConnectionGauge, ConnectionGuard, Reply};
+use crate::accept::accept_error_pause;
+use crate::unix::gauge::{ConnectionGauge, ConnectionGuard};
+use crate::unix::service::{CommandBuffer, CommandService, Handoff, Reply};
 use socket2::Socket;
 use std::io;
 use std::net::Shutdown;
@@ -38,15 +40,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 /// hands the connection to the runtime. Long enough for a client that writes right after
 /// connecting, short enough that a silent client delays the next accept by little.
 pub(crate) const BRIEF_WAIT: Duration = Duration::from_millis(1);
-
-/// What the runtime still has to do for a connection the accept thread could not finish.
-pub(crate) enum Handoff {
-    /// The command is not complete: read the rest, under the read timeout, and answer.
-    Read(CommandBuffer),
-    /// The command was executed: what is left of its answer (the part of an answer that
-    /// did not fit the socket buffer, or a stream).
-    Reply(Reply),
-}
 
 /// A connection handed to the runtime, with its share of the connection limits: the
 /// permit and the gauge count go with it until it ends.
@@ -84,7 +77,7 @@ impl AcceptThread {
     pub(crate) fn start(
         listener: std::os::unix::net::UnixListener,
         settings: AcceptSettings,
-        connection: Connection,
+        service: CommandService,
     ) -> io::Result<(AcceptThread, UnboundedReceiver<Pending>)> {
         let listener = Socket::from(listener);
         listener.set_nonblocking(false)?;
@@ -98,7 +91,7 @@ impl AcceptThread {
             permits: Arc::clone(&permits),
             runtime: tokio::runtime::Handle::current(),
             gauge: settings.gauge,
-            connection,
+            service,
             sender,
         };
         std::thread::Builder::new()
@@ -146,7 +139,7 @@ struct Worker {
     /// Only to wait for a permit when the server is full.
     runtime: tokio::runtime::Handle,
     gauge: ConnectionGauge,
-    connection: Connection,
+    service: CommandService,
     sender: UnboundedSender<Pending>,
 }
 
@@ -172,11 +165,10 @@ impl Worker {
             let socket = match self.listener.accept() {
                 Ok((socket, _)) => socket,
                 Err(_) if self.stopping.load(Ordering::Acquire) => return,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    // Out of file descriptors, most likely: let connections finish.
-                    tracing::warn!(server = "socket server", %error, "accept failed");
-                    std::thread::sleep(Duration::from_millis(50));
+                    if let Some(pause) = accept_error_pause("socket server", &error) {
+                        std::thread::sleep(pause);
+                    }
                     continue;
                 }
             };
@@ -214,14 +206,14 @@ impl Worker {
 
     /// Serves a command that is already whole; the rest is for the runtime.
     fn serve_now(&self, stream: &UnixStream, chunk: &mut [u8]) -> Option<Handoff> {
-        let limit = self.connection.max_command_bytes();
+        let limit = self.service.max_command_bytes();
         // A command over the limit is refused by the runtime's read, with its error.
-        let Some(sent) =
-            peek_whole_command(stream, &self.listener, chunk).filter(|&sent| sent <= limit)
+        let Some(sent) = peek_whole_command(stream, &self.listener, chunk, BRIEF_WAIT)
+            .filter(|&sent| sent <= limit)
         else {
             return Some(Handoff::Read(CommandBuffer::new(limit)));
         };
-        let handoff = match self.connection.execute(&chunk[..sent]) {
+        let handoff = match self.service.execute(&chunk[..sent]) {
             Reply::Bytes(bytes) => {
                 write_now(stream, bytes).map(|rest| Handoff::Reply(Reply::Bytes(rest)))
             }
@@ -232,7 +224,7 @@ impl Worker {
     }
 }
 
-/// Waits up to [`BRIEF_WAIT`] for the client to half-close, then copies what it sent
+/// Waits up to `wait` ([`BRIEF_WAIT`]) for the client to half-close, then copies what it sent
 /// into `chunk` without taking it off the socket: `Some(length)` if that is the whole
 /// command, `None` if the command is still arriving or larger than `chunk`.
 ///
@@ -244,14 +236,19 @@ impl Worker {
 /// the client a wake-up: taking bytes off a Unix socket wakes whoever waits on the
 /// sender's socket, and the client is usually waiting there already, for its answer.
 #[cfg(any(target_os = "android", target_os = "linux"))]
-fn peek_whole_command(stream: &UnixStream, listener: &Socket, chunk: &mut [u8]) -> Option<usize> {
+fn peek_whole_command(
+    stream: &UnixStream,
+    listener: &Socket,
+    chunk: &mut [u8],
+    wait: Duration,
+) -> Option<usize> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     use rustix::net::{recv, RecvFlags};
     let mut ready = [
         PollFd::new(stream, PollFlags::RDHUP),
         PollFd::new(listener, PollFlags::IN),
     ];
-    let wait = Timespec::try_from(BRIEF_WAIT).ok()?;
+    let wait = Timespec::try_from(wait).ok()?;
     poll(&mut ready, Some(&wait)).ok()?;
     // Checked whatever the listener says: a command that is whole is served here.
     if !ready[0]
@@ -271,6 +268,7 @@ fn peek_whole_command(
     _stream: &UnixStream,
     _listener: &Socket,
     _chunk: &mut [u8],
+    _wait: Duration,
 ) -> Option<usize> {
     None
 }
@@ -318,3 +316,65 @@ const SEND_FLAGS: rustix::net::SendFlags =
 
 #[cfg(not(any(target_os = "android", target_os = "linux")))]
 const SEND_FLAGS: rustix::net::SendFlags = rustix::net::SendFlags::DONTWAIT;
+
+#[cfg(all(test, any(target_os = "android", target_os = "linux")))]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+    use std::sync::mpsc;
+
+    /// A brief wait longer than any test may take: a peek that waited it to its end
+    /// would fail the test, so what ends the wait is an event, never the clock.
+    const FOREVER: Duration = Duration::from_secs(3600);
+
+    /// How long a test waits for the peek to return before failing.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A listener, and the server's side of one client's connection (the client's
+    /// side is returned to keep it open).
+    fn accepted() -> (tempfile::TempDir, Arc<Socket>, UnixStream, UnixStream) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("eric.sock");
+        let listener = Socket::from(UnixListener::bind(&path).expect("bind"));
+        let client = UnixStream::connect(&path).expect("connect");
+        let (served, _) = listener.accept().expect("accept");
+        (dir, Arc::new(listener), UnixStream::from(served), client)
+    }
+
+    /// Runs the peek on a thread of its own, so that a peek that never returns fails
+    /// the test instead of hanging it.
+    fn peek(listener: &Arc<Socket>, served: UnixStream) -> mpsc::Receiver<Option<usize>> {
+        let listener = Arc::clone(listener);
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 64];
+            let _ = sender.send(peek_whole_command(&served, &listener, &mut chunk, FOREVER));
+        });
+        receiver
+    }
+
+    #[test]
+    fn a_silent_client_is_let_go_as_soon_as_another_waits_to_be_accepted() {
+        let (dir, listener, served, _silent) = accepted();
+        let peeked = peek(&listener, served);
+        // Whether it comes before the peek polls or during its wait, the next client
+        // ends the wait.
+        let _next = UnixStream::connect(dir.path().join("eric.sock")).expect("connect");
+        let result = peeked
+            .recv_timeout(WAIT)
+            .expect("the wait ends when another client waits, not when it runs out");
+        assert_eq!(result, None, "a silent client's command is not whole");
+    }
+
+    #[test]
+    fn a_whole_command_is_peeked_even_while_another_client_waits() {
+        let (dir, listener, served, mut client) = accepted();
+        let _next = UnixStream::connect(dir.path().join("eric.sock")).expect("connect");
+        std::io::Write::write_all(&mut client, br#"{"v": "c"}"#).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let result = peek(&listener, served)
+            .recv_timeout(WAIT)
+            .expect("a half-closed command ends the wait");
+        assert_eq!(result, Some(br#"{"v": "c"}"#.len()));
+    }
+}

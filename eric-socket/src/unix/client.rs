@@ -1,9 +1,12 @@
-//! A client of the command protocol: the reference's `SocketClient`, typed.
+//! A client of the command protocol: the reference's `SocketClient`, typed. It writes
+//! and reads the wire through [`crate::protocol`], the same definitions the server uses.
 
-use crate::protocol::ACK;
+use crate::protocol::{self, Command, ProtocolError, ACK};
+use crate::pyjson::write_python_json;
+use eric_core::Message;
 use eric_sse::SseEvent;
 use futures_core::Stream;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -44,47 +47,13 @@ pub enum ClientError {
     UnexpectedAnswer(String),
 }
 
-/// Reads an error answer `Name('message')`, `Name("message")` or `Name()`.
-fn parse_error_answer(answer: &str) -> Option<ClientError> {
-    let open = answer.find('(')?;
-    let name = &answer[..open];
-    if name.is_empty()
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        || !answer.ends_with(')')
-    {
-        return None;
-    }
-    let inner = &answer[open + 1..answer.len() - 1];
-    let message = match inner.chars().next() {
-        None => String::new(),
-        Some(quote @ ('\'' | '"')) if inner.len() >= 2 && inner.ends_with(quote) => {
-            unescape_python(&inner[1..inner.len() - 1])
-        }
-        Some(_) => inner.to_owned(),
-    };
-    Some(ClientError::Server {
-        name: name.to_owned(),
-        message,
-    })
-}
-
-fn unescape_python(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(ch) = chars.next() {
-        if ch != '\\' {
-            out.push(ch);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('t') => out.push('\t'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
+impl From<ProtocolError> for ClientError {
+    fn from(error: ProtocolError) -> Self {
+        ClientError::Server {
+            name: error.name.into_owned(),
+            message: error.message,
         }
     }
-    out
 }
 
 /// A client of an eric (or eric-sse 0.6.0.3) socket server.
@@ -132,22 +101,21 @@ impl SocketClient {
         }
     }
 
-    async fn send(&self, command: &Value) -> Result<UnixStream, ClientError> {
+    /// Connects, writes `command` and half-closes, as the protocol asks.
+    async fn send(&self, command: &[u8]) -> Result<UnixStream, ClientError> {
         let mut stream = UnixStream::connect(&self.path)
             .await
             .map_err(|e| self.io_error(e))?;
-        let bytes = serde_json::to_vec(command).expect("a JSON value always serialises");
         stream
-            .write_all(&bytes)
+            .write_all(command)
             .await
             .map_err(|e| self.io_error(e))?;
         stream.shutdown().await.map_err(|e| self.io_error(e))?;
         Ok(stream)
     }
 
-    /// Sends a raw command object and returns the whole answer, as the reference's
-    /// `send_payload` does. Error answers are returned as text, not parsed.
-    pub async fn send_payload(&self, command: &Value) -> Result<String, ClientError> {
+    /// Sends `command` and returns the whole answer as text.
+    async fn exchange(&self, command: &[u8]) -> Result<String, ClientError> {
         let mut stream = self.send(command).await?;
         let mut answer = String::new();
         stream
@@ -157,16 +125,27 @@ impl SocketClient {
         Ok(answer)
     }
 
-    async fn request(&self, command: Value) -> Result<String, ClientError> {
-        let answer = self.send_payload(&command).await?;
-        match parse_error_answer(&answer) {
-            Some(error) => Err(error),
-            None if answer.is_empty() => Err(ClientError::UnexpectedAnswer(answer)),
-            None => Ok(answer),
+    /// Sends a raw command object, written as Python's `json.dumps` writes it, and
+    /// returns the whole answer, as the reference's `send_payload` does. Error answers
+    /// are returned as text, not parsed.
+    pub async fn send_payload(&self, command: &Value) -> Result<String, ClientError> {
+        let mut bytes = Vec::new();
+        write_python_json(&mut bytes, command).expect("a JSON value always serialises");
+        self.exchange(&bytes).await
+    }
+
+    /// Sends `command` and reads its one-shot answer: an id or `ack`, or the server's
+    /// error.
+    async fn request(&self, command: Command) -> Result<String, ClientError> {
+        let answer = self.exchange(&command.to_bytes()).await?;
+        match protocol::parse_answer(&answer) {
+            Err(error) => Err(error.into()),
+            Ok("") => Err(ClientError::UnexpectedAnswer(answer)),
+            Ok(_) => Ok(answer),
         }
     }
 
-    async fn expect_ack(&self, command: Value) -> Result<(), ClientError> {
+    async fn expect_ack(&self, command: Command) -> Result<(), ClientError> {
         match self.request(command).await? {
             answer if answer == ACK => Ok(()),
             other => Err(ClientError::UnexpectedAnswer(other)),
@@ -175,12 +154,15 @@ impl SocketClient {
 
     /// `c`: creates a channel and returns its id.
     pub async fn create_channel(&self) -> Result<String, ClientError> {
-        self.request(json!({"v": "c"})).await
+        self.request(Command::CreateChannel).await
     }
 
     /// `r`: registers a new listener on `channel` and returns its id.
     pub async fn register(&self, channel: &str) -> Result<String, ClientError> {
-        self.request(json!({"v": "r", "c": channel})).await
+        self.request(Command::Register {
+            channel: channel.to_owned(),
+        })
+        .await
     }
 
     /// `d`: queues a message for one listener.
@@ -191,8 +173,12 @@ impl SocketClient {
         msg_type: &str,
         payload: Value,
     ) -> Result<(), ClientError> {
-        self.expect_ack(json!({"v": "d", "c": channel, "r": listener, "t": msg_type, "p": payload}))
-            .await
+        self.expect_ack(Command::Dispatch {
+            channel: channel.to_owned(),
+            receiver: listener.to_owned(),
+            message: Message::new(msg_type, payload),
+        })
+        .await
     }
 
     /// `b`: queues a message for every listener of `channel`.
@@ -202,23 +188,32 @@ impl SocketClient {
         msg_type: &str,
         payload: Value,
     ) -> Result<(), ClientError> {
-        self.expect_ack(json!({"v": "b", "c": channel, "t": msg_type, "p": payload}))
-            .await
+        self.expect_ack(Command::Broadcast {
+            channel: channel.to_owned(),
+            message: Message::new(msg_type, payload),
+        })
+        .await
     }
 
     /// `l`: starts `listener` and streams its queue.
     pub async fn listen(&self, channel: &str, listener: &str) -> Result<EventStream, ClientError> {
-        self.open_stream(json!({"v": "l", "c": channel, "r": listener}))
-            .await
+        self.open_stream(Command::Listen {
+            channel: channel.to_owned(),
+            receiver: listener.to_owned(),
+        })
+        .await
     }
 
     /// `w`: streams a new listener of `channel`, removed when the stream is dropped.
     pub async fn watch(&self, channel: &str) -> Result<EventStream, ClientError> {
-        self.open_stream(json!({"v": "w", "c": channel})).await
+        self.open_stream(Command::Watch {
+            channel: channel.to_owned(),
+        })
+        .await
     }
 
-    async fn open_stream(&self, command: Value) -> Result<EventStream, ClientError> {
-        let stream = self.send(&command).await?;
+    async fn open_stream(&self, command: Command) -> Result<EventStream, ClientError> {
+        let stream = self.send(&command.to_bytes()).await?;
         Ok(EventStream {
             lines: BufReader::new(stream).lines(),
             path: self.path.clone(),
@@ -241,10 +236,11 @@ impl EventStream {
     }
 
     fn parse_line(&self, line: String) -> Result<SseEvent, ClientError> {
-        if let Ok(event) = serde_json::from_str::<SseEvent>(&line) {
-            return Ok(event);
+        match protocol::parse_stream_line(&line) {
+            Some(Ok(event)) => Ok(event),
+            Some(Err(error)) => Err(error.into()),
+            None => Err(ClientError::UnexpectedAnswer(line)),
         }
-        Err(parse_error_answer(&line).unwrap_or(ClientError::UnexpectedAnswer(line)))
     }
 }
 
@@ -270,8 +266,11 @@ mod tests {
 
     #[test]
     fn error_answers_are_read_back_into_name_and_message() {
-        let Some(ClientError::Server { name, message }) =
-            parse_error_answer("InvalidChannelException('No channel with id 9')")
+        fn server(answer: &str) -> Result<&str, ClientError> {
+            protocol::parse_answer(answer).map_err(ClientError::from)
+        }
+        let Err(ClientError::Server { name, message }) =
+            server("InvalidChannelException('No channel with id 9')")
         else {
             panic!("not parsed")
         };
@@ -280,14 +279,14 @@ mod tests {
             ("InvalidChannelException", "No channel with id 9")
         );
         assert!(matches!(
-            parse_error_answer("InvalidListenerException()"),
-            Some(ClientError::Server { message, .. }) if message.is_empty()
+            server("InvalidListenerException()"),
+            Err(ClientError::Server { message, .. }) if message.is_empty()
         ));
         assert!(matches!(
-            parse_error_answer(r#"InvalidMessageFormat("it's")"#),
-            Some(ClientError::Server { message, .. }) if message == "it's"
+            server(r#"InvalidMessageFormat("it's")"#),
+            Err(ClientError::Server { message, .. }) if message == "it's"
         ));
-        assert!(parse_error_answer("12").is_none());
-        assert!(parse_error_answer("ack").is_none());
+        assert!(matches!(server("12"), Ok("12")));
+        assert!(matches!(server("ack"), Ok("ack")));
     }
 }

@@ -2,27 +2,23 @@
 
 use crate::accept::drain;
 use crate::container::ChannelContainer;
-use crate::protocol::{self, Answer, ProtocolError};
+use crate::limits;
 use crate::shutdown::ShutdownHandle;
-use crate::unix::acceptor::{AcceptSettings, AcceptThread, Handoff, Pending};
-use eric_core::MessageStream;
-use eric_sse::SseAdapter;
-use futures_core::Stream;
+use crate::unix::acceptor::{AcceptSettings, AcceptThread, Pending};
+use crate::unix::gauge::ConnectionGauge;
+use crate::unix::service::CommandService;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::Interest;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
 /// The default limit on a command's size: a 1 MiB payload plus 64 KiB for the rest of
-/// the JSON object (keys, ids, message type, escapes).
-pub const DEFAULT_MAX_COMMAND_BYTES: usize = (1 << 20) + (64 << 10);
+/// the JSON object (keys, ids, message type, escapes). The same as the HTTP server's
+/// body limit.
+pub const DEFAULT_MAX_COMMAND_BYTES: usize = limits::MAX_REQUEST_BYTES;
 
 /// Settings of a [`UnixServer`].
 #[derive(Clone, Debug)]
@@ -47,39 +43,11 @@ impl UnixServerConfig {
         UnixServerConfig {
             path: path.into(),
             mode: 0o600,
-            read_timeout: Duration::from_secs(10),
+            read_timeout: limits::READ_TIMEOUT,
             max_command_bytes: DEFAULT_MAX_COMMAND_BYTES,
-            max_connections: 16_384,
-            shutdown_grace: Duration::from_secs(5),
+            max_connections: limits::MAX_CONNECTIONS,
+            shutdown_grace: limits::SHUTDOWN_GRACE,
         }
-    }
-}
-
-/// A live count of a server's open connections (streams included); clones observe the
-/// same server. For monitoring, and for tests that check no connection is leaked.
-#[derive(Clone, Debug, Default)]
-pub struct ConnectionGauge {
-    open: Arc<AtomicUsize>,
-}
-
-impl ConnectionGauge {
-    /// The number of connections being served now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn enter(&self) -> ConnectionGuard {
-        self.open.fetch_add(1, Ordering::AcqRel);
-        ConnectionGuard(self.clone())
-    }
-}
-
-/// Counts one connection as open until dropped (also when its task is aborted).
-pub(crate) struct ConnectionGuard(ConnectionGauge);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -215,21 +183,22 @@ impl UnixServer {
             shutdown,
             gauge,
         } = self;
-        let connection = Connection {
+        let service = CommandService::new(
             container,
-            config: Arc::clone(&config),
-            shutdown: shutdown.clone(),
-        };
+            shutdown.clone(),
+            config.read_timeout,
+            config.max_command_bytes,
+        );
         let settings = AcceptSettings {
             max_connections: config.max_connections,
             path: config.path.clone(),
             gauge,
         };
         let (acceptor, mut handoffs) =
-            AcceptThread::start(listener.into_std()?, settings, connection.clone())?;
+            AcceptThread::start(listener.into_std()?, settings, service.clone())?;
         let mut connections = JoinSet::new();
         let spawn = |connections: &mut JoinSet<()>, pending: Pending| {
-            let connection = connection.clone();
+            let service = service.clone();
             connections.spawn(async move {
                 let Pending {
                     stream,
@@ -237,7 +206,7 @@ impl UnixServer {
                     permit,
                     open,
                 } = pending;
-                connection.finish(stream, handoff).await;
+                service.finish(stream, handoff).await;
                 drop(open);
                 drop(permit);
             });
@@ -291,216 +260,4 @@ fn staging_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     path.with_file_name(name)
-}
-
-/// A command read until the client half-closes. `Ok(Err(_))` is a command refused for
-/// its size.
-type ReadCommand = io::Result<Result<Vec<u8>, ProtocolError>>;
-
-/// What the client is sent for a command's answer or refusal.
-fn reply(answer: Result<Answer, ProtocolError>) -> Reply {
-    match answer {
-        Ok(Answer::Text(text)) => Reply::Bytes(text.into_bytes()),
-        Ok(Answer::Stream(events)) => Reply::Stream(events),
-        Err(error) => {
-            tracing::debug!(%error, "command refused");
-            Reply::Bytes(error.to_wire())
-        }
-    }
-}
-
-/// The bytes of one command, bounded by the size limit.
-pub(crate) struct CommandBuffer {
-    raw: Vec<u8>,
-    limit: usize,
-}
-
-impl CommandBuffer {
-    pub(crate) fn new(limit: usize) -> Self {
-        CommandBuffer {
-            raw: Vec::with_capacity(512),
-            limit,
-        }
-    }
-
-    /// Takes `read` bytes of `chunk`; `Some` once the command is complete or refused.
-    fn absorb(&mut self, chunk: &[u8], read: usize) -> Option<ReadCommand> {
-        if read == 0 {
-            return Some(Ok(Ok(std::mem::take(&mut self.raw))));
-        }
-        if self.raw.len() + read > self.limit {
-            return Some(Ok(Err(ProtocolError::invalid_format(format!(
-                "command larger than {} bytes: refused",
-                self.limit
-            )))));
-        }
-        self.raw.extend_from_slice(&chunk[..read]);
-        None
-    }
-
-    /// Reads until the command is complete or refused.
-    async fn read_rest(&mut self, stream: &mut UnixStream) -> ReadCommand {
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            let read = stream.read(&mut chunk).await?;
-            if let Some(done) = self.absorb(&chunk, read) {
-                return done;
-            }
-        }
-    }
-}
-
-/// What a connection's answer is, once its command is read.
-pub(crate) enum Reply {
-    /// Bytes to write before closing: an id, `ack`, an error.
-    Bytes(Vec<u8>),
-    /// An `l` or `w` stream.
-    Stream(MessageStream<SseAdapter>),
-}
-
-/// Serves connections: what the accept thread and the runtime's tasks share.
-#[derive(Clone)]
-pub(crate) struct Connection {
-    container: Arc<ChannelContainer>,
-    config: Arc<UnixServerConfig>,
-    shutdown: ShutdownHandle,
-}
-
-impl Connection {
-    /// The size limit of a command.
-    pub(crate) fn max_command_bytes(&self) -> usize {
-        self.config.max_command_bytes
-    }
-
-    /// Executes a command read whole, or turns a refused read into its error answer;
-    /// `None` if the connection failed and gets no answer.
-    pub(crate) fn answer(&self, read: ReadCommand) -> Option<Reply> {
-        match read {
-            Ok(Ok(raw)) => Some(self.execute(&raw)),
-            Ok(Err(refused)) => Some(reply(Err(refused))),
-            Err(error) => {
-                tracing::debug!(%error, "connection failed while reading");
-                None
-            }
-        }
-    }
-
-    /// Executes a whole command (at most `max_command_bytes` long).
-    pub(crate) fn execute(&self, raw: &[u8]) -> Reply {
-        reply(protocol::handle(&self.container, raw))
-    }
-
-    /// Serves the rest of a connection the accept thread handed off. The connection
-    /// closes when the stream is dropped, which ends the client's read as a shutdown
-    /// would, one system call cheaper.
-    pub(crate) async fn finish(self, stream: std::os::unix::net::UnixStream, handoff: Handoff) {
-        let mut stream = match UnixStream::from_std(stream) {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::debug!(%error, "cannot register the connection");
-                return;
-            }
-        };
-        let reply = match handoff {
-            Handoff::Reply(reply) => reply,
-            Handoff::Read(mut command) => {
-                // The read timeout is armed only here, for a command still arriving.
-                let read =
-                    tokio::time::timeout(self.config.read_timeout, command.read_rest(&mut stream))
-                        .await
-                        .unwrap_or_else(|_| Ok(Err(self.timeout_error())));
-                match self.answer(read) {
-                    Some(reply) => reply,
-                    None => return,
-                }
-            }
-        };
-        let result = match reply {
-            Reply::Bytes(bytes) => stream.write_all(&bytes).await,
-            Reply::Stream(events) => self.stream(stream, events).await,
-        };
-        if let Err(error) = result {
-            tracing::debug!(%error, "connection ended with an error");
-        }
-    }
-
-    fn timeout_error(&self) -> ProtocolError {
-        ProtocolError {
-            name: "TimeoutError",
-            message: format!(
-                "no complete command within {:?}: write one JSON object, then half-close the connection (shutdown SHUT_WR)",
-                self.config.read_timeout
-            ),
-        }
-    }
-
-    /// Writes the stream's events, one JSON line each, until the stream ends, the client
-    /// goes away, or the server shuts down.
-    async fn stream(
-        &self,
-        stream: UnixStream,
-        mut events: MessageStream<SseAdapter>,
-    ) -> io::Result<()> {
-        let (stream, watcher) = split_watcher(stream)?;
-        let mut stream = stream;
-        let client_gone = client_gone(&watcher);
-        tokio::pin!(client_gone);
-        let stop = self.shutdown.wait();
-        tokio::pin!(stop);
-        let mut buf = Vec::with_capacity(16 * 1024);
-        loop {
-            let event = tokio::select! {
-                biased;
-                _ = &mut stop => break,
-                _ = &mut client_gone => {
-                    tracing::debug!(listener = events.listener().id(), "stream client left");
-                    return Ok(());
-                }
-                event = next_event(&mut events) => event,
-            };
-            let Some(event) = event else { break };
-            protocol::write_stream_line(&mut buf, &event);
-            // Write what else is ready in the same system call.
-            while buf.len() < 64 * 1024 {
-                match events.try_recv() {
-                    Some(event) => protocol::write_stream_line(&mut buf, &event),
-                    None => break,
-                }
-            }
-            stream.write_all(&buf).await?;
-            buf.clear();
-        }
-        stream.shutdown().await
-    }
-}
-
-async fn next_event(events: &mut MessageStream<SseAdapter>) -> Option<eric_sse::SseEvent> {
-    std::future::poll_fn(|cx| Pin::new(&mut *events).poll_next(cx)).await
-}
-
-/// A second handle on the connection's socket, only to notice a hang-up: the client
-/// half-closed long ago, so reading cannot tell it left; its full close shows as
-/// `EPOLLHUP`, which this handle waits for without disturbing the writer's readiness.
-fn split_watcher(stream: UnixStream) -> io::Result<(UnixStream, UnixStream)> {
-    let std_stream = stream.into_std()?;
-    let watcher = std_stream.try_clone()?;
-    Ok((
-        UnixStream::from_std(std_stream)?,
-        UnixStream::from_std(watcher)?,
-    ))
-}
-
-async fn client_gone(watcher: &UnixStream) {
-    loop {
-        match watcher.ready(Interest::WRITABLE).await {
-            Ok(ready) if ready.is_write_closed() => return,
-            Ok(_) => {
-                // Consume this readiness so the next wait is for a new event.
-                let _ = watcher.try_io(Interest::WRITABLE, || {
-                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                });
-            }
-            Err(_) => return,
-        }
-    }
 }

@@ -1,10 +1,15 @@
-//! Helpers shared by the Unix server tests: a server on a temporary socket, raw clients
-//! that check bytes exactly, and bounded waits.
+//! Helpers shared by the socket tests: [`TestServer`] (both of eric's servers over one
+//! container), raw Unix clients that check bytes exactly, and bounded waits. The HTTP
+//! tests reach it through `tests/http_support`, which adds the HTTP clients.
 #![allow(dead_code)]
 
 use eric_socket::unix::ConnectionGauge;
 use eric_socket::{ChannelContainer, ShutdownHandle, SocketClient, UnixServer, UnixServerConfig};
+#[cfg(feature = "http")]
+use eric_socket::{HttpServer, HttpServerConfig};
 use std::io;
+#[cfg(feature = "http")]
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,58 +30,113 @@ pub fn socket_dir() -> tempfile::TempDir {
         .expect("a temporary directory")
 }
 
-/// An eric Unix server running in the test's runtime on a temporary socket.
+/// eric's servers as a test runs them, in the test's runtime: the Unix server on a
+/// temporary socket and (feature `http`) the HTTP server on 127.0.0.1 with a free port,
+/// over one container and one shutdown handle, as `eric serve` runs them. The one
+/// server helper of every socket test: the Unix tests use `path`, the HTTP tests `addr`
+/// (their request helpers are in `tests/http_support`).
 pub struct TestServer {
+    /// The Unix server's socket file.
     pub path: PathBuf,
+    /// The HTTP server's address.
+    #[cfg(feature = "http")]
+    pub addr: SocketAddr,
     pub container: Arc<ChannelContainer>,
+    /// Stops both servers.
     pub stop: ShutdownHandle,
+    /// The Unix server's open connections.
     pub gauge: ConnectionGauge,
-    task: JoinHandle<io::Result<()>>,
+    tasks: Vec<(&'static str, JoinHandle<io::Result<()>>)>,
     _dir: tempfile::TempDir,
 }
 
 impl TestServer {
-    /// A server with default settings.
+    /// Both servers with default settings.
     pub async fn start() -> TestServer {
-        TestServer::start_with(|_| {}).await
+        TestServer::launch(Arc::new(ChannelContainer::new()), |_| {}, |_| {}).await
     }
 
-    /// A server whose settings `configure` adjusts.
-    pub async fn start_with(configure: impl FnOnce(&mut UnixServerConfig)) -> TestServer {
+    /// Both servers, the Unix one with the settings `configure` adjusts.
+    pub async fn start_unix_with(configure: impl FnOnce(&mut UnixServerConfig)) -> TestServer {
+        TestServer::launch(Arc::new(ChannelContainer::new()), configure, |_| {}).await
+    }
+
+    /// Both servers, the HTTP one with the settings `configure` adjusts.
+    #[cfg(feature = "http")]
+    pub async fn start_with(configure: impl FnOnce(&mut HttpServerConfig)) -> TestServer {
+        TestServer::start_on(Arc::new(ChannelContainer::new()), configure).await
+    }
+
+    /// Both servers over `container`, the HTTP one with the settings `configure`
+    /// adjusts.
+    #[cfg(feature = "http")]
+    pub async fn start_on(
+        container: Arc<ChannelContainer>,
+        configure: impl FnOnce(&mut HttpServerConfig),
+    ) -> TestServer {
+        TestServer::launch(container, |_| {}, configure).await
+    }
+
+    async fn launch(
+        container: Arc<ChannelContainer>,
+        configure_unix: impl FnOnce(&mut UnixServerConfig),
+        configure_http: impl FnOnce(&mut HttpConfig),
+    ) -> TestServer {
+        #[cfg(not(feature = "http"))]
+        let _ = configure_http;
+        let stop = ShutdownHandle::new();
+        let mut tasks = Vec::new();
+
+        #[cfg(feature = "http")]
+        let addr = {
+            let mut config = HttpServerConfig::new("127.0.0.1:0".parse().unwrap());
+            configure_http(&mut config);
+            let server = HttpServer::bind(config, Arc::clone(&container))
+                .await
+                .expect("the HTTP server binds")
+                .with_shutdown_handle(stop.clone());
+            let addr = server.local_addr();
+            tasks.push(("the HTTP server", tokio::spawn(server.run())));
+            addr
+        };
+
         let dir = socket_dir();
         let path = dir.path().join("eric.sock");
         let mut config = UnixServerConfig::new(&path);
-        configure(&mut config);
-        let container = Arc::new(ChannelContainer::new());
+        configure_unix(&mut config);
         let server = UnixServer::bind(config, Arc::clone(&container))
             .await
-            .expect("the server binds");
-        let stop = server.shutdown_handle();
+            .expect("the Unix server binds")
+            .with_shutdown_handle(stop.clone());
         let gauge = server.connection_gauge();
-        let task = tokio::spawn(server.run());
+        tasks.push(("the Unix server", tokio::spawn(server.run())));
+
         TestServer {
             path,
+            #[cfg(feature = "http")]
+            addr,
             container,
             stop,
             gauge,
-            task,
+            tasks,
             _dir: dir,
         }
     }
 
-    /// A typed client of this server.
+    /// A typed client of the Unix server.
     pub fn client(&self) -> SocketClient {
         SocketClient::new(&self.path)
     }
 
-    /// Sends raw bytes as one command and returns the whole answer as text.
-    pub async fn send(&self, command: &str) -> String {
+    /// Sends raw bytes as one command to the Unix server and returns the whole answer
+    /// as text.
+    pub async fn send_command(&self, command: &str) -> String {
         send_raw(&self.path, command.as_bytes()).await
     }
 
     /// Creates a channel with `c` and returns its id.
     pub async fn channel(&self) -> String {
-        let id = self.send(r#"{"v": "c"}"#).await;
+        let id = self.send_command(r#"{"v": "c"}"#).await;
         assert!(is_decimal_id(&id), "`c` answered {id:?}");
         id
     }
@@ -84,13 +144,13 @@ impl TestServer {
     /// Registers a listener on `channel` with `r` and returns its id.
     pub async fn listener(&self, channel: &str) -> String {
         let id = self
-            .send(&format!(r#"{{"v": "r", "c": "{channel}"}}"#))
+            .send_command(&format!(r#"{{"v": "r", "c": "{channel}"}}"#))
             .await;
         assert!(is_decimal_id(&id), "`r` answered {id:?}");
         id
     }
 
-    /// Checks the server still serves: a `c` gets a fresh channel id.
+    /// Checks the Unix server still serves: a `c` gets a fresh channel id.
     pub async fn assert_serves(&self) {
         let id = self.channel().await;
         assert!(self.container.get(&id).is_ok());
@@ -101,19 +161,34 @@ impl TestServer {
         self.container.get(channel).unwrap().listener_count()
     }
 
-    /// Stops the server and waits for `run` to return.
-    pub async fn shutdown(self) {
+    /// Stops both servers and waits for each `run` to return `Ok`.
+    pub async fn shutdown(mut self) {
         self.stop.shutdown();
-        bounded("the server stops", self.task)
-            .await
-            .expect("the server task does not panic")
-            .expect("the server stops cleanly");
+        for (server, task) in std::mem::take(&mut self.tasks) {
+            bounded(&format!("{server} stops"), task)
+                .await
+                .unwrap_or_else(|panic| panic!("{server} panicked: {panic}"))
+                .unwrap_or_else(|error| panic!("{server} failed: {error}"));
+        }
         assert!(
             !self.path.exists(),
             "the socket file is removed on shutdown"
         );
     }
 }
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A test that failed half-way still stops its servers.
+        self.stop.shutdown();
+    }
+}
+
+/// The HTTP server's settings, or nothing to set without the `http` feature.
+#[cfg(feature = "http")]
+type HttpConfig = HttpServerConfig;
+#[cfg(not(feature = "http"))]
+type HttpConfig = ();
 
 /// Whether `text` is an id as the server writes them: a decimal number.
 pub fn is_decimal_id(text: &str) -> bool {

@@ -1,79 +1,28 @@
-//! Helpers shared by the HTTP server tests: a server on 127.0.0.1 with a free port, a
-//! real HTTP client (hyper's), an SSE client that parses what it reads, raw TCP for
-//! what a well-behaved client would never do, and bounded waits.
+//! Helpers shared by the HTTP server tests: the HTTP side of the one [`TestServer`]
+//! (`tests/common`: both servers over one container, 127.0.0.1 with a free port for
+//! HTTP), a real HTTP client (hyper's), an SSE client that parses what it reads, raw TCP
+//! for what a well-behaved client would never do, and bounded waits.
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use eric_socket::{ChannelContainer, HttpServer, HttpServerConfig, ShutdownHandle};
 use eric_sse::{ParsedEvent, Parser};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-#[path = "../waits/mod.rs"]
-mod waits;
+#[path = "../common/mod.rs"]
+mod common;
 #[allow(unused_imports)] // each test binary uses its own part
-pub use waits::{bounded, eventually, WAIT};
-
-/// An eric HTTP server running in the test's runtime on 127.0.0.1, port 0.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub container: Arc<ChannelContainer>,
-    pub stop: ShutdownHandle,
-    task: Option<JoinHandle<io::Result<()>>>,
-}
+pub use common::{bounded, eventually, TestServer, WAIT};
 
 impl TestServer {
-    /// A server with default settings.
-    pub async fn start() -> TestServer {
-        TestServer::start_with(|_| {}).await
-    }
-
-    /// A server whose settings `configure` adjusts.
-    pub async fn start_with(configure: impl FnOnce(&mut HttpServerConfig)) -> TestServer {
-        TestServer::start_on(Arc::new(ChannelContainer::new()), configure).await
-    }
-
-    /// A server over `container` whose settings `configure` adjusts.
-    pub async fn start_on(
-        container: Arc<ChannelContainer>,
-        configure: impl FnOnce(&mut HttpServerConfig),
-    ) -> TestServer {
-        let mut config = HttpServerConfig::new("127.0.0.1:0".parse().unwrap());
-        configure(&mut config);
-        let server = HttpServer::bind(config, Arc::clone(&container))
-            .await
-            .expect("the server binds");
-        let addr = server.local_addr();
-        let stop = server.shutdown_handle();
-        let task = Some(tokio::spawn(server.run()));
-        TestServer {
-            addr,
-            container,
-            stop,
-            task,
-        }
-    }
-
-    /// Shuts the server down and waits until `run` returned.
-    pub async fn shutdown(mut self) {
-        self.stop.shutdown();
-        let task = self.task.take().expect("running");
-        bounded("the server stops", task)
-            .await
-            .expect("the server task did not panic")
-            .expect("run returned Ok");
-    }
-
     /// A request on a new connection.
     pub async fn request(&self, method: Method, path: &str) -> Reply {
         self.send(method, path, &[], None).await
@@ -155,13 +104,6 @@ impl TestServer {
     pub fn position(&self, channel: &str, offset: u64) -> String {
         let epoch = self.container.get(channel).unwrap().epoch();
         eric_core::Position::new(epoch, offset).to_string()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        // A test that failed half-way still stops its server.
-        self.stop.shutdown();
     }
 }
 

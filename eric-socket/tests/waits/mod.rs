@@ -1,4 +1,5 @@
-//! Bounded waits, shared by the Unix and the HTTP test helpers.
+//! Bounded waits, for every socket test (included by `tests/common`, which the HTTP
+//! tests reach through `tests/http_support`).
 #![allow(dead_code)]
 
 use std::future::Future;

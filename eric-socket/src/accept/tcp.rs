@@ -1,18 +1,15 @@
 //! The connection loop of the HTTP server: accept under a cap, one task per connection,
-//! and at shutdown a drain bounded by a grace period. The Unix server accepts on a
-//! thread of its own (`unix::acceptor`) and shares only the drain.
+//! and at shutdown a drain bounded by a grace period.
 
-#[cfg(feature = "http")]
+use super::drain::drain;
+use super::pause::accept_error_pause;
 use crate::shutdown::ShutdownHandle;
 use std::time::Duration;
-#[cfg(feature = "http")]
 use std::{future::Future, io, sync::Arc};
-#[cfg(feature = "http")]
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// A listening socket the loop accepts from.
-#[cfg(feature = "http")]
 pub(crate) trait Accept {
     /// An accepted connection.
     type Connection: Send + 'static;
@@ -21,7 +18,6 @@ pub(crate) trait Accept {
     fn accept_one(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send;
 }
 
-#[cfg(feature = "http")]
 impl Accept for tokio::net::TcpListener {
     type Connection = tokio::net::TcpStream;
 
@@ -31,7 +27,6 @@ impl Accept for tokio::net::TcpListener {
 }
 
 /// How a server runs its connections.
-#[cfg(feature = "http")]
 pub(crate) struct ConnectionLimits {
     /// Connections served at once; more wait to be accepted.
     pub(crate) max_connections: usize,
@@ -44,7 +39,6 @@ pub(crate) struct ConnectionLimits {
 /// Accepts until `shutdown` fires, running `serve` on each connection in a task of its
 /// own; then hands the listener to `stopped` (to close it, remove a socket file),
 /// waits for the connections at most the grace period, and cuts the rest.
-#[cfg(feature = "http")]
 pub(crate) async fn serve_connections<L, S, F>(
     listener: L,
     limits: ConnectionLimits,
@@ -70,9 +64,9 @@ pub(crate) async fn serve_connections<L, S, F>(
             accepted = listener.accept_one() => match accepted {
                 Ok(connection) => connection,
                 Err(error) => {
-                    // Out of file descriptors, most likely: let connections finish.
-                    tracing::warn!(server = limits.server, %error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Some(pause) = accept_error_pause(limits.server, &error) {
+                        tokio::time::sleep(pause).await;
+                    }
                     continue;
                 }
             },
@@ -89,15 +83,4 @@ pub(crate) async fn serve_connections<L, S, F>(
     }
     stopped(listener);
     drain(connections, limits.shutdown_grace, limits.server).await;
-}
-
-/// Waits for `connections` to finish, at most `grace`, then cuts the rest.
-pub(crate) async fn drain(mut connections: JoinSet<()>, grace: Duration, server: &'static str) {
-    tracing::info!(server, open = connections.len(), "stopping");
-    let wait = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(grace, wait).await.is_err() {
-        tracing::warn!(server, "connections still open after the grace period: cut");
-        connections.shutdown().await;
-    }
-    tracing::info!(server, "stopped");
 }
