@@ -153,7 +153,7 @@ async fn print_stream(
 ) -> Result<(), CliError> {
     let mut printed = 0u64;
     let mut line = String::new();
-    while output.count.map_or(true, |count| printed < count) {
+    while output.count.is_none_or(|count| printed < count) {
         let event = tokio::select! {
             _ = &mut termination => return Ok(()),
             event = events.next_event() => event,

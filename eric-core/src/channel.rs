@@ -5,12 +5,12 @@ use crate::listener::{Listener, QueueConfig, Refused};
 use crate::log::{Addressee, ChannelLog, Epoch, Position, Retention};
 use crate::message::{Delivery, Message};
 use crate::registry::ListenerSet;
-use crate::stream::MessageStream;
 use parking_lot::{Mutex, RwLock};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -101,7 +101,7 @@ impl fmt::Debug for StreamDelay {
 }
 
 // The rare paths of `deliver_next`, kept out of line so that the common one (a
-// message, no handler) has a small frame: each inlined error copied the id with its
+// message, no handler) has a small frame: an inlined error would copy the id with its
 // own allocation call, and the handler call needs the listener kept alive across it.
 
 #[cold]
@@ -114,6 +114,15 @@ fn invalid_listener(listener_id: &str) -> Error {
 #[inline(never)]
 fn no_messages(listener_id: &str) -> Error {
     Error::NoMessages(listener_id.to_owned())
+}
+
+#[cold]
+#[inline(never)]
+fn foreign_listener(listener: &Listener, channel: &str) -> Error {
+    Error::ForeignListener {
+        listener: listener.id().to_owned(),
+        channel: channel.to_owned(),
+    }
 }
 
 #[inline(never)]
@@ -165,8 +174,13 @@ pub struct BroadcastReport {
     pub disconnected: usize,
 }
 
+/// Serial numbers of channels, unique in the process (unlike ids, which callers
+/// choose): they tell a channel's listeners from those of any other.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
 struct Inner<A> {
     id: String,
+    serial: u64,
     adapter: A,
     /// Taken by every publish for the whole of it, and by every resume and every new
     /// listener before `listeners`: offsets reach each queue in order, and a resume
@@ -269,6 +283,7 @@ impl<A: Adapter> ChannelBuilder<A> {
         Channel {
             inner: Arc::new(Inner {
                 id: self.id.unwrap_or_else(crate::id::next_channel_id),
+                serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
                 adapter: self.adapter,
                 log: Mutex::new(ChannelLog::new(
                     self.epoch.unwrap_or_default(),
@@ -344,7 +359,7 @@ impl<A: Adapter> Channel<A> {
     }
 
     /// Adds a new listener with a generated id and the queue `config`.
-    fn add_listener_with(&self, config: QueueConfig) -> Arc<Listener> {
+    pub(crate) fn add_listener_with(&self, config: QueueConfig) -> Arc<Listener> {
         let log = self.inner.log.lock();
         self.insert_new_listener(&log, config)
     }
@@ -358,22 +373,23 @@ impl<A: Adapter> Channel<A> {
         let id = std::iter::repeat_with(crate::id::next_listener_id)
             .find(|id| !listeners.contains(id))
             .expect("the id counter goes on");
-        let mut listener = Listener::with_id(id).queue_config(config);
-        listener.set_joined(log.position().offset);
-        let listener = Arc::new(listener);
+        let listener = Arc::new(
+            Listener::with_id(id)
+                .queue_config(config)
+                .joining(self.inner.serial, log.position().offset),
+        );
         listeners.insert(Arc::clone(&listener));
         listener
     }
 
     /// Adds a listener built by the caller. Fails if its id is taken on this channel.
-    pub fn register_listener(&self, mut listener: Listener) -> Result<Arc<Listener>> {
+    pub fn register_listener(&self, listener: Listener) -> Result<Arc<Listener>> {
         let log = self.inner.log.lock();
         let mut listeners = self.inner.listeners.write();
         if listeners.contains(listener.id()) {
             return Err(Error::DuplicateId(listener.id().to_owned()));
         }
-        listener.set_joined(log.position().offset);
-        let listener = Arc::new(listener);
+        let listener = Arc::new(listener.joining(self.inner.serial, log.position().offset));
         listeners.insert(Arc::clone(&listener));
         Ok(listener)
     }
@@ -449,7 +465,14 @@ impl<A: Adapter> Channel<A> {
     }
 
     /// Queues `message` for a listener the caller already holds, skipping the id lookup.
+    ///
+    /// Fails with `ForeignListener` if the listener is not one of this channel's (it
+    /// belongs to another channel, or to none), and otherwise as
+    /// [`dispatch`](Self::dispatch) does.
     pub fn dispatch_to(&self, listener: &Arc<Listener>, message: &Arc<Message>) -> Result<()> {
+        if !listener.joined(self.inner.serial) {
+            return Err(foreign_listener(listener, self.id()));
+        }
         let mut log = self.inner.log.lock();
         match listener.push(log.next_offset(), log.epoch(), message) {
             Ok(()) => {
@@ -464,7 +487,7 @@ impl<A: Adapter> Channel<A> {
     }
 
     fn overflowed(&self, listener: &Listener, refused: Refused) -> Error {
-        let capacity = listener.config().capacity.map_or(usize::MAX, |c| c.max(1));
+        let capacity = listener.config().limit();
         let id = listener.id().to_owned();
         match refused {
             Refused::Full => {
@@ -544,50 +567,34 @@ impl<A: Adapter> Channel<A> {
         self.broadcast(Message::closed())
     }
 
-    /// A stream of the listener's messages, adapted. See [`MessageStream`] for when it ends.
-    pub fn message_stream(&self, listener: &Arc<Listener>) -> MessageStream<A> {
-        MessageStream::new(self.clone(), Arc::clone(listener), Default::default())
-    }
-
-    /// A stream of the listener's messages for a consumer that last saw the event
-    /// with id `last_event_id` (a [`Position`] in its text form, as a client sends it
-    /// back in `Last-Event-ID`): first the retained entries of the log after that
-    /// position that were addressed to the listener and have left its queue, then its
-    /// queue. No message comes twice and none is skipped silently: when the log cannot
-    /// cover the position (trimmed, another epoch, past the end, not a position), the
-    /// stream starts with one `_eric_error` marker; see [`crate::log`] for its payload.
-    pub fn message_stream_after(
+    /// What a stream of `listener` for a consumer that last saw the event with id
+    /// `last_event_id` yields before the queue (see
+    /// [`Channel::message_stream_after`]): read under the log, so that nothing is
+    /// published between the replay and the queue.
+    pub(crate) fn replay_for(
         &self,
-        listener: &Arc<Listener>,
+        listener: &Listener,
         last_event_id: &str,
-    ) -> MessageStream<A> {
+    ) -> VecDeque<Delivery> {
         let mut log = self.inner.log.lock();
         let first_queued = listener.first_queued();
         let resume = log.resume(
             last_event_id,
             listener.address(),
-            listener.joined(),
+            listener.joined_at(),
             first_queued,
         );
         let live_from = first_queued.unwrap_or(log.next_offset());
-        let items = replay_items(resume, log.epoch(), live_from, last_event_id);
-        drop(log);
-        MessageStream::new(self.clone(), Arc::clone(listener), items)
+        replay_items(resume, log.epoch(), live_from, last_event_id)
     }
 
-    /// Adds a new listener, starts it and streams it. The listener lives as long as the
-    /// stream: dropping the stream removes it from the channel.
-    pub fn watch(&self) -> MessageStream<A> {
-        let listener = self.add_listener_with(self.inner.queue_config);
-        listener.start();
-        self.message_stream(&listener).removing_listener_on_drop()
-    }
-
-    /// [`watch`](Self::watch) for a consumer that last saw the event with id
-    /// `last_event_id`: the retained broadcasts after that position come first, then
-    /// the live ones, with none twice and none skipped silently (a gap starts the
-    /// stream with a marker, as in [`message_stream_after`](Self::message_stream_after)).
-    pub fn watch_after(&self, last_event_id: &str) -> MessageStream<A> {
+    /// A new listener for a watcher that last saw the event with id `last_event_id`,
+    /// and what it yields before its queue (see [`Channel::watch_after`]): it joins
+    /// under the log, so every broadcast after the replay reaches its queue.
+    pub(crate) fn add_listener_after(
+        &self,
+        last_event_id: &str,
+    ) -> (Arc<Listener>, VecDeque<Delivery>) {
         let mut log = self.inner.log.lock();
         let listener = self.insert_new_listener(&log, self.inner.queue_config);
         // A watcher resumes a position of an earlier connection: every broadcast
@@ -595,9 +602,7 @@ impl<A: Adapter> Channel<A> {
         let resume = log.resume(last_event_id, listener.address(), 0, None);
         let live_from = log.next_offset();
         let items = replay_items(resume, log.epoch(), live_from, last_event_id);
-        drop(log);
-        listener.start();
-        MessageStream::new(self.clone(), listener, items).removing_listener_on_drop()
+        (listener, items)
     }
 
     /// A handle that does not keep the channel alive (for handlers that call back into

@@ -43,6 +43,15 @@ pub enum Error {
         /// Its capacity.
         capacity: usize,
     },
+    /// The listener given to [`Channel::dispatch_to`](crate::Channel::dispatch_to) is not
+    /// one of that channel's listeners.
+    #[error("Listener {listener} is not a listener of channel {channel}")]
+    ForeignListener {
+        /// The listener's id.
+        listener: String,
+        /// The channel it was dispatched on.
+        channel: String,
+    },
     /// `stop` and `remove` are built-in actions and cannot be replaced.
     #[error("Action {0:?} is reserved and cannot be overridden")]
     ReservedAction(String),

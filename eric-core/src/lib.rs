@@ -52,6 +52,7 @@ mod channel;
 mod distributed;
 mod error;
 pub mod id;
+mod id_key;
 pub mod listener;
 pub mod log;
 mod message;
@@ -67,3 +68,8 @@ pub use listener::{Handler, Listener, ListenerStats, OverflowPolicy, QueueConfig
 pub use log::{Epoch, InvalidPosition, Position, Retention};
 pub use message::{Delivery, Message, SignedMessage, MESSAGE_TYPE_CLOSED, MESSAGE_TYPE_ERROR};
 pub use stream::{Iter, MessageStream, RecvTimeoutError};
+
+/// The README's examples, compiled and run with the doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -29,9 +29,9 @@
 //! lost with a connection, stays in the channel's log (see [`crate::log`]), from which
 //! [`Channel::message_stream_after`](crate::Channel::message_stream_after) replays it.
 
+use crate::id_key::IdKey;
 use crate::log::Epoch;
 use crate::message::{Delivery, Message};
-use crate::registry::IdKey;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::fmt;
@@ -84,10 +84,22 @@ impl QueueConfig {
     /// A queue of at most `capacity` messages (at least 1) with the given overflow policy.
     pub fn bounded(capacity: usize, overflow: OverflowPolicy) -> Self {
         QueueConfig {
-            capacity: Some(capacity.max(1)),
+            capacity: Some(at_least_one(capacity)),
             overflow,
         }
     }
+
+    /// The most messages the queue holds: the capacity (a capacity of 0, which the
+    /// public field allows, means the smallest queue), `usize::MAX` when unbounded.
+    /// Every reader of the capacity goes through here, so all agree on what it means.
+    pub(crate) fn limit(&self) -> usize {
+        self.capacity.map_or(usize::MAX, at_least_one)
+    }
+}
+
+/// A capacity as a queue holds it: at least one message.
+fn at_least_one(capacity: usize) -> usize {
+    capacity.max(1)
 }
 
 /// Counters of one listener, read with [`Listener::stats`].
@@ -127,9 +139,9 @@ pub struct ListenerStats {
 /// ```
 // In declaration order (`repr(C)`): a broadcast to many listeners touches each one
 // once per message, and what a push reads (the queue's lock and the first four fields
-// of its state) is its first 64 bytes, on one or two cache lines. (`align(64)`, to
-// make that always one, measured no better: the aligned allocations moved the
-// messages allocated after them onto fewer cache sets.)
+// of its state) is its first 64 bytes, on one or two cache lines. It is not
+// `align(64)`, which would make that always one line: aligned allocations crowd the
+// messages allocated after them onto fewer cache sets (docs/benchmarks.md).
 #[repr(C)]
 pub struct Listener {
     queue: Mutex<QueueState>,
@@ -141,7 +153,10 @@ pub struct Listener {
     ready: Condvar,
     /// The channel's log offset when the listener joined it: entries up to it were
     /// published before the listener existed and are never replayed to it.
-    joined: u64,
+    joined_at: u64,
+    /// The serial number of the channel holding the listener (0 before it joins one).
+    /// A listener joins at most one channel, once: joining takes it by value.
+    channel: u64,
 }
 
 // In declaration order (`repr(C)`): what every push reads and writes comes first, right
@@ -292,8 +307,22 @@ impl Listener {
             config: QueueConfig::default(),
             id,
             ready: Condvar::new(),
-            joined: 0,
+            joined_at: 0,
+            channel: 0,
         }
+    }
+
+    /// The same listener, held by the channel with serial number `channel`, whose log
+    /// is at `offset` as it joins.
+    pub(crate) fn joining(mut self, channel: u64, offset: u64) -> Self {
+        self.channel = channel;
+        self.joined_at = offset;
+        self
+    }
+
+    /// Whether the channel with this serial number holds (or held) the listener.
+    pub(crate) fn joined(&self, channel: u64) -> bool {
+        self.channel == channel
     }
 
     /// The same listener with `handler` called once per delivered message.
@@ -309,8 +338,7 @@ impl Listener {
     pub fn queue_config(mut self, config: QueueConfig) -> Self {
         self.config = config;
         let state = self.queue.get_mut();
-        // A capacity of 0 set through the public field means the smallest queue.
-        state.capacity = config.capacity.map_or(usize::MAX, |c| c.max(1));
+        state.capacity = config.limit();
         state.refresh_gate();
         self
     }
@@ -391,13 +419,8 @@ impl Listener {
     }
 
     /// The log offset at which it joined its channel.
-    pub(crate) fn joined(&self) -> u64 {
-        self.joined
-    }
-
-    /// Records the log offset at which it joins its channel.
-    pub(crate) fn set_joined(&mut self, offset: u64) {
-        self.joined = offset;
+    pub(crate) fn joined_at(&self) -> u64 {
+        self.joined_at
     }
 
     /// The address that tells it apart from any other listener while it lives.

@@ -61,6 +61,50 @@ impl fmt::Display for RecvTimeoutError {
 
 impl std::error::Error for RecvTimeoutError {}
 
+// The channel's stream constructors live here, beside the stream, so that the channel's
+// file does not depend on this one (the stream holds its channel).
+impl<A: Adapter> Channel<A> {
+    /// A stream of the listener's messages, adapted. See [`MessageStream`] for when it ends.
+    pub fn message_stream(&self, listener: &Arc<Listener>) -> MessageStream<A> {
+        MessageStream::new(self.clone(), Arc::clone(listener), Default::default())
+    }
+
+    /// A stream of the listener's messages for a consumer that last saw the event
+    /// with id `last_event_id` (a [`Position`](crate::Position) in its text form, as a
+    /// client sends it back in `Last-Event-ID`): first the retained entries of the log
+    /// after that position that were addressed to the listener and have left its queue,
+    /// then its queue. No message comes twice and none is skipped silently: when the log
+    /// cannot cover the position (trimmed, another epoch, past the end, not a position),
+    /// the stream starts with one `_eric_error` marker; see [`crate::log`] for its
+    /// payload.
+    pub fn message_stream_after(
+        &self,
+        listener: &Arc<Listener>,
+        last_event_id: &str,
+    ) -> MessageStream<A> {
+        let replay = self.replay_for(listener, last_event_id);
+        MessageStream::new(self.clone(), Arc::clone(listener), replay)
+    }
+
+    /// Adds a new listener, starts it and streams it. The listener lives as long as the
+    /// stream: dropping the stream removes it from the channel.
+    pub fn watch(&self) -> MessageStream<A> {
+        let listener = self.add_listener_with(self.queue_config());
+        listener.start();
+        self.message_stream(&listener).removing_listener_on_drop()
+    }
+
+    /// [`watch`](Self::watch) for a consumer that last saw the event with id
+    /// `last_event_id`: the retained broadcasts after that position come first, then
+    /// the live ones, with none twice and none skipped silently (a gap starts the
+    /// stream with a marker, as in [`message_stream_after`](Self::message_stream_after)).
+    pub fn watch_after(&self, last_event_id: &str) -> MessageStream<A> {
+        let (listener, replay) = self.add_listener_after(last_event_id);
+        listener.start();
+        MessageStream::new(self.clone(), listener, replay).removing_listener_on_drop()
+    }
+}
+
 impl<A: Adapter> MessageStream<A> {
     pub(crate) fn new(
         channel: Channel<A>,

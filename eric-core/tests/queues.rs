@@ -395,3 +395,49 @@ fn a_replayed_end_of_stream_ends_the_resumed_stream_like_the_original() {
     assert_eq!(types(&replayed), ["a", MESSAGE_TYPE_CLOSED]);
     assert_eq!(listener.queue_len(), 1);
 }
+
+#[test]
+fn dispatch_to_refuses_a_listener_of_another_channel_and_names_both() {
+    let here = Channel::builder(Identity).id("here").build();
+    let there = Channel::builder(Identity).id("there").build();
+    // The same id on both channels: the check must be on the listener, not its id.
+    let ours = here.register_listener(Listener::with_id("same")).unwrap();
+    let theirs = there.register_listener(Listener::with_id("same")).unwrap();
+    let message = Arc::new(Message::empty("t"));
+
+    let error = here.dispatch_to(&theirs, &message).unwrap_err();
+    assert_eq!(
+        error,
+        Error::ForeignListener {
+            listener: "same".into(),
+            channel: "here".into()
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "Listener same is not a listener of channel here"
+    );
+    assert_eq!(
+        theirs.queue_len(),
+        0,
+        "the other channel's queue is untouched"
+    );
+    assert_eq!(
+        ours.queue_len(),
+        0,
+        "nor is the same-id listener of this channel"
+    );
+
+    // A listener made by the channel, and one not registered anywhere.
+    let made_there = there.add_listener();
+    assert!(here.dispatch_to(&made_there, &message).is_err());
+    assert_eq!(made_there.queue_len(), 0);
+    let unregistered = Arc::new(Listener::with_id("loose"));
+    assert!(here.dispatch_to(&unregistered, &message).is_err());
+    assert_eq!(unregistered.queue_len(), 0);
+
+    // Its own listeners are still served.
+    here.dispatch_to(&ours, &message).unwrap();
+    there.dispatch_to(&theirs, &message).unwrap();
+    assert_eq!((ours.queue_len(), theirs.queue_len()), (1, 1));
+}

@@ -163,7 +163,7 @@ fn run(retention: usize, ops: &[Op]) -> usize {
     for (s, subscriber) in subscribers.iter().enumerate() {
         let own: BTreeSet<u64> = log
             .iter()
-            .filter(|(offset, to)| *offset > subscriber.start && to.map_or(true, |n| n == s))
+            .filter(|(offset, to)| *offset > subscriber.start && to.is_none_or(|n| n == s))
             .map(|(offset, _)| *offset)
             .collect();
         let received = &subscriber.received;

@@ -2,12 +2,12 @@
 
 use crate::adapter::ProcessingAdapter;
 use crate::error::{ProcessingError, Result};
+use crate::stats::{Counters, ProcessingStats};
 use crate::stream::ProcessingStream;
 use eric_core::{Adapter, Channel, Listener, QueueConfig, StreamDelay};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::fmt;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// How many messages per worker a stream may have taken and not yet yielded, unless
@@ -18,31 +18,9 @@ pub const DEFAULT_WINDOW_PER_WORKER: usize = 2;
 /// The smallest default window. A window of a few messages is enough for slow handlers
 /// (the workers only take a message when free, so in-flight work stays at
 /// `max_workers`), but with fast handlers the consumer becomes the bottleneck and a tiny
-/// window makes tasks stop and restart every few messages: with no-op handlers, a
-/// window of 4 measured 0.3 to 4 M messages/s, a window of 64 3 to 5 M/s.
+/// window makes tasks stop and restart every few messages, which costs more than the
+/// handlers (docs/benchmarks.md has the figures).
 pub const DEFAULT_MIN_WINDOW: usize = 64;
-
-/// Counters shared by a channel and all its streams.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) yielded: AtomicU64,
-    pub(crate) panicked: AtomicU64,
-    pub(crate) discarded: AtomicU64,
-}
-
-/// What the streams of a [`DataProcessingChannel`] have done so far, all streams
-/// together; read with [`DataProcessingChannel::stats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProcessingStats {
-    /// Items handed to consumers: results and reported panics.
-    pub yielded: u64,
-    /// Handlers or adapters that panicked. Each panic is an `Err` item of its stream
-    /// (unless the stream was dropped before yielding it).
-    pub panicked: u64,
-    /// Messages taken from a queue whose results were never yielded, because their
-    /// stream was dropped early.
-    pub discarded: u64,
-}
 
 /// A channel whose listeners' queues are processed in parallel on a thread pool: the
 /// reference's `DataProcessingChannel(max_workers)`.
@@ -143,11 +121,7 @@ where
 
     /// What all streams of this channel have done so far.
     pub fn stats(&self) -> ProcessingStats {
-        ProcessingStats {
-            yielded: self.counters.yielded.load(Ordering::Relaxed),
-            panicked: self.counters.panicked.load(Ordering::Relaxed),
-            discarded: self.counters.discarded.load(Ordering::Relaxed),
-        }
+        self.counters.snapshot()
     }
 
     /// Processes the listener's queue on the pool: each message runs the listener's

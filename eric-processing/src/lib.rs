@@ -76,12 +76,19 @@
 mod adapter;
 mod channel;
 mod error;
+mod stats;
 mod stream;
 
 pub use adapter::{Processed, ProcessingAdapter};
 pub use channel::{
-    DataProcessingChannel, DataProcessingChannelBuilder, ProcessingStats, DEFAULT_MIN_WINDOW,
+    DataProcessingChannel, DataProcessingChannelBuilder, DEFAULT_MIN_WINDOW,
     DEFAULT_WINDOW_PER_WORKER,
 };
 pub use error::{ProcessingError, Result};
+pub use stats::ProcessingStats;
 pub use stream::{IntoIter, Iter, ProcessingResult, ProcessingStream};
+
+/// The README's examples, compiled and run with the doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

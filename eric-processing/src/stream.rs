@@ -1,7 +1,7 @@
 //! The results of one `process_queue` call: a blocking iterator and an async `Stream`.
 
-use crate::channel::Counters;
 use crate::error::ProcessingError;
+use crate::stats::Counters;
 use atomic_waker::AtomicWaker;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use eric_core::{Adapter, Channel, Delivery, Listener};
@@ -188,8 +188,8 @@ where
 /// one, so the queue itself balances the load between them. At most
 /// [`window`](crate::DataProcessingChannelBuilder::window) messages are taken and not
 /// yet yielded: when the consumer falls behind, the tasks stop taking and end, and the
-/// consumer starts new ones once it has caught up by half a window (feeding is driven by its `recv` and
-/// `poll_next` calls; there is no feeder thread). A task also ends after 64 messages
+/// consumer starts new ones once it has caught up by half a window (feeding is driven
+/// by its `recv` and `poll_next` calls; there is no feeder thread). A task also ends after 64 messages
 /// and is replaced at once, so that streams sharing a pool take turns. The reference,
 /// by contrast, submits the whole queue to its executor at once.
 ///

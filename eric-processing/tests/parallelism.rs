@@ -10,36 +10,64 @@ use futures::StreamExt;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn two_workers_run_handlers_in_parallel() {
     let channel = channel(2);
-    let listener = sleepy_listener(&channel, 50);
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let listener = {
+        let (running, peak) = (Arc::clone(&running), Arc::clone(&peak));
+        channel
+            .register_listener(Listener::new().on_message(move |_, msg| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                // The first two messages, taken one by each worker, stay until two
+                // handlers have run at once: run one after the other, they would wait
+                // in vain and the test fail.
+                if msg.payload.as_i64() < Some(2) {
+                    wait_until("two handlers running at once", || {
+                        peak.load(Ordering::SeqCst) >= 2
+                    });
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+            }))
+            .unwrap()
+    };
     dispatch_counters(&channel, &listener, 20);
-    let started = Instant::now();
     let count = channel.process_queue(&listener).into_iter().count();
-    let elapsed = started.elapsed();
     assert_eq!(count, 20);
-    // Serially it would take 1 s; two workers need 500 ms.
-    assert!(elapsed < Duration::from_millis(800), "took {elapsed:?}");
+    // Two at once, and never more than the pool's two workers.
+    assert_eq!(peak.load(Ordering::SeqCst), 2);
 }
 
 #[test]
 fn results_come_as_they_complete() {
     let channel = channel(2);
-    let listener = channel
-        .register_listener(Listener::new().on_message(|_, msg| {
-            if msg.payload == json!(0) {
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        }))
-        .unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let listener = {
+        let received = Arc::clone(&received);
+        channel
+            .register_listener(Listener::new().on_message(move |_, msg| {
+                if msg.payload == json!(0) {
+                    // The first message finishes only once the consumer has the nine
+                    // others: results must not wait for those taken before them.
+                    wait_until("the nine other results yielded", || {
+                        received.load(Ordering::SeqCst) == 9
+                    });
+                }
+            }))
+            .unwrap()
+    };
     dispatch_counters(&channel, &listener, 10);
     let order: Vec<i64> = channel
         .process_queue(&listener)
         .into_iter()
-        .map(value)
+        .map(|result| {
+            received.fetch_add(1, Ordering::SeqCst);
+            value(result)
+        })
         .collect();
     assert_eq!(order.len(), 10);
     assert_eq!(
@@ -136,24 +164,38 @@ fn a_panicking_adapter_is_reported_too() {
 #[test]
 fn dropping_the_stream_early_returns_at_once_and_leaves_the_rest_queued() {
     let channel = channel(2);
+    let gate = Gate::default();
     let calls = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&calls);
-    let listener = channel
-        .register_listener(Listener::new().on_message(move |_, _| {
-            std::thread::sleep(Duration::from_millis(200));
-            counter.fetch_add(1, Ordering::SeqCst);
-        }))
-        .unwrap();
+    let entered = Arc::new(AtomicUsize::new(0));
+    let gave_up = Arc::new(AtomicUsize::new(0));
+    let listener = {
+        let (gate, calls) = (gate.clone(), Arc::clone(&calls));
+        let (entered, gave_up) = (Arc::clone(&entered), Arc::clone(&gave_up));
+        channel
+            .register_listener(Listener::new().on_message(move |_, msg| {
+                // Every message but the first waits at the gate, which the test opens
+                // only once `drop` has returned.
+                if msg.payload != json!(0) {
+                    entered.fetch_add(1, Ordering::SeqCst);
+                    if !gate.wait() {
+                        gave_up.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                calls.fetch_add(1, Ordering::SeqCst);
+            }))
+            .unwrap()
+    };
     dispatch_counters(&channel, &listener, 12);
 
     let mut stream = channel.process_queue(&listener);
     assert!(stream.recv().unwrap().is_ok());
-    let started = Instant::now();
-    drop(stream); // two messages are in progress, for up to 200 ms
-    assert!(
-        started.elapsed() < Duration::from_millis(100),
-        "drop must not wait for the messages in progress"
-    );
+    wait_until("both workers inside a handler", || {
+        entered.load(Ordering::SeqCst) == 2
+    });
+    // Two messages are in progress. A drop that waited for them would return only
+    // after they gave up waiting at the gate.
+    drop(stream);
+    gate.open();
 
     // Taken but never yielded: at most the window. Everything else stays queued.
     let discarded = channel.stats().discarded;
@@ -162,7 +204,16 @@ fn dropping_the_stream_early_returns_at_once_and_leaves_the_rest_queued() {
     assert_eq!(1 + discarded + queued, 12);
 
     // The messages in progress finish on the pool; nothing more is taken.
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the messages in progress finished", || {
+        calls.load(Ordering::SeqCst) as u64 == 1 + discarded
+    });
+    assert_eq!(
+        gave_up.load(Ordering::SeqCst),
+        0,
+        "drop must not wait for the messages in progress"
+    );
+    // Time for a stream that went on after its drop to take a message and be caught.
+    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(listener.queue_len() as u64, queued);
     assert_eq!(calls.load(Ordering::SeqCst) as u64, 1 + discarded);
 

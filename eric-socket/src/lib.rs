@@ -100,3 +100,8 @@ pub mod docs {
     #[doc = include_str!("../../docs/eric-cli.md")]
     pub struct EricCli;
 }
+
+/// The README's examples, compiled and run with the doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -191,6 +191,7 @@ fn payloads(phase: &str, count: usize) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium"]
 async fn a_browser_event_source_gets_every_event_once_in_order_and_resumes_after_the_server_ends_the_stream(
 ) {
     // The page's origin first: eric's CORS list names it.

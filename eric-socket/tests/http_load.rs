@@ -62,6 +62,12 @@ async fn settle(what: &str, mut condition: impl FnMut() -> bool) {
 async fn thousands_of_streams_that_disconnect_leave_no_listener_task_or_slot_behind() {
     let server = TestServer::start_with(|config| config.max_streams = STREAMS).await;
     server.container.add_with_id("c").unwrap();
+    // Both servers are up, their tasks spawned, once each has answered a request.
+    server.client().create_channel().await.unwrap();
+    server
+        .request(http::Method::GET, "/channels")
+        .await
+        .assert_ok();
     let idle_tasks = alive_tasks();
 
     for round in 0..2 {

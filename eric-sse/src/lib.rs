@@ -75,3 +75,8 @@ pub use channel::{SseAdapter, SseChannel, SseChannelBuilder, DEFAULT_HISTORY};
 pub use encode::{DataMode, EncodeError, Encoder, Forbidden};
 pub use event::{SseEvent, DEFAULT_RETRY_MS};
 pub use parse::{Item, ParsedEvent, Parser};
+
+/// The README's examples, compiled and run with the doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -2,9 +2,11 @@
 //!
 //! A plain binary with no dependencies: it shells out to cargo, git, tar and sha256sum.
 //!
-//! * `ci`: what CI checks: formatting, clippy with warnings denied, the README's test
-//!   command, docs with broken intra-doc links denied, and each library crate built alone
-//!   and with `--no-default-features`.
+//! * `ci`: what CI checks: formatting, the layering (no async runtime under the
+//!   runtime-free crates), licenses and bans (`cargo deny`), clippy with warnings denied,
+//!   the README's test command, docs with broken intra-doc links denied, each library
+//!   crate built alone and with `--no-default-features`, and the workspace built with the
+//!   toolchain of its declared `rust-version`.
 //! * `release <version>`: bumps every crate's version and the versions of the
 //!   inter-crate dependencies together, refuses when the tree is dirty or CHANGELOG.md has
 //!   no entry for the version, packages each crate in dependency order, commits and tags.
@@ -28,6 +30,18 @@ const LIBRARIES: [&str; 4] = ["eric-core", "eric-sse", "eric-processing", "eric-
 /// The README's test command, run by `ci` (keep the two in step).
 const TEST_COMMAND: [&str; 2] = ["test", "--workspace"];
 
+/// The crates whose normal dependencies include no async runtime, with the features of
+/// the build that must stay runtime-free (ARCHITECTURE.md): eric-core and
+/// eric-processing never need one, eric-sse only for its `http` feature.
+const RUNTIME_FREE: [(&str, &[&str]); 3] = [
+    ("eric-core", &["--all-features"]),
+    ("eric-sse", &["--no-default-features"]),
+    ("eric-processing", &["--all-features"]),
+];
+
+/// Crates that are (or start) an async runtime.
+const RUNTIMES: [&str; 4] = ["tokio", "async-std", "smol", "async-executor"];
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args
@@ -44,7 +58,8 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
-                 ci                               fmt, clippy, tests, docs, each crate alone\n  \
+                 ci                               fmt, layering, deny, clippy, tests, docs,\n  \
+                                                  each crate alone, the rust-version build\n  \
                  release <version> [--no-verify]  bump versions, package, commit and tag\n  \
                  dist                             release tarball of `eric` with its SHA-256"
             );
@@ -112,6 +127,8 @@ fn cargo(root: &Path) -> Command {
 fn ci() -> Result {
     let root = root()?;
     run(cargo(&root).args(["fmt", "--all", "--", "--check"]))?;
+    layering(&root)?;
+    deny(&root)?;
     run(cargo(&root).args([
         "clippy",
         "--workspace",
@@ -128,7 +145,113 @@ fn ci() -> Result {
         run(cargo(&root).args(["check", "-p", library]))?;
         run(cargo(&root).args(["check", "-p", library, "--no-default-features"]))?;
     }
+    rust_version_build(&root)?;
     Ok(())
+}
+
+/// Checks that the runtime-free crates have no async runtime among their normal
+/// dependencies.
+fn layering(root: &Path) -> Result {
+    for (krate, features) in RUNTIME_FREE {
+        let mut tree = cargo(root);
+        tree.args(["tree", "-p", krate, "-e", "normal", "--prefix", "none"])
+            .args(features);
+        eprintln!("$ {}", describe(&tree));
+        let listing = output(&mut tree)?;
+        if let Some(runtime) = runtimes_in(&listing).first() {
+            return Err(format!(
+                "{krate} depends on the async runtime {runtime} (`{}`); it must stay \
+                 runtime-free (see ARCHITECTURE.md)",
+                describe(&tree)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The async runtimes a `cargo tree --prefix none` listing names.
+fn runtimes_in(listing: &str) -> Vec<&str> {
+    let mut found: Vec<&str> = listing
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| RUNTIMES.contains(name))
+        .collect();
+    found.dedup();
+    found
+}
+
+/// `cargo deny check licenses bans` against deny.toml: the checks that need no advisory
+/// database.
+fn deny(root: &Path) -> Result {
+    let installed = cargo(root)
+        .args(["deny", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !installed {
+        return Err(
+            "cargo-deny is missing, so the license and ban checks cannot run: \
+                    install it (`cargo install --locked cargo-deny`; .ci/run installs a \
+                    prebuilt one)"
+                .into(),
+        );
+    }
+    run(cargo(root).args(["deny", "--locked", "check", "licenses", "bans"]))
+}
+
+/// `cargo check --workspace` with the toolchain of the declared `rust-version`: the
+/// libraries and binaries must build for anyone on that toolchain (the tests need not).
+fn rust_version_build(root: &Path) -> Result {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))
+        .map_err(|e| format!("cannot read Cargo.toml: {e}"))?;
+    let version = declared_rust_version(&manifest)
+        .ok_or("Cargo.toml declares no `rust-version` in [workspace.package]")?;
+    let toolchain_present = Command::new("rustup")
+        .args(["run", &version, "rustc", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !toolchain_present {
+        return Err(format!(
+            "the toolchain of the declared rust-version {version} is missing, so the \
+             workspace cannot be checked with it: install it \
+             (`rustup toolchain install {version} --profile minimal`; .ci/run does)"
+        ));
+    }
+    // The outer cargo's variables would point the inner one at the newer toolchain.
+    let mut check = Command::new("rustup");
+    check
+        .current_dir(root)
+        .args(["run", &version, "cargo", "check", "--workspace", "--locked"])
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTDOC")
+        .env_remove("RUSTUP_TOOLCHAIN");
+    run(&mut check)
+}
+
+/// The `rust-version` of `[workspace.package]` in the root Cargo.toml.
+fn declared_rust_version(manifest: &str) -> Option<String> {
+    let mut section = "";
+    for line in manifest.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            section = trimmed;
+            continue;
+        }
+        if section != "[workspace.package]" {
+            continue;
+        }
+        let Some((key, value)) = trimmed.split_once('=') else {
+            continue;
+        };
+        if key.trim() == "rust-version" {
+            return Some(value.trim().trim_matches('"').to_owned());
+        }
+    }
+    None
 }
 
 fn git_is_clean(root: &Path) -> Result<bool> {
@@ -308,6 +431,27 @@ mod tests {
         assert!(bumped.contains("version = \"0.2.0\"\n\n"));
         assert!(bumped.contains("eric-core = { path = \"eric-core\", version = \"0.2.0\" }"));
         assert!(bumped.contains("serde = { version = \"1\" }"));
+    }
+
+    #[test]
+    fn the_declared_rust_version_is_read_from_the_workspace_package_only() {
+        let manifest = "[package]\nrust-version = \"1.60\"\n\n[workspace.package]\n\
+                        version = \"0.1.0\"\nrust-version = \"1.85\"\n";
+        assert_eq!(declared_rust_version(manifest).as_deref(), Some("1.85"));
+        assert_eq!(
+            declared_rust_version("[workspace.package]\nversion = \"1\"\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn runtimes_are_found_by_crate_name_only() {
+        let listing = "eric-core v0.1.0 (/src/eric-core)\nparking_lot v0.12.5\n\
+                       tokio-like v1.0.0\nserde v1.0.0\n";
+        assert!(runtimes_in(listing).is_empty());
+        let listing = "eric-sse v0.1.0 (/src/eric-sse)\ntokio v1.54.1\nbytes v1.0.0\n\
+                       tokio v1.54.1 (*)\n";
+        assert_eq!(runtimes_in(listing), ["tokio"]);
     }
 
     #[test]

@@ -51,3 +51,43 @@ pub fn value(result: ProcessingResult<Processed>) -> i64 {
         .as_i64()
         .expect("a counter")
 }
+
+/// How long a test waits for something that should happen at once before it fails:
+/// long enough that a loaded machine never reaches it, so that only a real hang does.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Waits until `condition` holds; panics with `what` if it still does not after
+/// [`PATIENCE`].
+pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A gate handlers wait at until the test opens it.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    /// Lets every waiter through, now and later.
+    pub fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+
+    /// Waits until the gate is open; `false` if it stayed shut for [`PATIENCE`].
+    pub fn wait(&self) -> bool {
+        let (open, changed) = &*self.0;
+        let guard = open.lock().unwrap();
+        let (guard, _) = changed
+            .wait_timeout_while(guard, PATIENCE, |open| !*open)
+            .unwrap();
+        *guard
+    }
+}

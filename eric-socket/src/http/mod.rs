@@ -4,6 +4,8 @@
 //!
 //! [`HttpServer`] is an HTTP/1.1 server on hyper 1.x and tokio. Channel and listener ids
 //! travel in the query (`channel_id`, `listener_id`) or in the path, percent-encoded.
+//! [`ROUTES`] lists the routes (a test checks this table, the router and
+//! docs/openapi.yaml against it).
 //!
 //! | method and path | query / body | answer |
 //! |---|---|---|
@@ -69,10 +71,10 @@
 //!   broadcasts `_eric_channel_closed`, a stream sends that event and ends.
 //! * **Memory.** Plain `GET /stream` and `GET /watch` requests that open a connection,
 //!   or follow such a stream on it, are served without hyper: the server reads their
-//!   heads itself and writes the events as chunks, so an idle stream holds about
-//!   2.5 KiB (hyper's per-connection buffers alone are 16 KiB). From the first other
-//!   request on, hyper serves the connection; the answers are the same status, headers
-//!   and body either way.
+//!   heads itself and writes the events as chunks, so an idle stream holds little more
+//!   than its socket and its events, not hyper's per-connection buffers. From the first
+//!   other request on, hyper serves the connection; the answers are the same status,
+//!   headers and body either way (`tests/http_direct_vs_hyper.rs` compares them).
 //! * **Shutdown** ends every stream cleanly (the body is finished, the client sees the end
 //!   of the response) and closes the connections; see [`HttpServer::run`].
 //!
@@ -101,9 +103,13 @@
 //! ```
 
 mod body;
+mod config;
 mod direct;
 mod routes;
 mod server;
+mod state;
 mod stream;
 
-pub use server::{HttpServer, HttpServerConfig, DEFAULT_MAX_BODY_BYTES};
+pub use config::{HttpServerConfig, DEFAULT_MAX_BODY_BYTES};
+pub use routes::{Route, ROUTES};
+pub use server::HttpServer;

@@ -2,7 +2,7 @@
 //! `{"message": ...}` answer with its status; nothing here panics on client input.
 
 use super::body::ResponseBody;
-use super::server::State;
+use super::state::State;
 use super::stream::{stop_future, LiveEvents};
 use bytes::Bytes;
 use eric_core::{Error, Message, Retention};
@@ -18,9 +18,77 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A request path the server knows, with the ids it carries (percent-decoded).
+/// One route of the server: a method on a path. Every known path also answers
+/// `OPTIONS`, which the table leaves out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Route {
+    /// The method, in upper case: `GET`, `HEAD`, `PUT`, `POST` or `DELETE`.
+    pub method: &'static str,
+    /// The path template: literal segments, and ids in braces (`{channel_id}`,
+    /// `{listener_id}`) that a request fills percent-encoded.
+    pub path: &'static str,
+    /// What the route does, in a line (its `summary` in docs/openapi.yaml).
+    pub summary: &'static str,
+}
+
+const fn route(method: &'static str, path: &'static str, summary: &'static str) -> Route {
+    Route {
+        method,
+        path,
+        summary,
+    }
+}
+
+/// Every route the server answers, `OPTIONS` aside: the one list that the router, the
+/// [module documentation](crate::http) and docs/openapi.yaml are tested against.
+///
+/// ```
+/// let watch = eric_socket::http::ROUTES
+///     .iter()
+///     .find(|route| route.path == "/watch/{channel_id}")
+///     .unwrap();
+/// assert_eq!(watch.method, "GET");
+/// ```
+pub const ROUTES: &[Route] = &[
+    route("GET", "/", "Every channel with its listener ids"),
+    route("HEAD", "/", "The headers of `GET /`"),
+    route("GET", "/channels", "The channel ids"),
+    route("HEAD", "/channels", "The headers of `GET /channels`"),
+    route("PUT", "/create", "Create a channel"),
+    route("POST", "/subscribe", "Add a listener to a channel"),
+    route(
+        "POST",
+        "/broadcast",
+        "Queue a message for every listener of a channel",
+    ),
+    route("POST", "/dispatch", "Queue a message for one listener"),
+    route(
+        "GET",
+        "/stream/{channel_id}/{listener_id}",
+        "Start a listener and stream its queue",
+    ),
+    route(
+        "GET",
+        "/watch/{channel_id}",
+        "Stream a channel through a new listener",
+    ),
+    route(
+        "DELETE",
+        "/listener/{channel_id}/{listener_id}",
+        "Remove a listener",
+    ),
+    route(
+        "DELETE",
+        "/channel/{channel_id}",
+        "Remove a channel and its listeners",
+    ),
+];
+
+/// A request path the server knows, with the ids it carries (percent-decoded). The
+/// router matches paths by hand, for speed; a test checks it against [`ROUTES`].
 #[derive(Debug, PartialEq, Eq)]
-enum Route {
+enum Resource {
     Root,
     Channels,
     Create,
@@ -33,51 +101,68 @@ enum Route {
     DeleteChannel { channel: String },
 }
 
-impl Route {
-    /// The route of `path`; `Ok(None)` for a path the server does not know.
-    fn parse(path: &str) -> Result<Option<Route>, ApiError> {
+impl Resource {
+    /// The resource of `path`; `Ok(None)` for a path the server does not know.
+    fn parse(path: &str) -> Result<Option<Resource>, ApiError> {
         let Some(rest) = path.strip_prefix('/') else {
             return Ok(None);
         };
         let segments: Vec<&str> = rest.split('/').collect();
-        let route = match segments.as_slice() {
-            [""] => Route::Root,
-            ["channels"] => Route::Channels,
-            ["create"] => Route::Create,
-            ["subscribe"] => Route::Subscribe,
-            ["broadcast"] => Route::Broadcast,
-            ["dispatch"] => Route::Dispatch,
-            ["stream", channel, listener] => Route::Stream {
+        let resource = match segments.as_slice() {
+            [""] => Resource::Root,
+            ["channels"] => Resource::Channels,
+            ["create"] => Resource::Create,
+            ["subscribe"] => Resource::Subscribe,
+            ["broadcast"] => Resource::Broadcast,
+            ["dispatch"] => Resource::Dispatch,
+            ["stream", channel, listener] => Resource::Stream {
                 channel: decode_segment(channel)?,
                 listener: decode_segment(listener)?,
             },
-            ["watch", channel] => Route::Watch {
+            ["watch", channel] => Resource::Watch {
                 channel: decode_segment(channel)?,
             },
-            ["listener", channel, listener] => Route::DeleteListener {
+            ["listener", channel, listener] => Resource::DeleteListener {
                 channel: decode_segment(channel)?,
                 listener: decode_segment(listener)?,
             },
-            ["channel", channel] => Route::DeleteChannel {
+            ["channel", channel] => Resource::DeleteChannel {
                 channel: decode_segment(channel)?,
             },
             _ => return Ok(None),
         };
-        Ok(Some(route))
+        Ok(Some(resource))
     }
 
-    /// The methods the route answers, `OPTIONS` aside.
+    /// The methods the resource answers, `OPTIONS` aside.
     fn methods(&self) -> &'static [Method] {
         match self {
-            Route::Root | Route::Channels => &[Method::GET, Method::HEAD],
-            Route::Create => &[Method::PUT],
-            Route::Subscribe | Route::Broadcast | Route::Dispatch => &[Method::POST],
-            Route::Stream { .. } | Route::Watch { .. } => &[Method::GET],
-            Route::DeleteListener { .. } | Route::DeleteChannel { .. } => &[Method::DELETE],
+            Resource::Root | Resource::Channels => &[Method::GET, Method::HEAD],
+            Resource::Create => &[Method::PUT],
+            Resource::Subscribe | Resource::Broadcast | Resource::Dispatch => &[Method::POST],
+            Resource::Stream { .. } | Resource::Watch { .. } => &[Method::GET],
+            Resource::DeleteListener { .. } | Resource::DeleteChannel { .. } => &[Method::DELETE],
         }
     }
 
-    /// The `Allow` header of the route.
+    /// The path template of the resource, as [`ROUTES`] writes it.
+    #[cfg(test)]
+    fn template(&self) -> &'static str {
+        match self {
+            Resource::Root => "/",
+            Resource::Channels => "/channels",
+            Resource::Create => "/create",
+            Resource::Subscribe => "/subscribe",
+            Resource::Broadcast => "/broadcast",
+            Resource::Dispatch => "/dispatch",
+            Resource::Stream { .. } => "/stream/{channel_id}/{listener_id}",
+            Resource::Watch { .. } => "/watch/{channel_id}",
+            Resource::DeleteListener { .. } => "/listener/{channel_id}/{listener_id}",
+            Resource::DeleteChannel { .. } => "/channel/{channel_id}",
+        }
+    }
+
+    /// The `Allow` header of the resource.
     fn allow(&self) -> String {
         let mut allow: Vec<&str> = self.methods().iter().map(Method::as_str).collect();
         allow.push("OPTIONS");
@@ -172,10 +257,11 @@ impl ApiError {
     }
 }
 
-type Answer = Result<Response<ResponseBody>, ApiError>;
+/// A route's outcome: its response, or the error to answer instead.
+type RouteResult = Result<Response<ResponseBody>, ApiError>;
 
 /// The body of a request, as hyper reads it or (for the event-stream requests that
-/// [`direct`](super::direct) serves) an empty one.
+/// the direct path serves) an empty one.
 pub(crate) trait RequestBody:
     Body<Data = Bytes, Error: std::fmt::Display> + Unpin + Send
 {
@@ -208,8 +294,8 @@ pub(crate) async fn handle(
     response
 }
 
-async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bool) -> Answer {
-    let Some(route) = Route::parse(request.uri().path())? else {
+async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bool) -> RouteResult {
+    let Some(resource) = Resource::parse(request.uri().path())? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no route for {}", request.uri().path()),
@@ -217,25 +303,25 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
     };
     let method = request.method();
     if method == Method::OPTIONS {
-        return Ok(preflight(&route, request.headers(), cors));
+        return Ok(preflight(&resource, request.headers(), cors));
     }
-    if !route.methods().contains(method) {
+    if !resource.methods().contains(method) {
         let mut error = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!(
                 "{} does not answer {method}; it answers {}",
                 request.uri().path(),
-                route.allow()
+                resource.allow()
             ),
         );
-        error.allow = Some(route.allow());
+        error.allow = Some(resource.allow());
         return Err(error);
     }
     let container = &state.container;
-    match route {
-        Route::Root => Ok(json_response(StatusCode::OK, &container.snapshot())),
-        Route::Channels => Ok(json_response(StatusCode::OK, &container.ids())),
-        Route::Create => {
+    match resource {
+        Resource::Root => Ok(json_response(StatusCode::OK, &container.snapshot())),
+        Resource::Channels => Ok(json_response(StatusCode::OK, &container.ids())),
+        Resource::Create => {
             let retention = retention_of(&request, container.settings().retention)?;
             let channel = match query_param(&request, "channel_id") {
                 None => container.add_with(None, retention).map_err(|e| ApiError::core(e, ""))?,
@@ -253,7 +339,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
                 &json!({ "channel_id": channel.id() }),
             ))
         }
-        Route::Subscribe => {
+        Resource::Subscribe => {
             let channel = channel_of(state, &required_param(&request, "channel_id")?)?;
             let listener = channel.add_listener();
             Ok(json_response(
@@ -261,7 +347,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
                 &json!({ "listener_id": listener.id() }),
             ))
         }
-        Route::Broadcast => {
+        Resource::Broadcast => {
             let channel_id = required_param(&request, "channel_id")?;
             let channel = channel_of(state, &channel_id)?;
             let message = parse_message(&read_body(state, request).await?)?;
@@ -277,7 +363,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             }
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
-        Route::Dispatch => {
+        Resource::Dispatch => {
             let channel_id = required_param(&request, "channel_id")?;
             let listener_id = required_param(&request, "listener_id")?;
             let channel = channel_of(state, &channel_id)?;
@@ -290,18 +376,18 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
                 .map_err(|e| ApiError::core(e, &channel_id))?;
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
-        Route::Stream { channel, listener } => {
+        Resource::Stream { channel, listener } => {
             let last_event_id = last_event_id(&request);
             stream(state, &channel, &listener, last_event_id).await
         }
-        Route::Watch { channel } => watch(state, &channel, last_event_id(&request)),
-        Route::DeleteListener { channel, listener } => {
+        Resource::Watch { channel } => watch(state, &channel, last_event_id(&request)),
+        Resource::DeleteListener { channel, listener } => {
             channel_of(state, &channel)?
                 .remove_listener(&listener)
                 .map_err(|e| ApiError::core(e, &channel))?;
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
-        Route::DeleteChannel { channel } => {
+        Resource::DeleteChannel { channel } => {
             container
                 .remove(&channel)
                 .map_err(|e| ApiError::core(e, &channel))?;
@@ -317,7 +403,7 @@ async fn stream(
     channel_id: &str,
     listener_id: &str,
     last_event_id: Option<String>,
-) -> Answer {
+) -> RouteResult {
     let channel = channel_of(state, channel_id)?;
     let listener = channel
         .get_listener(listener_id)
@@ -346,7 +432,7 @@ async fn stream(
 
 /// `GET /watch/{channel}`: a new listener, started, that lives as long as the stream;
 /// after the retained broadcasts since `last_event_id` when the client resumes.
-fn watch(state: &Arc<State>, channel_id: &str, last_event_id: Option<String>) -> Answer {
+fn watch(state: &Arc<State>, channel_id: &str, last_event_id: Option<String>) -> RouteResult {
     let channel = channel_of(state, channel_id)?;
     let permit = stream_permit(state)?;
     // Registered and started here, before the response head leaves.
@@ -579,10 +665,10 @@ fn allowed_origin(state: &State, headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// `OPTIONS` on a known path: its methods, and the CORS preflight answer when the
 /// origin is allowed.
-fn preflight(route: &Route, headers: &HeaderMap, cors: bool) -> Response<ResponseBody> {
+fn preflight(resource: &Resource, headers: &HeaderMap, cors: bool) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
-    let allow = HeaderValue::try_from(route.allow()).expect("method names are valid headers");
+    let allow = HeaderValue::try_from(resource.allow()).expect("method names are valid headers");
     let out = response.headers_mut();
     out.insert(header::ALLOW, allow.clone());
     if cors {
@@ -601,33 +687,171 @@ fn preflight(route: &Route, headers: &HeaderMap, cors: bool) -> Response<Respons
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+
+    /// A path of `template`, its ids filled (one that needs percent-encoding).
+    fn example_path(template: &str) -> String {
+        template
+            .replace("{channel_id}", "news%20feed")
+            .replace("{listener_id}", "7")
+    }
+
+    #[test]
+    fn the_router_answers_exactly_the_routes_of_the_table() {
+        let entries: BTreeSet<(&str, &str)> = ROUTES.iter().map(|r| (r.method, r.path)).collect();
+        assert_eq!(entries.len(), ROUTES.len(), "a route is listed twice");
+        for route in ROUTES {
+            let what = format!("{} {}", route.method, route.path);
+            let resource = Resource::parse(&example_path(route.path))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{what}: the router does not know the path"));
+            assert_eq!(resource.template(), route.path, "{what}");
+            assert!(
+                resource.methods().iter().any(|m| m == route.method),
+                "{what}: the router does not answer the method"
+            );
+            for method in resource.methods() {
+                assert!(
+                    entries.contains(&(method.as_str(), route.path)),
+                    "{method} {}: answered, but not in ROUTES",
+                    route.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_path_outside_the_table_is_routed() {
+        // Every path of up to four segments made of the words of the table's paths and
+        // the documented ones, and an id: each path the router knows has the shape of a
+        // template of the table, and every template is reached.
+        let documented = documented_routes(include_str!("mod.rs"));
+        let mut words: BTreeSet<&str> = ROUTES
+            .iter()
+            .map(|r| r.path)
+            .chain(documented.iter().map(|(_, path)| path.as_str()))
+            .flat_map(|path| path.split('/'))
+            .filter(|w| !w.starts_with('{'))
+            .collect();
+        words.insert("x");
+        let mut paths = vec![String::new()];
+        let mut reached = BTreeSet::new();
+        for _ in 0..4 {
+            paths = paths
+                .iter()
+                .flat_map(|path| words.iter().map(move |word| format!("{path}/{word}")))
+                .collect();
+            for path in &paths {
+                let Some(resource) = Resource::parse(path).unwrap() else {
+                    continue;
+                };
+                let template = resource.template();
+                assert!(
+                    ROUTES.iter().any(|r| r.path == template),
+                    "{path}: routed to {template}, which is not in ROUTES"
+                );
+                assert_eq!(
+                    path.split('/').count(),
+                    template.split('/').count(),
+                    "{path} as {template}"
+                );
+                for (segment, pattern) in path.split('/').zip(template.split('/')) {
+                    assert!(
+                        pattern.starts_with('{') || segment == pattern,
+                        "{path} as {template}"
+                    );
+                }
+                reached.insert(template);
+            }
+        }
+        let templates: BTreeSet<&str> = ROUTES.iter().map(|r| r.path).collect();
+        assert_eq!(reached, templates);
+    }
+
+    /// The `METHOD /path` of every row of the route tables in `doc`: the Markdown
+    /// tables whose first column is headed `method and path` (a line of a Rust module's
+    /// docs counts without its `//!`).
+    fn documented_routes(doc: &str) -> BTreeSet<(String, String)> {
+        let mut routes = BTreeSet::new();
+        let mut in_table = false;
+        for line in doc.lines() {
+            let line = line.trim_start_matches("//!").trim();
+            let Some(first_cell) = line.strip_prefix('|').and_then(|l| l.split('|').next()) else {
+                in_table = false;
+                continue;
+            };
+            let first_cell = first_cell.trim();
+            if first_cell == "method and path" {
+                in_table = true;
+                continue;
+            }
+            if !in_table || first_cell.starts_with("---") {
+                continue;
+            }
+            let (method, path) = first_cell
+                .strip_prefix('`')
+                .and_then(|c| c.strip_suffix('`'))
+                .and_then(|c| c.split_once(' '))
+                .unwrap_or_else(|| panic!("a route table row without `METHOD /path`: {line}"));
+            routes.insert((method.to_owned(), path.to_owned()));
+        }
+        routes
+    }
+
+    #[test]
+    fn the_route_tables_of_the_docs_list_every_route() {
+        // The tables leave `HEAD` to a sentence under them.
+        let routes: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .filter(|r| r.method != "HEAD")
+            .map(|r| (r.method.to_owned(), r.path.to_owned()))
+            .collect();
+        for (name, doc) in [
+            ("eric-socket/src/http/mod.rs", include_str!("mod.rs")),
+            (
+                "docs/http-api.md",
+                include_str!("../../../docs/http-api.md"),
+            ),
+        ] {
+            assert_eq!(documented_routes(doc), routes, "the route table of {name}");
+        }
+        for head in ROUTES.iter().filter(|r| r.method == "HEAD") {
+            assert!(
+                ROUTES
+                    .iter()
+                    .any(|r| r.method == "GET" && r.path == head.path),
+                "HEAD {}: HEAD is documented as answered where GET is",
+                head.path
+            );
+        }
+    }
 
     #[test]
     fn paths_map_to_routes_with_decoded_ids() {
-        assert_eq!(Route::parse("/").unwrap(), Some(Route::Root));
+        assert_eq!(Resource::parse("/").unwrap(), Some(Resource::Root));
         assert_eq!(
-            Route::parse("/stream/news%20feed/7").unwrap(),
-            Some(Route::Stream {
+            Resource::parse("/stream/news%20feed/7").unwrap(),
+            Some(Resource::Stream {
                 channel: "news feed".into(),
                 listener: "7".into()
             })
         );
         assert_eq!(
-            Route::parse("/watch/%C3%A9t%C3%A9").unwrap(),
-            Some(Route::Watch {
+            Resource::parse("/watch/%C3%A9t%C3%A9").unwrap(),
+            Some(Resource::Watch {
                 channel: "été".into()
             })
         );
-        assert_eq!(Route::parse("/stream/a").unwrap(), None);
-        assert_eq!(Route::parse("/channels/").unwrap(), None);
-        assert_eq!(Route::parse("/nope").unwrap(), None);
-        assert!(Route::parse("/watch/%FF").is_err());
+        assert_eq!(Resource::parse("/stream/a").unwrap(), None);
+        assert_eq!(Resource::parse("/channels/").unwrap(), None);
+        assert_eq!(Resource::parse("/nope").unwrap(), None);
+        assert!(Resource::parse("/watch/%FF").is_err());
     }
 
     #[test]
     fn allow_lists_the_methods_and_options() {
-        assert_eq!(Route::Root.allow(), "GET, HEAD, OPTIONS");
-        assert_eq!(Route::Create.allow(), "PUT, OPTIONS");
+        assert_eq!(Resource::Root.allow(), "GET, HEAD, OPTIONS");
+        assert_eq!(Resource::Create.allow(), "PUT, OPTIONS");
     }
 
     #[test]

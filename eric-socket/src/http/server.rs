@@ -1,12 +1,13 @@
-//! The HTTP server: configuration, accept loop, connections and shutdown.
+//! The HTTP server: the accept loop, each connection (on the direct path, then on
+//! hyper) and shutdown.
 
+use super::config::HttpServerConfig;
 use super::direct::{self, NextRequest, ResponseWriter, Rewound};
 use super::routes;
-use super::stream::StreamSlots;
+use super::state::State;
 use crate::accept::{serve_connections, ConnectionLimits};
 use crate::container::ChannelContainer;
 use crate::shutdown::ShutdownHandle;
-use eric_sse::http::SseBodyConfig;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -17,93 +18,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
-
-/// The default limit on a request body: a 1 MiB payload plus 64 KiB for the rest of the
-/// JSON object (the same as the Unix server's command limit).
-pub const DEFAULT_MAX_BODY_BYTES: usize = crate::limits::MAX_REQUEST_BYTES;
-
-/// Settings of an [`HttpServer`].
-///
-/// ```
-/// use eric_socket::HttpServerConfig;
-/// use std::time::Duration;
-///
-/// let mut config = HttpServerConfig::new("127.0.0.1:8080".parse().unwrap());
-/// config.cors_allowed_origins = vec!["https://app.example".to_owned()];
-/// config.sse = config.sse.with_keep_alive(Some(Duration::from_secs(30)));
-/// assert_eq!(config.max_streams, 16_384);
-/// ```
-#[derive(Clone, Debug)]
-pub struct HttpServerConfig {
-    /// The address to listen on. Default `127.0.0.1:8080`: only this machine can
-    /// connect; listening on another interface is a deliberate choice.
-    pub addr: SocketAddr,
-    /// The largest request body accepted, in bytes ([`DEFAULT_MAX_BODY_BYTES`]).
-    pub max_body_bytes: usize,
-    /// How long a client may take to send a request head, counted from the moment the
-    /// server waits for one (so it is also the idle timeout of a keep-alive connection).
-    /// Default 10 s.
-    pub header_read_timeout: Duration,
-    /// How long a client may take to send a request body (default 10 s).
-    pub body_read_timeout: Duration,
-    /// Connections served at once; more wait to be accepted (default 16,384).
-    pub max_connections: usize,
-    /// Event streams open at once; more are answered `503` (default 16,384).
-    pub max_streams: usize,
-    /// How event streams are written: keep-alive interval (default 15 s), the floor of
-    /// the `retry:` written at the start (default 1,000 ms), data encoding.
-    pub sse: SseBodyConfig,
-    /// Origins allowed to call the server from a browser page served elsewhere (CORS),
-    /// e.g. `http://localhost:3000`; the entry `*` allows every origin. Empty (the
-    /// default): no CORS headers.
-    pub cors_allowed_origins: Vec<String>,
-    /// How long shutdown waits for connections to finish before cutting them (default 5 s).
-    pub shutdown_grace: Duration,
-    /// How long data the server wrote may stay unacknowledged before the connection is
-    /// dropped (`TCP_USER_TIMEOUT`, Linux only; default 30 s; `None` leaves the system's
-    /// default, about 15 minutes). A client that vanished without closing its connection
-    /// (a laptop lid shut, a network gone) acknowledges nothing: this bounds how long its
-    /// stream and `/watch` listener outlive it, counted from the next keep-alive.
-    pub tcp_user_timeout: Option<Duration>,
-}
-
-impl HttpServerConfig {
-    /// Default settings, listening on `addr`.
-    pub fn new(addr: SocketAddr) -> Self {
-        HttpServerConfig {
-            addr,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(10),
-            max_connections: crate::limits::MAX_CONNECTIONS,
-            max_streams: 16_384,
-            sse: SseBodyConfig::default(),
-            cors_allowed_origins: Vec::new(),
-            shutdown_grace: crate::limits::SHUTDOWN_GRACE,
-            tcp_user_timeout: Some(Duration::from_secs(30)),
-        }
-    }
-}
-
-impl Default for HttpServerConfig {
-    /// Default settings on `127.0.0.1:8080`.
-    fn default() -> Self {
-        HttpServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 8080)))
-    }
-}
-
-/// What every connection of a server shares.
-#[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) config: HttpServerConfig,
-    pub(crate) container: Arc<ChannelContainer>,
-    pub(crate) shutdown: ShutdownHandle,
-    /// One permit per open event stream.
-    pub(crate) streams: Arc<Semaphore>,
-    pub(crate) slots: Arc<StreamSlots>,
-    /// How hyper serves the connections that are not a lone event stream.
-    pub(crate) hyper: http1::Builder,
-}
 
 /// An HTTP/1.1 server for the routes of eric-api, with `text/event-stream` streams,
 /// over a [`ChannelContainer`] that the [`UnixServer`](crate::UnixServer) may share.
@@ -229,8 +143,8 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
         match Box::pin(direct::next_request(&stream, &state, read)).await {
             NextRequest::Gone => return,
             NextRequest::ForHyper(all_read) => break all_read,
-            NextRequest::Answered(answer) => {
-                match ResponseWriter::new(&mut stream, *answer).await {
+            NextRequest::Answered(pending) => {
+                match ResponseWriter::new(&mut stream, *pending).await {
                     Some(rest) if !state.shutdown.is_shutdown() => read = rest,
                     _ => {
                         let _ = stream.shutdown().await;

@@ -1,0 +1,23 @@
+//! What every connection of a server shares: the settings, the channels, and the
+//! bookkeeping of open streams.
+
+use super::config::HttpServerConfig;
+use super::stream::StreamSlots;
+use crate::container::ChannelContainer;
+use crate::shutdown::ShutdownHandle;
+use hyper::server::conn::http1;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// What every connection of a server shares.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) config: HttpServerConfig,
+    pub(crate) container: Arc<ChannelContainer>,
+    pub(crate) shutdown: ShutdownHandle,
+    /// One permit per open event stream.
+    pub(crate) streams: Arc<Semaphore>,
+    pub(crate) slots: Arc<StreamSlots>,
+    /// How hyper serves the connections that are not a lone event stream.
+    pub(crate) hyper: http1::Builder,
+}
