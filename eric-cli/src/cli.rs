@@ -370,7 +370,8 @@ pub struct ServeArgs {
     )]
     pub overflow: Overflow,
 
-    /// Delivered messages each listener keeps for resume (`Last-Event-ID`).
+    /// Messages each channel retains for resume (`Last-Event-ID`), its last N;
+    /// `PUT /create?history_size=N` sets it per channel.
     #[arg(
         long,
         env = "ERIC_HISTORY",
@@ -379,6 +380,17 @@ pub struct ServeArgs {
         help_heading = "Channels and queues"
     )]
     pub history: usize,
+
+    /// The oldest a retained message may be (0: no age bound);
+    /// `PUT /create?history_age=SECONDS` sets it per channel.
+    #[arg(
+        long,
+        env = "ERIC_HISTORY_AGE",
+        value_name = "DURATION",
+        default_value_t = HumanDuration(Duration::ZERO),
+        help_heading = "Channels and queues"
+    )]
+    pub history_age: HumanDuration,
 
     /// The `retry` of every event, in milliseconds.
     #[arg(

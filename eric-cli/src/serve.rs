@@ -5,7 +5,7 @@ use crate::error::{CliError, Exit};
 use crate::http_api::authority;
 use crate::paths::{default_socket_path, ensure_private_dir};
 use crate::signals;
-use eric_core::QueueConfig;
+use eric_core::{QueueConfig, Retention};
 use eric_socket::{
     ChannelContainer, ChannelSettings, HttpServer, HttpServerConfig, ShutdownHandle, UnixServer,
     UnixServerConfig,
@@ -106,9 +106,14 @@ fn channel_settings(args: &ServeArgs) -> ChannelSettings {
         Some(capacity) => QueueConfig::bounded(capacity, args.overflow.into()),
         None => QueueConfig::unbounded(),
     };
+    let mut retention = Retention::entries(args.history);
+    if !args.history_age.0.is_zero() {
+        retention = retention.max_age(args.history_age.0);
+    }
     ChannelSettings {
         retry_ms: args.retry_ms,
-        queue: queue.with_history(args.history),
+        queue,
+        retention,
     }
 }
 
@@ -265,12 +270,17 @@ mod tests {
             "drop-oldest",
             "--history",
             "7",
+            "--history-age",
+            "2m",
             "--retry-ms",
             "250",
         ]));
         assert_eq!(settings.queue.capacity, Some(100));
         assert_eq!(settings.queue.overflow, OverflowPolicy::DropOldest);
-        assert_eq!(settings.queue.history, 7);
+        assert_eq!(
+            settings.retention,
+            Retention::entries(7).max_age(Duration::from_secs(120))
+        );
         assert_eq!(settings.retry_ms, 250);
     }
 

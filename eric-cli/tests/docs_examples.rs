@@ -28,7 +28,10 @@
 //! In an expected line, `[..]` stands for any text (a time, a temporary path); a line
 //! `...` stands for any number of lines. `127.0.0.1:8080` in a command or in Python code
 //! is replaced by the test server's address, and that address by `127.0.0.1:8080` in
-//! what they print. A printed answer without a final line feed (the socket's and the
+//! what they print. Event ids are positions in a channel's log, `<epoch>-<offset>`, and
+//! the epoch is new in every run: the pages write it [`DOCS_EPOCH`], which stands for
+//! any epoch in what is printed, and for the last epoch printed in a command (a resume
+//! with `Last-Event-ID`). A printed answer without a final line feed (the socket's and the
 //! HTTP API's answers have none) is read as one line, as the pages show it.
 //!
 //! # Each block
@@ -63,6 +66,38 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// The address the pages use; replaced by the test server's.
 const DOCS_HTTP: &str = "127.0.0.1:8080";
+
+/// The epoch the pages show in event ids.
+const DOCS_EPOCH: &str = "5f0c2a9be1d34c77";
+
+/// `text` with the epoch of every event id (16 lowercase hex digits before `-` and a
+/// digit, not inside a longer word) replaced by [`DOCS_EPOCH`]; the last one replaced
+/// is left in `seen`.
+fn with_docs_epochs(text: &str, seen: &mut Option<String>) -> String {
+    let bytes = text.as_bytes();
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i + 18 <= bytes.len() {
+        let starts_word = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        if starts_word
+            && bytes[i..i + 16].iter().all(|&b| hex(b))
+            && bytes[i + 16] == b'-'
+            && bytes[i + 17].is_ascii_digit()
+        {
+            out.push_str(&text[copied..i]);
+            out.push_str(DOCS_EPOCH);
+            *seen = Some(text[i..i + 16].to_owned());
+            i += 16;
+            copied = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
 
 /// Written into a session's output by the harness itself, to know that everything a
 /// finished command printed has been read.
@@ -496,6 +531,8 @@ struct Session {
     server: Option<Group>,
     /// `$?` for the next command.
     status: i32,
+    /// The epoch of the last event id printed, for [`DOCS_EPOCH`] in commands.
+    epoch: std::cell::RefCell<Option<String>>,
 }
 
 impl Session {
@@ -530,6 +567,7 @@ impl Session {
             background: Vec::new(),
             server: None,
             status: 0,
+            epoch: Default::default(),
         }
     }
 
@@ -569,8 +607,10 @@ impl Session {
     /// Starts `eric serve` for the block and waits until both servers answer.
     fn start_server(&mut self) {
         let mut command = self.command(ERIC);
+        // No keep-alive comments: a page shows none, and a slow machine would print one
+        // into a stream's output between two commands.
         command
-            .arg("serve")
+            .args(["serve", "--keep-alive", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.server = Some(Group::spawn(command, "eric serve"));
@@ -610,9 +650,10 @@ impl Session {
 
     /// What the commands printed, as the page would show it.
     fn printed(&self) -> String {
-        String::from_utf8_lossy(&self.pending)
+        let text = String::from_utf8_lossy(&self.pending)
             .replace(SENTINEL, "")
-            .replace(&self.http, DOCS_HTTP)
+            .replace(&self.http, DOCS_HTTP);
+        with_docs_epochs(&text, &mut self.epoch.borrow_mut())
     }
 
     /// Marks the end of what finished commands printed, and reads up to the mark.
@@ -657,7 +698,10 @@ impl Session {
     /// Runs one command of a session as the page shows it.
     fn run(&mut self, step: &Step, page_at: &str) {
         let at = format!("{page_at} (the command on line {})", step.line);
-        let text = step.command.replace(DOCS_HTTP, &self.http);
+        let mut text = step.command.replace(DOCS_HTTP, &self.http);
+        if let Some(epoch) = self.epoch.borrow().as_deref() {
+            text = text.replace(DOCS_EPOCH, epoch);
+        }
         // A stream of a new listener: the next command may broadcast to it, so it must be
         // registered first, as it would be long before a person typed the next command.
         let opens_listener = step.background
@@ -971,6 +1015,17 @@ fn placeholders_match_any_text_and_any_lines() {
     assert_eq!(printed_lines("1"), ["1"]);
     assert_eq!(printed_lines("retry: 1000\n\n"), ["retry: 1000", ""]);
     assert!(printed_lines("").is_empty());
+}
+
+#[test]
+fn event_ids_read_with_the_pages_epoch() {
+    let mut seen = None;
+    let text = "id: 0123456789abcdef-12\nx 0123456789abcdef-1 a0123456789abcdef-1 beef-2\n";
+    assert_eq!(
+        with_docs_epochs(text, &mut seen),
+        format!("id: {DOCS_EPOCH}-12\nx {DOCS_EPOCH}-1 a0123456789abcdef-1 beef-2\n")
+    );
+    assert_eq!(seen.as_deref(), Some("0123456789abcdef"));
 }
 
 #[test]

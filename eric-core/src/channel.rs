@@ -2,9 +2,11 @@
 
 use crate::error::{Error, Result};
 use crate::listener::{Listener, QueueConfig, Refused};
+use crate::log::{Addressee, ChannelLog, Epoch, Position, Retention};
 use crate::message::{Delivery, Message};
 use crate::registry::ListenerSet;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -128,6 +130,38 @@ fn handle_out_of_line(listener: &Listener, delivery: &Delivery) {
     listener.handle(&delivery.message);
 }
 
+/// The items a resumed stream yields before its queue: the gap marker, if any, then
+/// the replay. The marker's id is the offset right before what follows it.
+fn replay_items(
+    resume: crate::log::Resume,
+    epoch: Epoch,
+    live_from: u64,
+    last_event_id: &str,
+) -> VecDeque<Delivery> {
+    let mut items = VecDeque::with_capacity(resume.replay.len() + 1);
+    if let Some(gap) = &resume.gap {
+        let next = resume
+            .replay
+            .first()
+            .map_or(live_from, |(offset, _)| *offset);
+        items.push_back(Delivery {
+            id: next - 1,
+            epoch,
+            message: Arc::new(Message::new(
+                crate::MESSAGE_TYPE_ERROR,
+                gap.payload(last_event_id),
+            )),
+        });
+    }
+    items.extend(
+        resume
+            .replay
+            .into_iter()
+            .map(|(id, message)| Delivery { id, epoch, message }),
+    );
+    items
+}
+
 /// What a broadcast did: how many listeners got the message and how many did not.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BroadcastReport {
@@ -148,6 +182,10 @@ struct Inner<A> {
     id: String,
     serial: u64,
     adapter: A,
+    /// Taken by every publish for the whole of it, and by every resume and every new
+    /// listener before `listeners`: offsets reach each queue in order, and a resume
+    /// reads the log and joins the live messages with none published in between.
+    log: Mutex<ChannelLog>,
     listeners: RwLock<ListenerSet>,
     queue_config: QueueConfig,
     stream_delay: Option<StreamDelay>,
@@ -160,6 +198,8 @@ struct Inner<A> {
 /// `&self` and may be called from many threads at once. Consumers of different
 /// listeners never contend with each other; a broadcast holds the listener set for
 /// reading while it queues, which only delays adding and removing listeners.
+/// Publishes on one channel are ordered: each takes the channel's log (see
+/// [`crate::log`]) for its whole fan-out, so every queue receives offsets in order.
 ///
 /// ```
 /// use eric_core::{Channel, Identity, Message};
@@ -201,6 +241,8 @@ pub struct ChannelBuilder<A> {
     id: Option<String>,
     queue_config: QueueConfig,
     stream_delay: Option<StreamDelay>,
+    retention: Retention,
+    epoch: Option<Epoch>,
 }
 
 impl<A: Adapter> ChannelBuilder<A> {
@@ -222,6 +264,20 @@ impl<A: Adapter> ChannelBuilder<A> {
         self
     }
 
+    /// How much of its log the channel retains for resume (none by default, as the
+    /// reference keeps nothing).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Starts the log in `epoch` instead of a new one: for an engine that keeps the
+    /// log's epoch elsewhere and makes the channel again.
+    pub fn epoch(mut self, epoch: Epoch) -> Self {
+        self.epoch = Some(epoch);
+        self
+    }
+
     /// The channel.
     pub fn build(self) -> Channel<A> {
         Channel {
@@ -229,6 +285,10 @@ impl<A: Adapter> ChannelBuilder<A> {
                 id: self.id.unwrap_or_else(crate::id::next_channel_id),
                 serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
                 adapter: self.adapter,
+                log: Mutex::new(ChannelLog::new(
+                    self.epoch.unwrap_or_default(),
+                    self.retention,
+                )),
                 listeners: RwLock::new(ListenerSet::default()),
                 queue_config: self.queue_config,
                 stream_delay: self.stream_delay,
@@ -250,6 +310,8 @@ impl<A: Adapter> Channel<A> {
             id: None,
             queue_config: QueueConfig::default(),
             stream_delay: None,
+            retention: Retention::none(),
+            epoch: None,
         }
     }
 
@@ -273,6 +335,22 @@ impl<A: Adapter> Channel<A> {
         self.inner.stream_delay.as_ref()
     }
 
+    /// The epoch of the channel's log.
+    pub fn epoch(&self) -> Epoch {
+        self.inner.log.lock().epoch()
+    }
+
+    /// The position of the last message published on the channel (offset 0 before
+    /// the first).
+    pub fn position(&self) -> Position {
+        self.inner.log.lock().position()
+    }
+
+    /// How much of its log the channel retains.
+    pub fn retention(&self) -> Retention {
+        self.inner.log.lock().retention()
+    }
+
     /// Adds a new listener with a generated id and the channel's queue configuration.
     /// Like every new listener it is stopped. An id that a listener registered with
     /// [`register_listener`](Self::register_listener) already holds is skipped.
@@ -282,6 +360,12 @@ impl<A: Adapter> Channel<A> {
 
     /// Adds a new listener with a generated id and the queue `config`.
     pub(crate) fn add_listener_with(&self, config: QueueConfig) -> Arc<Listener> {
+        let log = self.inner.log.lock();
+        self.insert_new_listener(&log, config)
+    }
+
+    /// Adds a new listener with a generated id; the caller holds the log.
+    fn insert_new_listener(&self, log: &ChannelLog, config: QueueConfig) -> Arc<Listener> {
         let mut listeners = self.inner.listeners.write();
         // A caller may have registered a listener under an id the counter has not
         // reached yet: that id is skipped, never taken over (which would orphan the
@@ -292,7 +376,7 @@ impl<A: Adapter> Channel<A> {
         let listener = Arc::new(
             Listener::with_id(id)
                 .queue_config(config)
-                .joining(self.inner.serial),
+                .joining(self.inner.serial, log.position().offset),
         );
         listeners.insert(Arc::clone(&listener));
         listener
@@ -300,11 +384,12 @@ impl<A: Adapter> Channel<A> {
 
     /// Adds a listener built by the caller. Fails if its id is taken on this channel.
     pub fn register_listener(&self, listener: Listener) -> Result<Arc<Listener>> {
+        let log = self.inner.log.lock();
         let mut listeners = self.inner.listeners.write();
         if listeners.contains(listener.id()) {
             return Err(Error::DuplicateId(listener.id().to_owned()));
         }
-        let listener = Arc::new(listener.joining(self.inner.serial));
+        let listener = Arc::new(listener.joining(self.inner.serial, log.position().offset));
         listeners.insert(Arc::clone(&listener));
         Ok(listener)
     }
@@ -358,17 +443,22 @@ impl<A: Adapter> Channel<A> {
     /// [`OverflowPolicy`](crate::OverflowPolicy)).
     pub fn dispatch(&self, listener_id: &str, message: impl Into<Arc<Message>>) -> Result<()> {
         let message = message.into();
+        let mut log = self.inner.log.lock();
         // Push under the map's read lock: no reference count to take on the listener.
         let listeners = self.inner.listeners.read();
         let listener = listeners
             .get(listener_id)
             .ok_or_else(|| Error::InvalidListener(listener_id.to_owned()))?;
-        match listener.push(&message) {
-            Ok(()) => Ok(()),
+        match listener.push(log.next_offset(), log.epoch(), &message) {
+            Ok(()) => {
+                log.append(&message, Addressee::One(listener.address()));
+                Ok(())
+            }
             Err(refused) => {
                 let listener = Arc::clone(listener);
                 // Overflow handling may remove the listener: release the map first.
                 drop(listeners);
+                drop(log);
                 Err(self.overflowed(&listener, refused))
             }
         }
@@ -383,9 +473,16 @@ impl<A: Adapter> Channel<A> {
         if !listener.joined(self.inner.serial) {
             return Err(foreign_listener(listener, self.id()));
         }
-        match listener.push(message) {
-            Ok(()) => Ok(()),
-            Err(refused) => Err(self.overflowed(listener, refused)),
+        let mut log = self.inner.log.lock();
+        match listener.push(log.next_offset(), log.epoch(), message) {
+            Ok(()) => {
+                log.append(message, Addressee::One(listener.address()));
+                Ok(())
+            }
+            Err(refused) => {
+                drop(log);
+                Err(self.overflowed(listener, refused))
+            }
         }
     }
 
@@ -422,15 +519,19 @@ impl<A: Adapter> Channel<A> {
         let mut report = BroadcastReport::default();
         let mut to_disconnect = Vec::new();
         {
+            let mut log = self.inner.log.lock();
+            let (offset, epoch) = (log.next_offset(), log.epoch());
             let listeners = self.inner.listeners.read();
             for listener in listeners.iter() {
-                match listener.push(&message) {
+                match listener.push(offset, epoch, &message) {
                     Ok(()) => report.delivered += 1,
                     Err(Refused::Full) => report.rejected += 1,
                     Err(Refused::MustDisconnect) => to_disconnect.push(Arc::clone(listener)),
                     Err(Refused::Removed) => {}
                 }
             }
+            drop(listeners);
+            log.append(&message, Addressee::All);
         }
         for listener in to_disconnect {
             self.overflowed(&listener, Refused::MustDisconnect);
@@ -464,6 +565,44 @@ impl<A: Adapter> Channel<A> {
     /// yields it and ends.
     pub fn notify_end(&self) -> BroadcastReport {
         self.broadcast(Message::closed())
+    }
+
+    /// What a stream of `listener` for a consumer that last saw the event with id
+    /// `last_event_id` yields before the queue (see
+    /// [`Channel::message_stream_after`]): read under the log, so that nothing is
+    /// published between the replay and the queue.
+    pub(crate) fn replay_for(
+        &self,
+        listener: &Listener,
+        last_event_id: &str,
+    ) -> VecDeque<Delivery> {
+        let mut log = self.inner.log.lock();
+        let first_queued = listener.first_queued();
+        let resume = log.resume(
+            last_event_id,
+            listener.address(),
+            listener.joined_at(),
+            first_queued,
+        );
+        let live_from = first_queued.unwrap_or(log.next_offset());
+        replay_items(resume, log.epoch(), live_from, last_event_id)
+    }
+
+    /// A new listener for a watcher that last saw the event with id `last_event_id`,
+    /// and what it yields before its queue (see [`Channel::watch_after`]): it joins
+    /// under the log, so every broadcast after the replay reaches its queue.
+    pub(crate) fn add_listener_after(
+        &self,
+        last_event_id: &str,
+    ) -> (Arc<Listener>, VecDeque<Delivery>) {
+        let mut log = self.inner.log.lock();
+        let listener = self.insert_new_listener(&log, self.inner.queue_config);
+        // A watcher resumes a position of an earlier connection: every broadcast
+        // after it is its own, whenever its new listener joined.
+        let resume = log.resume(last_event_id, listener.address(), 0, None);
+        let live_from = log.next_offset();
+        let items = replay_items(resume, log.epoch(), live_from, last_event_id);
+        (listener, items)
     }
 
     /// A handle that does not keep the channel alive (for handlers that call back into

@@ -54,6 +54,7 @@ mod error;
 pub mod id;
 mod id_key;
 pub mod listener;
+pub mod log;
 mod message;
 mod registry;
 mod stream;
@@ -64,6 +65,7 @@ pub use channel::{
 pub use distributed::{Action, DistributedListener, RESERVED_ACTIONS};
 pub use error::{Error, Result};
 pub use listener::{Handler, Listener, ListenerStats, OverflowPolicy, QueueConfig};
+pub use log::{Epoch, InvalidPosition, Position, Retention};
 pub use message::{Delivery, Message, SignedMessage, MESSAGE_TYPE_CLOSED, MESSAGE_TYPE_ERROR};
 pub use stream::{Iter, MessageStream, RecvTimeoutError};
 

@@ -23,14 +23,14 @@
 //! Every message lost in these ways is counted in [`ListenerStats::dropped`]; nothing is
 //! dropped silently.
 //!
-//! # History and resume
+//! # Resume
 //!
-//! With [`QueueConfig::history`] above zero, a listener remembers the last messages it
-//! delivered, so that a consumer that lost its connection can ask for everything after
-//! the last event id it saw (see
-//! [`Channel::message_stream_after`](crate::Channel::message_stream_after)).
+//! A queue holds only what waits for a consumer. What was delivered, and may have been
+//! lost with a connection, stays in the channel's log (see [`crate::log`]), from which
+//! [`Channel::message_stream_after`](crate::Channel::message_stream_after) replays it.
 
 use crate::id_key::IdKey;
+use crate::log::Epoch;
 use crate::message::{Delivery, Message};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
@@ -66,19 +66,17 @@ pub enum OverflowPolicy {
     Disconnect,
 }
 
-/// Size limit, overflow policy and resume history of a listener's queue.
+/// Size limit and overflow policy of a listener's queue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueConfig {
     /// The most messages the queue holds; `None` (the default) is unbounded.
     pub capacity: Option<usize>,
     /// What happens when a bounded queue is full.
     pub overflow: OverflowPolicy,
-    /// How many delivered messages are kept for resume; 0 (the default) keeps none.
-    pub history: usize,
 }
 
 impl QueueConfig {
-    /// An unbounded queue without history: the reference's behaviour.
+    /// An unbounded queue: the reference's behaviour.
     pub fn unbounded() -> Self {
         QueueConfig::default()
     }
@@ -88,7 +86,6 @@ impl QueueConfig {
         QueueConfig {
             capacity: Some(at_least_one(capacity)),
             overflow,
-            history: 0,
         }
     }
 
@@ -97,12 +94,6 @@ impl QueueConfig {
     /// Every reader of the capacity goes through here, so all agree on what it means.
     pub(crate) fn limit(&self) -> usize {
         self.capacity.map_or(usize::MAX, at_least_one)
-    }
-
-    /// The same queue, keeping the last `history` delivered messages for resume.
-    pub fn with_history(mut self, history: usize) -> Self {
-        self.history = history;
-        self
     }
 }
 
@@ -120,7 +111,7 @@ pub struct ListenerStats {
     pub delivered: u64,
     /// Messages lost to the overflow policy (rejected, or discarded as oldest).
     pub dropped: u64,
-    /// The id of the last message queued (0 before the first).
+    /// The log offset of the last message queued (0 before the first).
     pub last_event_id: u64,
 }
 
@@ -160,6 +151,9 @@ pub struct Listener {
     config: QueueConfig,
     id: String,
     ready: Condvar,
+    /// The channel's log offset when the listener joined it: entries up to it were
+    /// published before the listener existed and are never replayed to it.
+    joined_at: u64,
     /// The serial number of the channel holding the listener (0 before it joins one).
     /// A listener joins at most one channel, once: joining takes it by value.
     channel: u64,
@@ -169,14 +163,9 @@ pub struct Listener {
 // after the mutex's lock byte (see `Listener`).
 #[repr(C)]
 struct QueueState {
-    /// The resume history followed by the queued messages, in one ring: `entries[..kept]`
-    /// were delivered and are kept for resume, `entries[kept..]` wait for a consumer.
-    /// Delivering a message only moves the boundary, so the history costs no copy and
-    /// no second buffer to grow and touch while a broadcast fills the queues.
+    /// The messages waiting for a consumer.
     entries: VecDeque<Delivery>,
     last_id: u64,
-    /// How many delivered messages at the front of `entries` are kept for resume.
-    kept: usize,
     /// A push takes its fast path while fewer messages than this are queued: the
     /// capacity, or 0 while the listener is removed or anyone waits for a push, which
     /// the slow path handles. One field for the three conditions keeps what a push
@@ -188,14 +177,8 @@ struct QueueState {
     /// pop reads it beside the ring it works on.
     capacity: usize,
     removed: bool,
-    /// Whether the queue keeps its history apart, and the configuration's history limit.
-    keeps_history_apart: bool,
-    history_limit: usize,
     delivered: u64,
     dropped: u64,
-    /// The history of a queue that keeps it apart (see [`keeps_history_apart`]); empty
-    /// (and unallocated) for every other queue.
-    history_apart: VecDeque<Delivery>,
     waker: Option<Waker>,
     more_wakers: Vec<Waker>,
     blocked_threads: usize,
@@ -206,15 +189,11 @@ impl Default for QueueState {
         QueueState {
             entries: VecDeque::new(),
             last_id: 0,
-            kept: 0,
             fast_below: usize::MAX,
             capacity: usize::MAX,
             removed: false,
-            keeps_history_apart: false,
-            history_limit: 0,
             delivered: 0,
             dropped: 0,
-            history_apart: VecDeque::new(),
             waker: None,
             more_wakers: Vec::new(),
             blocked_threads: 0,
@@ -234,14 +213,6 @@ pub(crate) enum Refused {
     Full,
     MustDisconnect,
     Removed,
-}
-
-/// What [`Listener::replay_after`] found in the history.
-pub(crate) struct Replay {
-    pub(crate) items: VecDeque<Delivery>,
-    /// `(requested, first_available)` when delivered messages after the requested id
-    /// are no longer in the history.
-    pub(crate) gap: Option<(u64, u64)>,
 }
 
 /// Wakers taken out of the queue under its lock, woken after it is released.
@@ -309,77 +280,14 @@ impl QueueState {
 
     /// Messages waiting for a consumer.
     fn queued(&self) -> usize {
-        self.entries.len() - self.kept
-    }
-
-    /// The delivered messages kept for resume, oldest first. At most one of the two
-    /// parts is not empty.
-    fn history(&self) -> impl DoubleEndedIterator<Item = &Delivery> {
-        self.history_apart
-            .iter()
-            .chain(self.entries.range(..self.kept))
-    }
-
-    /// The oldest queued message, if any.
-    fn front_queued(&self) -> Option<&Delivery> {
-        self.entries.get(self.kept)
-    }
-
-    /// Discards the oldest queued message (not a kept one).
-    fn discard_oldest_queued(&mut self) {
-        // Only DropOldest queues discard, and they keep their history apart: the oldest
-        // queued message is the front of the ring.
-        debug_assert_eq!(self.kept, 0);
-        self.entries.pop_front();
-    }
-
-    /// Discards every queued message, keeping the history.
-    fn clear_queued(&mut self) {
-        self.entries.truncate(self.kept);
-    }
-
-    /// `pop` for a queue that keeps its history apart: out of line, so that the
-    /// common pop stays small.
-    #[inline(never)]
-    fn pop_into_history_apart(&mut self, history: usize) -> Option<Delivery> {
-        let delivery = self.entries.pop_front()?;
-        self.delivered += 1;
-        if self.history_apart.len() == history {
-            self.history_apart.pop_front();
-        }
-        self.history_apart.push_back(delivery.clone());
-        Some(delivery)
+        self.entries.len()
     }
 
     fn pop(&mut self) -> Option<Delivery> {
-        let history = self.history_limit;
-        if history == 0 {
-            // Nothing is kept (`kept` stays 0): hand the queue's own reference over,
-            // with no reference count to touch.
-            let delivery = self.entries.pop_front()?;
-            self.delivered += 1;
-            return Some(delivery);
-        }
-        if self.keeps_history_apart {
-            return self.pop_into_history_apart(history);
-        }
-        let delivery = self.entries.get(self.kept)?.clone();
+        let delivery = self.entries.pop_front()?;
         self.delivered += 1;
-        if self.kept == history {
-            self.entries.pop_front();
-        } else {
-            self.kept += 1;
-        }
         Some(delivery)
     }
-}
-
-/// Whether a queue keeps its history in a ring of its own rather than in front of its
-/// queued messages. A DropOldest queue discards its oldest queued message on every
-/// overflow: with the history in front of it, each discard would shift the whole
-/// history (hundreds of entries) instead of popping the front of the ring.
-fn keeps_history_apart(config: &QueueConfig) -> bool {
-    config.history > 0 && config.capacity.is_some() && config.overflow == OverflowPolicy::DropOldest
 }
 
 impl Listener {
@@ -399,13 +307,16 @@ impl Listener {
             config: QueueConfig::default(),
             id,
             ready: Condvar::new(),
+            joined_at: 0,
             channel: 0,
         }
     }
 
-    /// The same listener, marked as held by the channel with this serial number.
-    pub(crate) fn joining(mut self, channel: u64) -> Self {
+    /// The same listener, held by the channel with serial number `channel`, whose log
+    /// is at `offset` as it joins.
+    pub(crate) fn joining(mut self, channel: u64, offset: u64) -> Self {
         self.channel = channel;
+        self.joined_at = offset;
         self
     }
 
@@ -428,8 +339,6 @@ impl Listener {
         self.config = config;
         let state = self.queue.get_mut();
         state.capacity = config.limit();
-        state.history_limit = config.history;
-        state.keeps_history_apart = keeps_history_apart(&config);
         state.refresh_gate();
         self
     }
@@ -509,16 +418,37 @@ impl Listener {
         self.queue.lock().pop()
     }
 
-    /// Queues `message`, applying the overflow policy.
-    pub(crate) fn push(&self, message: &Arc<Message>) -> Result<(), Refused> {
+    /// The log offset at which it joined its channel.
+    pub(crate) fn joined_at(&self) -> u64 {
+        self.joined_at
+    }
+
+    /// The address that tells it apart from any other listener while it lives.
+    pub(crate) fn address(&self) -> usize {
+        self as *const Listener as usize
+    }
+
+    /// The log offset of the oldest queued message, if any.
+    pub(crate) fn first_queued(&self) -> Option<u64> {
+        self.queue.lock().entries.front().map(|d| d.id)
+    }
+
+    /// Queues `message`, which took offset `id` of a log of `epoch`, applying the
+    /// overflow policy.
+    pub(crate) fn push(
+        &self,
+        id: u64,
+        epoch: Epoch,
+        message: &Arc<Message>,
+    ) -> Result<(), Refused> {
         let mut state = self.queue.lock();
         if state.queued() >= state.fast_below {
-            return self.push_slow(state, message);
+            return self.push_slow(state, id, epoch, message);
         }
-        state.last_id += 1;
-        let id = state.last_id;
+        state.last_id = id;
         state.entries.push_back(Delivery {
             id,
+            epoch,
             message: Arc::clone(message),
         });
         Ok(())
@@ -529,6 +459,8 @@ impl Listener {
     fn push_slow(
         &self,
         mut state: MutexGuard<'_, QueueState>,
+        id: u64,
+        epoch: Epoch,
         message: &Arc<Message>,
     ) -> Result<(), Refused> {
         if state.removed {
@@ -541,7 +473,7 @@ impl Listener {
                     return Err(Refused::Full);
                 }
                 OverflowPolicy::DropOldest => {
-                    state.discard_oldest_queued();
+                    state.entries.pop_front();
                     state.dropped += 1;
                 }
                 OverflowPolicy::Disconnect => {
@@ -550,10 +482,10 @@ impl Listener {
                 }
             }
         }
-        state.last_id += 1;
-        let id = state.last_id;
+        state.last_id = id;
         state.entries.push_back(Delivery {
             id,
+            epoch,
             message: Arc::clone(message),
         });
         if state.has_waiters() {
@@ -574,7 +506,7 @@ impl Listener {
         if by_overflow {
             state.dropped += state.queued() as u64;
         }
-        state.clear_queued();
+        state.entries.clear();
         let wakeup = state.take_wakeup();
         drop(state);
         wakeup.run(&self.ready);
@@ -636,25 +568,6 @@ impl Listener {
                 return self.next_locked(&mut state);
             }
         }
-    }
-
-    /// The delivered messages after `last_id` still in the history.
-    pub(crate) fn replay_after(&self, last_id: u64) -> Replay {
-        let state = self.queue.lock();
-        let last_delivered = state
-            .history()
-            .next_back()
-            .map(|d| d.id)
-            .unwrap_or_else(|| state.front_queued().map_or(state.last_id, |d| d.id - 1));
-        let items: VecDeque<Delivery> = state
-            .history()
-            .filter(|d| d.id > last_id)
-            .cloned()
-            .collect();
-        let first_available = items.front().map_or(last_delivered + 1, |d| d.id);
-        let gap = (last_id < last_delivered && first_available > last_id + 1)
-            .then_some((last_id, first_available));
-        Replay { items, gap }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Messages: a type and a JSON payload.
 
+use crate::log::{Epoch, Position};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::ops::Deref;
@@ -115,17 +116,30 @@ impl From<SignedMessage> for Message {
     }
 }
 
-/// A message as delivered to one listener: the shared message and its event id.
+/// A message as delivered to one listener: the shared message and its place in the
+/// channel's log.
 ///
-/// The id increases by one with every message queued for the listener (so it is
-/// per listener, not per channel); it is what an SSE stream writes as `id:` and what a
-/// client sends back as `Last-Event-ID` to resume. Dereferences to the [`Message`].
+/// `id` is the offset the message took in its channel's log (see [`crate::log`]): it
+/// grows with every message published on the channel, so one listener's ids grow but
+/// skip the offsets of dispatches to other listeners. With the log's `epoch` it makes
+/// the [`Position`] that an SSE stream writes as `id:` and that a client sends back as
+/// `Last-Event-ID` to resume. Synthetic items (the end of a removed listener's stream)
+/// have id 0. Dereferences to the [`Message`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Delivery {
-    /// Position of the message in its listener's queue, starting at 1.
+    /// The message's offset in its channel's log, from 1; 0 for synthetic items.
     pub id: u64,
+    /// The epoch of its channel's log.
+    pub epoch: Epoch,
     /// The message; shared with every other listener it was broadcast to.
     pub message: Arc<Message>,
+}
+
+impl Delivery {
+    /// Its position in the channel's log: what an event stream writes as its id.
+    pub fn position(&self) -> Position {
+        Position::new(self.epoch, self.id)
+    }
 }
 
 impl Deref for Delivery {

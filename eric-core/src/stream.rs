@@ -1,8 +1,8 @@
 //! Streams of a listener's messages: async (`futures_core::Stream`) and blocking.
 
 use crate::channel::{Adapter, Channel};
-use crate::listener::{Listener, Next, QueueConfig};
-use crate::message::{Delivery, Message, MESSAGE_TYPE_ERROR};
+use crate::listener::{Listener, Next};
+use crate::message::{Delivery, Message};
 use futures_core::Stream;
 use std::collections::VecDeque;
 use std::fmt;
@@ -69,49 +69,39 @@ impl<A: Adapter> Channel<A> {
         MessageStream::new(self.clone(), Arc::clone(listener), Default::default())
     }
 
-    /// A stream that first replays the messages the listener delivered after event id
-    /// `last_event_id` (kept in its history, see [`QueueConfig::history`]), then goes on
-    /// with the queue: what a consumer that reconnects with `Last-Event-ID` needs.
-    ///
-    /// If some of those messages are no longer in the history, the stream starts with a
-    /// synthetic `_eric_error` item (id 0) whose payload reads
-    /// `{"error": "history_gap", "last_event_id": n, "first_available": m}`, then replays
-    /// what remains. An id newer than anything delivered replays nothing.
+    /// A stream of the listener's messages for a consumer that last saw the event
+    /// with id `last_event_id` (a [`Position`](crate::Position) in its text form, as a
+    /// client sends it back in `Last-Event-ID`): first the retained entries of the log
+    /// after that position that were addressed to the listener and have left its queue,
+    /// then its queue. No message comes twice and none is skipped silently: when the log
+    /// cannot cover the position (trimmed, another epoch, past the end, not a position),
+    /// the stream starts with one `_eric_error` marker; see [`crate::log`] for its
+    /// payload.
     pub fn message_stream_after(
         &self,
         listener: &Arc<Listener>,
-        last_event_id: u64,
+        last_event_id: &str,
     ) -> MessageStream<A> {
-        let replay = listener.replay_after(last_event_id);
-        let mut items = replay.items;
-        if let Some((requested, first_available)) = replay.gap {
-            let marker = Message::new(
-                MESSAGE_TYPE_ERROR,
-                serde_json::json!({
-                    "error": "history_gap",
-                    "last_event_id": requested,
-                    "first_available": first_available,
-                }),
-            );
-            items.push_front(Delivery {
-                id: 0,
-                message: Arc::new(marker),
-            });
-        }
-        MessageStream::new(self.clone(), Arc::clone(listener), items)
+        let replay = self.replay_for(listener, last_event_id);
+        MessageStream::new(self.clone(), Arc::clone(listener), replay)
     }
 
     /// Adds a new listener, starts it and streams it. The listener lives as long as the
-    /// stream: dropping the stream removes it from the channel. It keeps no resume
-    /// history, whatever the channel's [`QueueConfig::history`]: nothing can resume a
-    /// listener that ends with its stream.
+    /// stream: dropping the stream removes it from the channel.
     pub fn watch(&self) -> MessageStream<A> {
-        let listener = self.add_listener_with(QueueConfig {
-            history: 0,
-            ..self.queue_config()
-        });
+        let listener = self.add_listener_with(self.queue_config());
         listener.start();
         self.message_stream(&listener).removing_listener_on_drop()
+    }
+
+    /// [`watch`](Self::watch) for a consumer that last saw the event with id
+    /// `last_event_id`: the retained broadcasts after that position come first, then
+    /// the live ones, with none twice and none skipped silently (a gap starts the
+    /// stream with a marker, as in [`message_stream_after`](Self::message_stream_after)).
+    pub fn watch_after(&self, last_event_id: &str) -> MessageStream<A> {
+        let (listener, replay) = self.add_listener_after(last_event_id);
+        listener.start();
+        MessageStream::new(self.clone(), listener, replay).removing_listener_on_drop()
     }
 }
 
@@ -172,6 +162,7 @@ impl<A: Adapter> MessageStream<A> {
                 self.finished = true;
                 Delivery {
                     id: 0,
+                    epoch: self.channel.epoch(),
                     message: Arc::new(Message::closed()),
                 }
             }

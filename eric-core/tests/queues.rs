@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use eric_core::{
-    Channel, Error, Identity, Listener, Message, OverflowPolicy, QueueConfig, StreamDelay, Timer,
-    MESSAGE_TYPE_CLOSED, MESSAGE_TYPE_ERROR,
+    Channel, Error, Identity, Listener, Message, OverflowPolicy, QueueConfig, Retention,
+    StreamDelay, Timer, MESSAGE_TYPE_CLOSED, MESSAGE_TYPE_ERROR,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -67,9 +67,11 @@ fn drop_oldest_policy_keeps_the_newest_messages() {
 }
 
 #[test]
-fn drop_oldest_policy_discards_queued_messages_and_keeps_the_history() {
-    let channel = Channel::new(Identity);
-    let config = QueueConfig::bounded(2, OverflowPolicy::DropOldest).with_history(3);
+fn drop_oldest_policy_discards_queued_messages_and_the_log_keeps_them() {
+    let channel = Channel::builder(Identity)
+        .retention(Retention::entries(3))
+        .build();
+    let config = QueueConfig::bounded(2, OverflowPolicy::DropOldest);
     let listener = channel
         .register_listener(Listener::new().queue_config(config))
         .unwrap();
@@ -89,12 +91,17 @@ fn drop_oldest_policy_discards_queued_messages_and_keeps_the_history() {
         .dispatch(listener.id(), Message::empty("t"))
         .unwrap();
     assert_eq!(deliver(), 5);
-    // The history holds the last three delivered: 3, 4, 5 (2 was never delivered).
-    let mut resumed = channel.message_stream_after(&listener, 0);
+    // The log retains the last three published: 3, 4, 5.
+    let mut resumed = channel.message_stream_after(&listener, &at(&channel, 0));
     let marker = resumed.try_recv().unwrap();
     assert_eq!(
         marker.payload,
-        json!({"error": "history_gap", "last_event_id": 0, "first_available": 3})
+        json!({"error": "history_gap", "last_event_id": at(&channel, 0),
+               "first_available": at(&channel, 3), "reason": "trimmed"})
+    );
+    assert_eq!(
+        marker.id, 2,
+        "the marker stands right before what follows it"
     );
     let ids: Vec<u64> = std::iter::from_fn(|| resumed.try_recv().map(|d| d.id)).collect();
     assert_eq!(ids, [3, 4, 5]);
@@ -102,7 +109,7 @@ fn drop_oldest_policy_discards_queued_messages_and_keeps_the_history() {
 }
 
 #[test]
-fn removal_discards_the_queue_but_not_the_history() {
+fn removal_discards_the_queue_but_not_the_log() {
     let (channel, listener) = started_listener_with_history(8);
     for message in counters(3) {
         channel.dispatch(listener.id(), message).unwrap();
@@ -110,14 +117,14 @@ fn removal_discards_the_queue_but_not_the_history() {
     channel.deliver_next(listener.id()).unwrap();
     channel.remove_listener(listener.id()).unwrap();
     assert_eq!(listener.queue_len(), 0);
-    let mut resumed = channel.message_stream_after(&listener, 0);
+    let mut resumed = channel.message_stream_after(&listener, &at(&channel, 0));
     let items: Vec<_> = std::iter::from_fn(|| resumed.try_recv()).collect();
     assert_eq!(
         items.iter().map(|d| d.id).collect::<Vec<_>>(),
-        [1, 0],
-        "the delivered message, then the closed item of the removed listener"
+        [1, 2, 3, 0],
+        "what the log holds for it, then the closed item of the removed listener"
     );
-    assert_eq!(items[1].msg_type, MESSAGE_TYPE_CLOSED);
+    assert_eq!(items[3].msg_type, MESSAGE_TYPE_CLOSED);
 }
 
 #[test]
@@ -162,7 +169,7 @@ fn resume_replays_the_messages_after_the_last_seen_id_without_duplicates() {
     channel
         .dispatch(listener.id(), Message::empty("late"))
         .unwrap();
-    let mut resumed = channel.message_stream_after(&listener, 2);
+    let mut resumed = channel.message_stream_after(&listener, &at(&channel, 2));
     let ids: Vec<u64> = (0..4).map(|_| resumed.try_recv().unwrap().id).collect();
     assert_eq!(ids, [3, 4, 5, 6]);
     assert!(resumed.try_recv().is_none());
@@ -177,13 +184,14 @@ fn resume_from_before_the_history_starts_with_a_gap_marker() {
     for _ in 0..5 {
         channel.deliver_next(listener.id()).unwrap();
     }
-    let mut resumed = channel.message_stream_after(&listener, 1);
+    let mut resumed = channel.message_stream_after(&listener, &at(&channel, 1));
     let marker = resumed.try_recv().unwrap();
     assert_eq!(marker.msg_type, MESSAGE_TYPE_ERROR);
-    assert_eq!(marker.id, 0);
+    assert_eq!(marker.id, 3);
     assert_eq!(
         marker.payload,
-        json!({"error": "history_gap", "last_event_id": 1, "first_available": 4})
+        json!({"error": "history_gap", "last_event_id": at(&channel, 1),
+               "first_available": at(&channel, 4), "reason": "trimmed"})
     );
     let ids: Vec<u64> = (0..2).map(|_| resumed.try_recv().unwrap().id).collect();
     assert_eq!(ids, [4, 5]);
@@ -197,13 +205,12 @@ fn resume_from_the_latest_id_replays_nothing() {
         .unwrap();
     channel.deliver_next(listener.id()).unwrap();
     assert!(channel
-        .message_stream_after(&listener, 1)
+        .message_stream_after(&listener, &at(&channel, 1))
         .try_recv()
         .is_none());
-    assert!(channel
-        .message_stream_after(&listener, 99)
-        .try_recv()
-        .is_none());
+    let mut future = channel.message_stream_after(&listener, &at(&channel, 99));
+    assert_eq!(future.try_recv().unwrap().payload["reason"], "future");
+    assert!(future.try_recv().is_none());
 }
 
 #[test]
@@ -381,7 +388,10 @@ fn a_replayed_end_of_stream_ends_the_resumed_stream_like_the_original() {
     let first: Vec<_> = channel.message_stream(&listener).iter().collect();
     assert_eq!(types(&first), ["a", MESSAGE_TYPE_CLOSED]);
 
-    let replayed: Vec<_> = channel.message_stream_after(&listener, 0).iter().collect();
+    let replayed: Vec<_> = channel
+        .message_stream_after(&listener, &at(&channel, 0))
+        .iter()
+        .collect();
     assert_eq!(types(&replayed), ["a", MESSAGE_TYPE_CLOSED]);
     assert_eq!(listener.queue_len(), 1);
 }

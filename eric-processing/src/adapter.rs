@@ -30,12 +30,13 @@ impl Adapter for ProcessingAdapter {
 /// reference's dictionary. The event id is not part of that shape.
 ///
 /// ```
-/// use eric_core::{Delivery, Message, Adapter};
+/// use eric_core::{Adapter, Delivery, Epoch, Message};
 /// use eric_processing::ProcessingAdapter;
 /// use serde_json::json;
 /// use std::sync::Arc;
 ///
-/// let delivery = Delivery { id: 7, message: Arc::new(Message::new("counter", json!(3))) };
+/// let message = Arc::new(Message::new("counter", json!(3)));
+/// let delivery = Delivery { id: 7, epoch: Epoch::new(), message };
 /// let processed = ProcessingAdapter.adapt(&delivery);
 /// assert_eq!(processed.event(), "counter");
 /// assert_eq!(processed.to_json(), json!({"event": "counter", "data": 3}));

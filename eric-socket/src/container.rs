@@ -1,6 +1,6 @@
 //! The set of channels the servers share: the reference's `SSEChannelContainer`.
 
-use eric_core::{Error, QueueConfig, Result};
+use eric_core::{Error, QueueConfig, Result, Retention};
 use eric_sse::{SseChannel, DEFAULT_HISTORY};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
@@ -10,15 +10,18 @@ use std::collections::{BTreeMap, HashMap};
 pub struct ChannelSettings {
     /// The `retry` of every event in the JSON form (the reference's default is 5 ms).
     pub retry_ms: u64,
-    /// Queue bound, overflow policy and resume history of every listener.
+    /// Queue bound and overflow policy of every listener.
     pub queue: QueueConfig,
+    /// How much of its log a channel retains for resume, unless made with its own.
+    pub retention: Retention,
 }
 
 impl Default for ChannelSettings {
     fn default() -> Self {
         ChannelSettings {
             retry_ms: eric_sse::DEFAULT_RETRY_MS,
-            queue: QueueConfig::unbounded().with_history(DEFAULT_HISTORY),
+            queue: QueueConfig::unbounded(),
+            retention: Retention::entries(DEFAULT_HISTORY),
         }
     }
 }
@@ -61,10 +64,11 @@ impl ChannelContainer {
         self.settings
     }
 
-    fn build(&self, id: Option<String>) -> SseChannel {
+    fn build(&self, id: Option<&str>, retention: Retention) -> SseChannel {
         let builder = SseChannel::builder()
             .retry_ms(self.settings.retry_ms)
-            .queue_config(self.settings.queue);
+            .queue_config(self.settings.queue)
+            .retention(retention);
         match id {
             Some(id) => builder.id(id),
             None => builder,
@@ -74,25 +78,32 @@ impl ChannelContainer {
 
     /// Adds a channel with a generated id.
     pub fn add(&self) -> SseChannel {
-        let mut channels = self.channels.write();
-        // A caller may have taken the next generated id already: skip it.
-        loop {
-            let channel = self.build(None);
-            if !channels.contains_key(channel.id()) {
-                channels.insert(channel.id().to_owned(), channel.clone());
-                return channel;
-            }
-        }
+        self.add_with(None, self.settings.retention)
+            .expect("a generated id is never taken")
     }
 
     /// Adds a channel with a caller-chosen id; fails if the id is taken.
     pub fn add_with_id(&self, id: &str) -> Result<SseChannel> {
+        self.add_with(Some(id), self.settings.retention)
+    }
+
+    /// Adds a channel with the id given (a generated one for `None`) that retains
+    /// `retention` of its log; fails if the id is taken. Its log starts a new epoch,
+    /// also when the id was used by a channel removed since.
+    pub fn add_with(&self, id: Option<&str>, retention: Retention) -> Result<SseChannel> {
         let mut channels = self.channels.write();
-        if channels.contains_key(id) {
-            return Err(Error::DuplicateId(id.to_owned()));
-        }
-        let channel = self.build(Some(id.to_owned()));
-        channels.insert(id.to_owned(), channel.clone());
+        let channel = match id {
+            Some(id) if channels.contains_key(id) => return Err(Error::DuplicateId(id.to_owned())),
+            Some(id) => self.build(Some(id), retention),
+            // A caller may have taken the next generated id already: skip it.
+            None => loop {
+                let channel = self.build(None, retention);
+                if !channels.contains_key(channel.id()) {
+                    break channel;
+                }
+            },
+        };
+        channels.insert(channel.id().to_owned(), channel.clone());
         Ok(channel)
     }
 

@@ -1,8 +1,9 @@
 //! A real browser against the HTTP server: headless Chromium opens an `EventSource` on
 //! eric from a page served on another origin (so through CORS), receives unicode and
 //! multi-KB events once each and in order, sees the server end the stream, reconnects
-//! by itself with `Last-Event-ID` and receives, from the listener's history, the events
-//! sent while it was away.
+//! by itself with `Last-Event-ID` and receives, from the channel's log, the events
+//! sent while it was away. And an anonymous `/watch` whose connection is cut again and
+//! again while broadcasts go on gets every event once, in order.
 //!
 //! Needs Chromium (`apt-get install chromium`; `ERIC_CHROMIUM` names another binary).
 //! Without it the test fails: it never skips.
@@ -13,7 +14,7 @@ mod http_support;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use http_support::{ids, SseClient, TestServer};
+use http_support::{SseClient, TestServer};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
@@ -21,6 +22,7 @@ use std::convert::Infallible;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -230,14 +232,14 @@ async fn a_browser_event_source_gets_every_event_once_in_order_and_resumes_after
     server
         .broadcast("browser", "_eric_channel_closed", Value::Null)
         .await;
-    let closed_id = (first.len() + 1).to_string();
+    let closed_id = server.position("browser", first.len() as u64 + 1);
     report_where(&mut reports, &browser, "the end of the stream", |r| {
         r["errors"].as_u64() >= Some(1) && r["closed"] == json!([closed_id])
     })
     .await;
 
     // 3. While the browser is away, events are sent, and another client of the same
-    //    listener takes them out of the queue: from now on only the listener's history
+    //    listener takes them out of the queue: from now on only the channel's log
     //    has them, and only a reconnection with `Last-Event-ID` gets them back.
     let mut other = SseClient::open(server.addr, &format!("/stream/browser/{listener}"), &[]).await;
     for payload in &while_away {
@@ -254,8 +256,10 @@ async fn a_browser_event_source_gets_every_event_once_in_order_and_resumes_after
     .await;
     let received = done["received"].as_array().unwrap();
     let got_ids: Vec<&str> = received.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    let mut want_ids: Vec<String> = (1..=first.len()).map(|n| n.to_string()).collect();
-    want_ids.extend(ids(&taken));
+    let mut want_ids: Vec<String> = (1..=first.len() as u64)
+        .map(|n| server.position("browser", n))
+        .collect();
+    want_ids.extend(taken.iter().map(|event| event.last_event_id.clone()));
     assert_eq!(got_ids, want_ids, "every event once, in order, with its id");
     let got_data: Vec<&Value> = received.iter().map(|r| &r["data"]).collect();
     let want_data: Vec<&Value> = first.iter().chain(&while_away).collect();
@@ -266,6 +270,141 @@ async fn a_browser_event_source_gets_every_event_once_in_order_and_resumes_after
     assert_eq!(done["unparsable"], 0);
     assert_eq!(done["opens"], 2, "one reconnection");
     assert_eq!(done["listed"], expect, "every event is in the page's DOM");
+
+    drop(browser);
+    page_server.abort();
+    server.shutdown().await;
+}
+
+/// A TCP proxy in front of eric that cuts every connection it carries whenever the
+/// test says so: the abrupt end a browser sees when a network drops, at any byte.
+struct CuttingProxy {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CuttingProxy {
+    async fn start(upstream: std::net::SocketAddr) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        CuttingProxy { addr, cut, task }
+    }
+
+    /// Cuts every connection open now.
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_watching_a_channel_gets_every_event_once_though_its_connection_is_cut() {
+    const EVENTS: usize = 240;
+    const CUTS: usize = 3;
+    let page_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_origin = format!("http://{}", page_listener.local_addr().unwrap());
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let page_server = tokio::spawn(serve_page(page_listener, report_tx));
+    let server = TestServer::start_with(|config| {
+        config.cors_allowed_origins = vec![page_origin.clone()];
+        // Reconnect soon: the events keep coming while the browser is away.
+        config.sse = config.sse.clone().with_retry_ms(Some(250));
+    })
+    .await;
+    server.container.add_with_id("live").unwrap();
+    let proxy = CuttingProxy::start(server.addr).await;
+
+    let stream_url = format!("http://{}/watch/live", proxy.addr);
+    let page_url = format!(
+        "{page_origin}/page?stream={}&expect={EVENTS}",
+        form_urlencoded_component(&stream_url)
+    );
+    let browser = Browser::open(&page_url);
+    report_where(&mut reports, &browser, "an open stream", |r| {
+        r["opens"] == 1
+    })
+    .await;
+
+    // Broadcasts go on at a steady pace while the connection is cut, three times, at
+    // whatever byte it is at; the last events wait for the last cut, so the browser is
+    // away for some of them every time.
+    let cuts_done = Arc::new(tokio::sync::Notify::new());
+    let publisher = {
+        let channel = server.container.get("live").unwrap();
+        let cuts_done = Arc::clone(&cuts_done);
+        tokio::spawn(async move {
+            for i in 0..EVENTS {
+                if i == EVENTS - 40 {
+                    cuts_done.notified().await;
+                }
+                channel.broadcast(eric_core::Message::new("note", json!({ "i": i })));
+                tokio::time::sleep(Duration::from_millis(8)).await;
+            }
+        })
+    };
+    for cut in 1..=CUTS {
+        if cut > 1 {
+            report_where(&mut reports, &browser, "a reopened stream", |r| {
+                r["opens"].as_u64() >= Some(cut as u64)
+            })
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.cut();
+    }
+    cuts_done.notify_one();
+    let done = report_where(&mut reports, &browser, "every event", |r| {
+        r["kind"] == "done"
+    })
+    .await;
+    publisher.await.unwrap();
+
+    let received = done["received"].as_array().unwrap();
+    let got: Vec<u64> = received
+        .iter()
+        .map(|r| r["data"]["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        (0..EVENTS as u64).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    let ids: Vec<String> = received
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let want: Vec<String> = (1..=EVENTS as u64)
+        .map(|n| server.position("live", n))
+        .collect();
+    assert_eq!(ids, want, "each with its position in the channel's log");
+    assert_eq!(
+        done["opens"],
+        CUTS + 1,
+        "the browser reconnected once after each cut"
+    );
+    assert_eq!(done["listed"], EVENTS, "every event is in the page's DOM");
 
     drop(browser);
     page_server.abort();

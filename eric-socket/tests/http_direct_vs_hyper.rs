@@ -201,6 +201,10 @@ fn get(target: &str, headers: &str) -> String {
 }
 
 const CLOSE: &str = "connection: close\r\n";
+
+/// Stands for the epoch of channel `c`'s log, which is new in every run: replaced by it
+/// in what a case sends, and it replaces it in what the server answers.
+const EPOCH: &str = "{epoch}";
 const ALLOWED: &str = "origin: http://app.example\r\n";
 const MESSAGE: &str = r#"{"type": "t", "payload": {"n": 0}}"#;
 
@@ -459,7 +463,10 @@ fn cases() -> Vec<Case> {
             vec![
                 Send(
                     get("/stream/c/l1", "")
-                        + &get("/stream/c/l1", &format!("last-event-id: 1\r\n{CLOSE}")),
+                        + &get(
+                            "/stream/c/l1",
+                            &format!("last-event-id: {EPOCH}-1\r\n{CLOSE}"),
+                        ),
                 ),
                 Await(tick_data(2), 1),
                 EndStreams,
@@ -618,7 +625,10 @@ async fn run(case: &Case, via: Via) -> Vec<WireResponse> {
     let mut cut_at = None;
     for step in &case.steps {
         match step {
-            Step::Send(bytes) => conn.send(bytes.as_bytes()).await,
+            Step::Send(bytes) => {
+                let bytes = bytes.replace(EPOCH, &channel.epoch().to_string());
+                conn.send(bytes.as_bytes()).await
+            }
             Step::Await(needle, count) => {
                 conn.wait_for(needle, *count).await;
                 let mut end = 0;
@@ -677,8 +687,9 @@ async fn run(case: &Case, via: Via) -> Vec<WireResponse> {
             case.name
         );
     }
+    let epoch = channel.epoch().to_string();
     for response in &mut responses {
-        response.body = mask_generated_ids(&response.body);
+        response.body = mask_generated_ids(&response.body).replace(&epoch, EPOCH);
     }
     responses
 }

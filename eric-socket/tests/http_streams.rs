@@ -4,7 +4,7 @@
 
 mod http_support;
 
-use eric_core::QueueConfig;
+use eric_core::Retention;
 use eric_socket::{ChannelContainer, ChannelSettings};
 use http::{Method, StatusCode};
 use http_support::{
@@ -60,7 +60,7 @@ async fn a_stream_has_the_event_stream_headers_a_retry_floor_and_json_events_wit
 
     let event = client.next_event().await;
     assert_eq!(event.event, "price");
-    assert_eq!(event.last_event_id, "1");
+    assert_eq!(event.last_event_id, server.position("c", 1));
     assert_eq!(
         event.json::<Value>().unwrap(),
         json!({"eur": 12.5, "note": "çà 🚀\nline"})
@@ -113,7 +113,7 @@ async fn a_broadcast_sent_as_soon_as_the_watch_head_arrives_is_not_lost() {
         server.broadcast("c", "round", json!(round)).await;
         let event = client.next_event().await;
         assert_eq!(event.json::<Value>().unwrap(), json!(round));
-        assert_eq!(event.last_event_id, "1");
+        assert_eq!(event.last_event_id, server.position("c", round + 1));
     }
 }
 
@@ -152,7 +152,7 @@ async fn resume_with_last_event_id_replays_exactly_the_missed_events() {
     drop(first);
     broadcast_ticks(&server, 9..=12).await;
 
-    let mut resumed = SseClient::resume(server.addr, &path, "5").await;
+    let mut resumed = SseClient::resume(server.addr, &path, &server.position("c", 5)).await;
     let missed = resumed.next_events(7).await;
     assert_eq!(ids(&missed), strings(6..=12));
     assert_eq!(data(&missed), ticks(6..=12));
@@ -177,7 +177,8 @@ async fn a_resume_while_the_old_connection_still_hangs_gets_exactly_the_missed_e
         let seen = old.next_events(3).await;
         assert_eq!(ids(&seen), strings(base + 1..=base + 3));
         // `old` stays open, unread, while the client resumes and more is broadcast.
-        let mut resumed = SseClient::resume(server.addr, &path, &(base + 3).to_string()).await;
+        let mut resumed =
+            SseClient::resume(server.addr, &path, &server.position("c", base + 3)).await;
         broadcast_ticks(&server, base + 7..=base + 10).await;
         let missed = resumed.next_events(7).await;
         assert_eq!(ids(&missed), strings(base + 4..=base + 10), "round {round}");
@@ -197,15 +198,15 @@ async fn resume_from_the_last_id_seen_replays_nothing_and_goes_on() {
     first.next_events(3).await;
     drop(first);
 
-    let mut resumed = SseClient::resume(server.addr, &path, "3").await;
+    let mut resumed = SseClient::resume(server.addr, &path, &server.position("c", 3)).await;
     assert!(resumed.quiet_for(Duration::from_millis(200)).await);
     broadcast_ticks(&server, 4..=4).await;
     let event = resumed.next_event().await;
-    assert_eq!(event.last_event_id, "4");
+    assert_eq!(event.last_event_id, server.position("c", 4));
 }
 
 #[tokio::test]
-async fn a_last_event_id_that_is_not_a_number_is_ignored() {
+async fn a_last_event_id_that_is_not_a_position_gets_a_marker_then_the_queue() {
     let server = TestServer::start().await;
     let listener = channel_with_listener(&server).await;
     let path = format!("/stream/c/{listener}");
@@ -217,6 +218,13 @@ async fn a_last_event_id_that_is_not_a_number_is_ignored() {
 
     let mut client = SseClient::resume(server.addr, &path, "latest").await;
     assert_eq!(client.status, StatusCode::OK);
+    let marker = client.next_event().await;
+    assert_eq!(marker.event, "_eric_error");
+    assert_eq!(
+        marker.json::<Value>().unwrap(),
+        json!({"error": "history_gap", "last_event_id": "latest",
+               "first_available": server.position("c", 1), "reason": "invalid"})
+    );
     // No replay: the queue only.
     assert_eq!(ids(&client.next_events(1).await), strings(3..=3));
     assert!(client.quiet_for(Duration::from_millis(200)).await);
@@ -225,7 +233,7 @@ async fn a_last_event_id_that_is_not_a_number_is_ignored() {
 #[tokio::test]
 async fn a_resume_older_than_the_history_starts_with_a_gap_marker() {
     let settings = ChannelSettings {
-        queue: QueueConfig::unbounded().with_history(2),
+        retention: Retention::entries(2),
         ..ChannelSettings::default()
     };
     let server =
@@ -237,12 +245,18 @@ async fn a_resume_older_than_the_history_starts_with_a_gap_marker() {
     first.next_events(6).await;
     drop(first);
 
-    let mut resumed = SseClient::resume(server.addr, &path, "1").await;
+    let mut resumed = SseClient::resume(server.addr, &path, &server.position("c", 1)).await;
     let gap = resumed.next_event().await;
     assert_eq!(gap.event, "_eric_error");
     assert_eq!(
         gap.json::<Value>().unwrap(),
-        json!({"error": "history_gap", "last_event_id": 1, "first_available": 5})
+        json!({"error": "history_gap", "last_event_id": server.position("c", 1),
+               "first_available": server.position("c", 5), "reason": "trimmed"})
+    );
+    assert_eq!(
+        gap.last_event_id,
+        server.position("c", 4),
+        "the marker repositions"
     );
     assert_eq!(ids(&resumed.next_events(2).await), strings(5..=6));
 }
@@ -325,9 +339,9 @@ async fn the_closed_message_ends_a_stream_but_keeps_its_listener_for_the_next_on
     );
     assert_eq!(ids(&rest), strings(1..=2));
 
-    let mut again = SseClient::resume(server.addr, &path, "2").await;
+    let mut again = SseClient::resume(server.addr, &path, &server.position("c", 2)).await;
     let event = again.next_event().await;
-    assert_eq!(event.last_event_id, "3");
+    assert_eq!(event.last_event_id, server.position("c", 3));
     assert_eq!(event.json::<Value>().unwrap(), json!({"n": 3}));
 }
 

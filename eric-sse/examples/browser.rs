@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use eric_core::{Listener, Message, MessageStream, OverflowPolicy, QueueConfig};
+use eric_core::{Listener, Message, MessageStream, OverflowPolicy, QueueConfig, Retention};
 use eric_sse::http::{sse_response, SseBody};
 use eric_sse::{SseAdapter, SseChannel, DEFAULT_HISTORY};
 use http::{Request, Response, StatusCode};
@@ -57,12 +57,14 @@ async fn main() -> std::io::Result<()> {
         Some(port) => port.parse().expect("usage: browser [PORT]"),
         None => 3000,
     };
-    // The history is what makes resume possible. The bound is for pages closed for good:
-    // their listener stops being read, and once 1,024 ticks (17 min) are waiting it is
-    // removed instead of growing forever.
-    let queue =
-        QueueConfig::bounded(1024, OverflowPolicy::Disconnect).with_history(DEFAULT_HISTORY);
-    let channel = SseChannel::builder().queue_config(queue).build();
+    // The channel's log (the last DEFAULT_HISTORY events) is what makes resume possible.
+    // The queue bound is for pages closed for good: their listener stops being read, and
+    // once 1,024 ticks (17 min) are waiting it is removed instead of growing forever.
+    let queue = QueueConfig::bounded(1024, OverflowPolicy::Disconnect);
+    let channel = SseChannel::builder()
+        .queue_config(queue)
+        .retention(Retention::entries(DEFAULT_HISTORY))
+        .build();
     tokio::spawn(tick(channel.clone()));
 
     let tcp = TcpListener::bind(("127.0.0.1", port)).await?;
@@ -105,14 +107,17 @@ fn events(
             .split('&')
             .find_map(|pair| pair.strip_prefix("client="))
     });
-    // Unnamed (curl): a listener of its own, removed when its stream is dropped. Nothing
-    // could resume it anyway: nobody else knows its id.
+    // Unnamed (curl): a listener of its own, removed when its stream is dropped; a
+    // reconnecting client resumes from the channel's log after the last event it saw.
     let Some(client) = client else {
-        return Ok(channel.watch());
+        return Ok(match last_event_id(request) {
+            Some(id) => channel.watch_after(id),
+            None => channel.watch(),
+        });
     };
     // Named by the page, the listener outlives its connections: what is broadcast while the
     // browser reconnects waits in its queue, and what went out on a connection that died
-    // before the browser saw it is still in its history.
+    // before the browser saw it is still in the channel's log.
     let listener = match channel.get_listener(client) {
         Ok(listener) => listener,
         Err(_) => {
@@ -130,10 +135,10 @@ fn events(
     })
 }
 
-/// The `Last-Event-ID` an `EventSource` sends when it reconnects; ids are numbers here.
-fn last_event_id(request: &Request<Incoming>) -> Option<u64> {
-    let value = request.headers().get("last-event-id")?.to_str().ok()?;
-    value.trim().parse().ok()
+/// The `Last-Event-ID` an `EventSource` sends when it reconnects: a position in the
+/// channel's log, `<epoch>-<offset>` (anything else resumes with a gap marker).
+fn last_event_id(request: &Request<Incoming>) -> Option<&str> {
+    request.headers().get("last-event-id")?.to_str().ok()
 }
 
 fn text(status: StatusCode, text: String) -> Response<Body> {

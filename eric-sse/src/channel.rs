@@ -1,18 +1,18 @@
 //! The SSE channel: an eric-core channel whose consumers receive [`SseEvent`]s.
 
 use crate::event::{SseEvent, DEFAULT_RETRY_MS};
-use eric_core::{Adapter, Channel, Delivery, QueueConfig, StreamDelay};
+use eric_core::{Adapter, Channel, Delivery, QueueConfig, Retention, StreamDelay};
 use std::ops::Deref;
 
-/// How many delivered events each listener of an [`SseChannel`] keeps for resume, unless
-/// configured otherwise: enough for a browser that reconnects after a short drop, small
-/// enough (16 bytes an entry) for tens of thousands of idle subscribers.
-pub const DEFAULT_HISTORY: usize = 256;
+/// How many entries of its log an [`SseChannel`] retains for resume, unless configured
+/// otherwise: enough for a browser that reconnects after a short drop. The log is per
+/// channel, so this costs the same whatever the number of subscribers.
+pub const DEFAULT_HISTORY: usize = 1024;
 
-/// Adapts a delivery to an [`SseEvent`]: the message (shared, not copied), the delivery
-/// id as event id, and the channel's retry time. Synthetic deliveries (id 0: the closed
-/// event of a removed listener, a resume gap marker) get no id, so they do not move a
-/// client's `Last-Event-ID`.
+/// Adapts a delivery to an [`SseEvent`]: the message (shared, not copied), the
+/// delivery's position in the channel log as event id (`<epoch>-<offset>`), and the
+/// channel's retry time. Synthetic deliveries (id 0: the closed event of a removed
+/// listener) get no id, so they do not move a client's `Last-Event-ID`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SseAdapter {
     retry_ms: u64,
@@ -43,7 +43,7 @@ impl Adapter for SseAdapter {
         let event = SseEvent::from_message(delivery.message.clone()).with_retry(self.retry_ms);
         match delivery.id {
             0 => event,
-            id => event.with_id(id),
+            _ => event.with_position(delivery.position()),
         }
     }
 }
@@ -53,9 +53,10 @@ impl Adapter for SseAdapter {
 ///
 /// It dereferences to an [`eric_core::Channel`] whose streams yield [`SseEvent`]s, so it
 /// has every channel method (`add_listener`, `dispatch`, `broadcast`, `message_stream`,
-/// `message_stream_after` for resume, ...). Unlike the reference it gives every event an
-/// id, and its listeners keep the last [`DEFAULT_HISTORY`] delivered events so a client
-/// can resume with `Last-Event-ID`.
+/// `message_stream_after` and `watch_after` for resume, ...). Unlike the reference it
+/// gives every event an id, its position in the channel's log, and the channel retains
+/// the last [`DEFAULT_HISTORY`] entries of its log so a client can resume with
+/// `Last-Event-ID`.
 ///
 /// ```
 /// use eric_core::Message;
@@ -71,6 +72,7 @@ impl Adapter for SseAdapter {
 ///     r#"{"event":"welcome","retry":5,"data":"Hello!"}"#
 /// );
 /// assert_eq!(event.id(), Some(1));
+/// assert_eq!(event.position(), Some(channel.position()));
 /// ```
 #[derive(Clone, Debug)]
 pub struct SseChannel {
@@ -79,7 +81,7 @@ pub struct SseChannel {
 
 impl SseChannel {
     /// A channel with a generated id, retry 5 ms (the reference's default), no stream
-    /// delay, unbounded queues and the default history.
+    /// delay, unbounded queues and [`DEFAULT_HISTORY`] entries of log retained.
     pub fn new() -> Self {
         SseChannel::builder().build()
     }
@@ -121,6 +123,7 @@ pub struct SseChannelBuilder {
     retry_ms: u64,
     queue: QueueConfig,
     stream_delay: Option<StreamDelay>,
+    retention: Retention,
 }
 
 impl Default for SseChannelBuilder {
@@ -128,8 +131,9 @@ impl Default for SseChannelBuilder {
         SseChannelBuilder {
             id: None,
             retry_ms: DEFAULT_RETRY_MS,
-            queue: QueueConfig::unbounded().with_history(DEFAULT_HISTORY),
+            queue: QueueConfig::unbounded(),
             stream_delay: None,
+            retention: Retention::entries(DEFAULT_HISTORY),
         }
     }
 }
@@ -147,7 +151,14 @@ impl SseChannelBuilder {
         self
     }
 
-    /// Queue bounds, overflow policy and history of the listeners `add_listener` makes.
+    /// How much of its log the channel retains for resume (default: the last
+    /// [`DEFAULT_HISTORY`] entries, whatever their age).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Queue bounds and overflow policy of the listeners `add_listener` makes.
     pub fn queue_config(mut self, config: QueueConfig) -> Self {
         self.queue = config;
         self
@@ -161,7 +172,9 @@ impl SseChannelBuilder {
 
     /// The channel.
     pub fn build(self) -> SseChannel {
-        let mut builder = Channel::builder(SseAdapter::new(self.retry_ms)).queue_config(self.queue);
+        let mut builder = Channel::builder(SseAdapter::new(self.retry_ms))
+            .queue_config(self.queue)
+            .retention(self.retention);
         if let Some(id) = self.id {
             builder = builder.id(id);
         }

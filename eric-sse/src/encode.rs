@@ -193,6 +193,10 @@ impl Encoder {
         let start = buf.len();
         if let Some(id) = event.id() {
             buf.extend_from_slice(b"id: ");
+            if let Some(position) = event.position() {
+                write_epoch(position.epoch, buf);
+                buf.push(b'-');
+            }
             buf.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
             buf.push(b'\n');
         }
@@ -320,6 +324,18 @@ fn for_each_line(text: &str, mut f: impl FnMut(&[u8])) {
             }
         }
     }
+}
+
+/// Writes an epoch as [`Epoch`](eric_core::Epoch)'s `Display` does (16 lowercase hex
+/// digits), without the formatting machinery: it is on every event of a channel.
+fn write_epoch(epoch: eric_core::Epoch, buf: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let value = epoch.as_u64();
+    buf.extend(
+        (0..16)
+            .rev()
+            .map(|i| HEX[((value >> (i * 4)) & 0xf) as usize]),
+    );
 }
 
 #[cfg(test)]

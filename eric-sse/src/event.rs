@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use eric_core::{Delivery, Message};
+use eric_core::{Delivery, Epoch, Message, Position};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,8 @@ pub const DEFAULT_RETRY_MS: u64 = 5;
 pub struct SseEvent {
     message: Arc<Message>,
     id: Option<u64>,
+    /// The epoch of the log `id` is an offset in, for events of a channel.
+    epoch: Option<Epoch>,
     retry: u64,
 }
 
@@ -60,6 +62,7 @@ impl SseEvent {
         SseEvent {
             message,
             id: None,
+            epoch: None,
             retry: DEFAULT_RETRY_MS,
         }
     }
@@ -69,6 +72,17 @@ impl SseEvent {
     #[must_use]
     pub fn with_id(mut self, id: u64) -> Self {
         self.id = Some(id);
+        self.epoch = None;
+        self
+    }
+
+    /// This event with the id of a position in a channel's log, written
+    /// `<epoch>-<offset>` (see [`eric_core::log`]): what [`SseChannel`](crate::SseChannel)
+    /// events carry, so a client's `Last-Event-ID` names a position no other epoch has.
+    #[must_use]
+    pub fn with_position(mut self, position: Position) -> Self {
+        self.id = Some(position.offset);
+        self.epoch = Some(position.epoch);
         self
     }
 
@@ -89,9 +103,15 @@ impl SseEvent {
         &self.message.payload
     }
 
-    /// The event id, if any.
+    /// The event id, if any: for an event with a [`position`](Self::position), its
+    /// offset.
     pub fn id(&self) -> Option<u64> {
         self.id
+    }
+
+    /// The position in a channel's log this event's id names, if it has one.
+    pub fn position(&self) -> Option<Position> {
+        Some(Position::new(self.epoch?, self.id?))
     }
 
     /// The reconnection time in milliseconds.
@@ -122,10 +142,12 @@ impl From<Arc<Message>> for SseEvent {
     }
 }
 
-/// The event for a delivery: its message, shared, with the delivery's id as event id.
+/// The event for a delivery: its message, shared, with the delivery's position as
+/// event id.
 impl From<Delivery> for SseEvent {
     fn from(delivery: Delivery) -> Self {
-        SseEvent::from_message(delivery.message).with_id(delivery.id)
+        let position = delivery.position();
+        SseEvent::from_message(delivery.message).with_position(position)
     }
 }
 

@@ -49,10 +49,11 @@ fn tick(n: u64) -> Message {
     Message::new("tick", json!({"n": n, "text": format!("line {n}\nand é")}))
 }
 
-/// Checks that `event` is the broadcast [`tick`] `n`, with the listener's event id `n`.
+/// Checks that `event` is the broadcast [`tick`] `n`, with the event id of offset `n`.
 fn assert_tick(event: &ParsedEvent, n: u64) {
     assert_eq!(event.event, "tick");
-    assert_eq!(event.last_event_id, n.to_string());
+    let position: eric_core::Position = event.last_event_id.parse().unwrap();
+    assert_eq!(position.offset, n, "{}", event.last_event_id);
     let data: Value = event.json().unwrap();
     assert_eq!(data, json!({"n": n, "text": format!("line {n}\nand é")}));
 }
@@ -136,12 +137,17 @@ fn respond(
     let last_event_id = request
         .headers()
         .get("last-event-id")
-        .map(|id| id.to_str().unwrap().parse().unwrap());
+        .map(|id| id.to_str().unwrap());
     let events = match last_event_id {
         Some(id) => channel.message_stream_after(&listener, id),
         None => channel.message_stream(&listener),
     };
     sse_response(SseBody::with_config(events, config.clone())).map(Either::Right)
+}
+
+/// The event id of `offset` in the channel's log.
+fn at(channel: &SseChannel, offset: u64) -> String {
+    eric_core::Position::new(channel.epoch(), offset).to_string()
 }
 
 /// An SSE client on a connection of its own. Dropping it closes the connection.
@@ -244,7 +250,7 @@ async fn events_arrive_in_order_with_their_ids_and_json_data() {
         assert_tick(&client.next_event().await, n);
     }
     assert_eq!(client.parser.reconnection_time(), Some(1_000));
-    assert_eq!(client.parser.last_event_id(), "20");
+    assert_eq!(client.parser.last_event_id(), at(&server.channel, 20));
     assert_eq!(client.parser.comment_count(), 0);
 }
 
@@ -262,7 +268,7 @@ async fn a_client_that_reconnects_with_last_event_id_gets_exactly_the_missed_eve
         assert_tick(&client.next_event().await, n);
     }
     // Two more go out on this connection but the client never reads them: the server took
-    // them from the queue, so only the listener's history still has them.
+    // them from the queue, so only the channel's log still has them.
     server.channel.broadcast(tick(6));
     server.channel.broadcast(tick(7));
     eventually("the server takes 6 and 7", || {
@@ -271,7 +277,7 @@ async fn a_client_that_reconnects_with_last_event_id_gets_exactly_the_missed_eve
     })
     .await;
     let last_seen = client.parser.last_event_id().to_owned();
-    assert_eq!(last_seen, "5");
+    assert_eq!(last_seen, at(&server.channel, 5));
     drop(client);
 
     // These are broadcast while the client is away.
@@ -336,7 +342,8 @@ async fn the_retry_arrives_before_any_event_on_an_idle_stream() {
     let frame = client.frame().await.unwrap();
     let frame = std::str::from_utf8(&frame).unwrap();
     assert!(
-        frame.starts_with("id: 1\n") && !frame.contains("retry:"),
+        frame.starts_with(&format!("id: {}\n", at(&server.channel, 1)))
+            && !frame.contains("retry:"),
         "{frame}"
     );
     assert_tick(&client.parser.next_event().unwrap(), 1);

@@ -14,7 +14,7 @@
 //! bench/python/workloads.py is the same program against eric-sse 0.6.0.3; the two must
 //! stay line for line equivalent in what they time (see bench/README.md).
 
-use eric_core::{Listener, Message, QueueConfig, MESSAGE_TYPE_CLOSED};
+use eric_core::{Listener, Message, MESSAGE_TYPE_CLOSED};
 use eric_processing::DataProcessingChannel;
 use eric_sse::SseChannel;
 use futures::StreamExt;
@@ -48,13 +48,14 @@ fn cpu_clock(clock: libc::clockid_t) -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// The SSE channel of W1-W3: `SseChannel::new()` (its default resume history of 256
-/// events per listener), or with `--history N` for a diagnosis (not used by bench/compare).
+/// The SSE channel of W1-W3: `SseChannel::new()` (its log retains the default
+/// history), or one retaining `--history N` entries for a diagnosis (not used by
+/// bench/compare).
 fn sse_channel(history: Option<usize>) -> SseChannel {
     match history {
         None => SseChannel::new(),
         Some(h) => SseChannel::builder()
-            .queue_config(QueueConfig::unbounded().with_history(h))
+            .retention(eric_core::Retention::entries(h))
             .build(),
     }
 }

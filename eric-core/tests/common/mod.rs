@@ -18,14 +18,20 @@ pub fn channel_with_started_listener() -> (Channel<Identity>, Arc<Listener>) {
     (channel, listener)
 }
 
-/// A channel whose listeners keep `history` delivered messages, and one started listener.
+/// A channel that retains the last `history` entries of its log, and one started
+/// listener.
 pub fn started_listener_with_history(history: usize) -> (Channel<Identity>, Arc<Listener>) {
     let channel = Channel::builder(Identity)
-        .queue_config(eric_core::QueueConfig::unbounded().with_history(history))
+        .retention(eric_core::Retention::entries(history))
         .build();
     let listener = channel.add_listener();
     listener.start();
     (channel, listener)
+}
+
+/// The event id of `offset` in the channel's log, as a client sends it back.
+pub fn at<A: eric_core::Adapter>(channel: &Channel<A>, offset: u64) -> String {
+    eric_core::Position::new(channel.epoch(), offset).to_string()
 }
 
 /// `n` messages of type `t` with payload `{"i": i}`.

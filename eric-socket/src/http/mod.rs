@@ -9,12 +9,12 @@
 //!
 //! | method and path | query / body | answer |
 //! |---|---|---|
-//! | `PUT /create` | `channel_id` (optional: caller-chosen id) | `{"channel_id": "..."}` |
+//! | `PUT /create` | `channel_id` (optional: caller-chosen id); `history_size`, `history_age` (optional: the log's retention) | `{"channel_id": "..."}` |
 //! | `POST /subscribe` | `channel_id` | `{"listener_id": "..."}` (a stopped listener: streaming starts it) |
 //! | `POST /broadcast` | `channel_id`; body `{"type": "...", "payload": <any JSON>}` | `null` |
 //! | `POST /dispatch` | `channel_id`, `listener_id`; body as above | `null` |
-//! | `GET /stream/{channel_id}/{listener_id}` | header `Last-Event-ID` (optional) | `text/event-stream` of the listener |
-//! | `GET /watch/{channel_id}` | | `text/event-stream` of a fresh listener, removed when the client leaves |
+//! | `GET /stream/{channel_id}/{listener_id}` | header `Last-Event-ID` or `last_event_id` (optional) | `text/event-stream` of the listener |
+//! | `GET /watch/{channel_id}` | header `Last-Event-ID` or `last_event_id` (optional) | `text/event-stream` of a fresh listener, removed when the client leaves |
 //! | `DELETE /listener/{channel_id}/{listener_id}` | | `null` |
 //! | `DELETE /channel/{channel_id}` | | `null` |
 //! | `GET /channels` | | `["id", ...]`, sorted |
@@ -52,14 +52,17 @@
 //!
 //! * The listener is registered (`/watch`) or started (`/stream`) before the response
 //!   head leaves: nothing broadcast after the client saw the head is lost.
-//! * **Resume.** A `/stream` request with a numeric `Last-Event-ID` header (an
-//!   `EventSource` sends it on reconnect) first replays the events the listener
-//!   delivered after that id, from its history, then goes on with its queue. A header
-//!   that is not a number is ignored. `/watch` ignores it: its listener is new.
+//! * **Resume.** A `/stream` or `/watch` request with a position in `Last-Event-ID`
+//!   (an `EventSource` sends it on reconnect) or in the `last_event_id` query parameter
+//!   (for a first connection, which cannot set headers; the header wins) first replays
+//!   the retained messages of the channel's log after that position that were for this
+//!   subscriber, then goes on live. Event ids are positions, `<epoch>-<offset>`; a
+//!   position the log cannot cover starts the stream with a `history_gap` marker (see
+//!   [`eric_core::log`]).
 //! * **One stream per listener.** A new `/stream` of a listener that already has one
 //!   ends the older stream and waits (up to a second) until it is gone before it starts:
 //!   the newest connection wins, as a reconnecting browser needs, and no event is taken
-//!   by the old stream after the new one read the history.
+//!   by the old stream after the new one read the log.
 //! * **A client that leaves** is noticed when the server reads the end of its
 //!   connection, or at the latest when the next event or keep-alive cannot be written. A client that
 //!   vanished without a word (no FIN, no reset) acknowledges nothing, and

@@ -5,7 +5,7 @@ use super::body::ResponseBody;
 use super::state::State;
 use super::stream::{stop_future, LiveEvents};
 use bytes::Bytes;
-use eric_core::{Error, Message};
+use eric_core::{Error, Message, Retention};
 use eric_sse::http::{sse_response, SseBody};
 use eric_sse::SseChannel;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One route of the server: a method on a path. Every known path also answers
 /// `OPTIONS`, which the table leaves out.
@@ -321,14 +322,17 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
         Resource::Root => Ok(json_response(StatusCode::OK, &container.snapshot())),
         Resource::Channels => Ok(json_response(StatusCode::OK, &container.ids())),
         Resource::Create => {
+            let retention = retention_of(&request, container.settings().retention)?;
             let channel = match query_param(&request, "channel_id") {
-                None => container.add(),
+                None => container.add_with(None, retention).map_err(|e| ApiError::core(e, ""))?,
                 Some(id) if id.is_empty() => {
                     return Err(ApiError::bad_request(
                         "the query parameter channel_id is empty: give an id, or leave it out for a generated one",
                     ))
                 }
-                Some(id) => container.add_with_id(&id).map_err(|e| ApiError::core(e, &id))?,
+                Some(id) => container
+                    .add_with(Some(&id), retention)
+                    .map_err(|e| ApiError::core(e, &id))?,
             };
             Ok(json_response(
                 StatusCode::OK,
@@ -373,10 +377,10 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
         Resource::Stream { channel, listener } => {
-            let last_event_id = last_event_id(request.headers());
+            let last_event_id = last_event_id(&request);
             stream(state, &channel, &listener, last_event_id).await
         }
-        Resource::Watch { channel } => watch(state, &channel),
+        Resource::Watch { channel } => watch(state, &channel, last_event_id(&request)),
         Resource::DeleteListener { channel, listener } => {
             channel_of(state, &channel)?
                 .remove_listener(&listener)
@@ -393,12 +397,12 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
 }
 
 /// `GET /stream/{channel}/{listener}`: starts the listener and streams it, after the
-/// events delivered since `last_event_id` when the client resumes.
+/// retained events for it since `last_event_id` when the client resumes.
 async fn stream(
     state: &Arc<State>,
     channel_id: &str,
     listener_id: &str,
-    last_event_id: Option<u64>,
+    last_event_id: Option<String>,
 ) -> RouteResult {
     let channel = channel_of(state, channel_id)?;
     let listener = channel
@@ -406,10 +410,10 @@ async fn stream(
         .map_err(|e| ApiError::core(e, channel_id))?;
     let permit = stream_permit(state)?;
     // Ends the listener's previous stream, if any, and waits until it is gone, so that
-    // it takes nothing more from the queue once the history below is read.
+    // it takes nothing more from the queue once the log below is read.
     let (slot, superseded) = state.slots.claim(channel_id, listener_id).await;
     listener.start();
-    let events = match last_event_id {
+    let events = match &last_event_id {
         Some(id) => channel.message_stream_after(&listener, id),
         None => channel.message_stream(&listener),
     };
@@ -426,15 +430,20 @@ async fn stream(
     ))
 }
 
-/// `GET /watch/{channel}`: a new listener, started, that lives as long as the stream.
-fn watch(state: &Arc<State>, channel_id: &str) -> RouteResult {
+/// `GET /watch/{channel}`: a new listener, started, that lives as long as the stream;
+/// after the retained broadcasts since `last_event_id` when the client resumes.
+fn watch(state: &Arc<State>, channel_id: &str, last_event_id: Option<String>) -> RouteResult {
     let channel = channel_of(state, channel_id)?;
     let permit = stream_permit(state)?;
     // Registered and started here, before the response head leaves.
-    let events = channel.watch();
+    let events = match &last_event_id {
+        Some(id) => channel.watch_after(id),
+        None => channel.watch(),
+    };
     tracing::debug!(
         channel = channel_id,
         listener = events.listener().id(),
+        ?last_event_id,
         "watch opened"
     );
     let stop = stop_future(state.shutdown.wait(), None);
@@ -470,15 +479,42 @@ fn channel_of(state: &State, channel_id: &str) -> Result<SseChannel, ApiError> {
         .map_err(|_| ApiError::unknown_channel(channel_id))
 }
 
-/// The `Last-Event-ID` header as a number; absent when missing or not a number.
-fn last_event_id(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get("last-event-id")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// The position a client resumes from: the `Last-Event-ID` header (what an
+/// `EventSource` sends when it reconnects), else the `last_event_id` query parameter
+/// (what a page gives on the first connection, when it cannot set headers). The header
+/// wins: a reconnecting `EventSource` keeps its first URL but sends a newer id.
+/// Whatever it holds is resolved by the channel's log (a gap marker for what is not a
+/// position), so nothing is refused here.
+fn last_event_id<B>(request: &Request<B>) -> Option<String> {
+    if let Some(value) = request.headers().get("last-event-id") {
+        return Some(String::from_utf8_lossy(value.as_bytes()).trim().to_owned());
+    }
+    query_param(request, "last_event_id")
+}
+
+/// The retention of a channel made by `PUT /create`: the server's, with
+/// `history_size` (entries) and `history_age` (seconds; 0 for no age bound) replaced
+/// when given.
+fn retention_of<B>(request: &Request<B>, default: Retention) -> Result<Retention, ApiError> {
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        query_param(request, name)
+            .map(|text| {
+                text.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "the query parameter {name} must be a whole number, not {text:?}"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let mut retention = default;
+    if let Some(size) = number("history_size")? {
+        retention.max_entries = usize::try_from(size).unwrap_or(usize::MAX);
+    }
+    if let Some(age) = number("history_age")? {
+        retention.max_age = (age > 0).then(|| Duration::from_secs(age));
+    }
+    Ok(retention)
 }
 
 fn query_param<B>(request: &Request<B>, name: &str) -> Option<String> {
@@ -842,14 +878,39 @@ mod tests {
     }
 
     #[test]
-    fn last_event_id_must_be_a_number() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(last_event_id(&headers), None);
-        headers.insert("last-event-id", HeaderValue::from_static(" 42 "));
-        assert_eq!(last_event_id(&headers), Some(42));
-        headers.insert("last-event-id", HeaderValue::from_static("abc"));
-        assert_eq!(last_event_id(&headers), None);
-        headers.insert("last-event-id", HeaderValue::from_static("-1"));
-        assert_eq!(last_event_id(&headers), None);
+    fn the_last_event_id_header_wins_over_the_query_parameter() {
+        let request = |uri: &str, header: Option<&'static str>| {
+            let mut builder = Request::get(uri);
+            if let Some(value) = header {
+                builder = builder.header("last-event-id", value);
+            }
+            builder.body(()).unwrap()
+        };
+        assert_eq!(last_event_id(&request("/watch/a", None)), None);
+        assert_eq!(
+            last_event_id(&request("/watch/a?last_event_id=x-1", None)).as_deref(),
+            Some("x-1")
+        );
+        assert_eq!(
+            last_event_id(&request("/watch/a?last_event_id=x-1", Some(" x-9 "))).as_deref(),
+            Some("x-9")
+        );
+    }
+
+    #[test]
+    fn history_parameters_override_the_servers_retention() {
+        let default = Retention::entries(10);
+        let retention = |uri: &str| retention_of(&Request::put(uri).body(()).unwrap(), default);
+        assert_eq!(retention("/create").unwrap(), default);
+        assert_eq!(
+            retention("/create?history_size=3&history_age=60").unwrap(),
+            Retention::entries(3).max_age(Duration::from_secs(60))
+        );
+        assert_eq!(retention("/create?history_age=0").unwrap(), default);
+        for bad in ["history_size=-1", "history_size=x", "history_age=1.5"] {
+            let error = retention(&format!("/create?{bad}")).unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST);
+            assert!(error.message.contains("whole number"), "{}", error.message);
+        }
     }
 }

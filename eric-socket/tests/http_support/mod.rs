@@ -99,6 +99,12 @@ impl TestServer {
     pub async fn stream(&self, path: &str) -> SseClient {
         SseClient::open(self.addr, path, &[]).await
     }
+
+    /// The event id of `offset` in the log of `channel`, as a client sends it back.
+    pub fn position(&self, channel: &str, offset: u64) -> String {
+        let epoch = self.container.get(channel).unwrap().epoch();
+        eric_core::Position::new(epoch, offset).to_string()
+    }
 }
 
 async fn handshake(
@@ -384,5 +390,13 @@ pub fn data(events: &[ParsedEvent]) -> Vec<Value> {
 
 /// The `id` of each event.
 pub fn ids(events: &[ParsedEvent]) -> Vec<String> {
-    events.iter().map(|e| e.last_event_id.clone()).collect()
+    events
+        .iter()
+        .map(|e| offset_of(&e.last_event_id).to_owned())
+        .collect()
+}
+
+/// The offset part of an event id (`<epoch>-<offset>`).
+pub fn offset_of(id: &str) -> &str {
+    id.rsplit('-').next().unwrap_or(id)
 }
