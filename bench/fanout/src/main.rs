@@ -940,6 +940,7 @@ async fn resume(opts: &Options, mut publisher: Publisher, sub_path: &str, pub_pa
     let mut errors: HashMap<String, u64> = HashMap::new();
     let mut ready: Vec<u64> = Vec::with_capacity(opts.subscribers);
     let mut complete: Vec<u64> = Vec::with_capacity(opts.subscribers);
+    let mut replay: Vec<u64> = Vec::with_capacity(opts.subscribers);
     for task in tasks {
         let r = task.await.expect("subscriber task");
         unique += r.unique;
@@ -953,6 +954,7 @@ async fn resume(opts: &Options, mut publisher: Publisher, sub_path: &str, pub_pa
         }
         if let Some(at) = r.complete_ns {
             complete.push(at - started_ns);
+            replay.push(at - r.ready_ns);
         }
         if let Some(e) = r.error {
             *errors.entry(e).or_default() += 1;
@@ -960,6 +962,7 @@ async fn resume(opts: &Options, mut publisher: Publisher, sub_path: &str, pub_pa
     }
     ready.sort_unstable();
     complete.sort_unstable();
+    replay.sort_unstable();
     let expected = (opts.subscribers * behind) as u64;
     let resume_s = last_receive_ns.saturating_sub(started_ns) as f64 / 1e9;
     let spread = |sorted: &[u64]| {
@@ -993,6 +996,7 @@ async fn resume(opts: &Options, mut publisher: Publisher, sub_path: &str, pub_pa
         "replayed_per_s": if resume_s > 0.0 { unique as f64 / resume_s } else { 0.0 },
         "ready_us": spread(&ready),
         "complete_us": spread(&complete),
+        "replay_us": spread(&replay),
         "window_s": window_ns as f64 / 1e9,
         "client_cpu_s": client_cpu_ns as f64 / 1e9,
         "client_cpu_pct": 100.0 * client_cpu_ns as f64 / window_ns as f64,
