@@ -6,10 +6,18 @@
 //! (at full speed, or at a fixed rate on an absolute schedule) and counts what every
 //! subscriber receives: deliveries/s, lost, duplicates, latency. One JSON object on stdout.
 //!
+//! With `--resume-behind K` (eric only) it measures resume instead: it broadcasts K
+//! messages with nobody listening, then opens the N subscribers at once, each with the
+//! `Last-Event-ID` of the position before them, and times the replay until every
+//! subscriber has all K, in order, each with its own position as id.
+//!
 //! ```text
 //! eric-fanout --target eric|nchan --url http://127.0.0.1:8080 --subscribers N --messages M
 //!             [--rate R] [--channel fanout] [--server-pid PID] [--idle-seconds 3]
 //!             [--connect-concurrency 256] [--drain-timeout 10] [--publishers 4]
+//! eric-fanout --target eric --url http://127.0.0.1:8080 --subscribers N --resume-behind K
+//!             [--channel fanout] [--server-pid PID] [--connect-concurrency 256]
+//!             [--drain-timeout 10]
 //! ```
 //!
 //! Routes: eric: `PUT /create?channel_id=C` (once), `GET /watch/C`, `POST
@@ -54,6 +62,8 @@ struct Options {
     connect_concurrency: usize,
     drain_timeout: Duration,
     publishers: usize,
+    /// Resume mode: how many retained broadcasts each subscriber is behind.
+    resume_behind: Option<usize>,
 }
 
 fn usage(problem: &str) -> ! {
@@ -61,7 +71,9 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: eric-fanout --target eric|nchan --url http://HOST:PORT --subscribers N --messages M \
          [--rate R] [--channel NAME] [--server-pid PID] [--idle-seconds S] \
-         [--connect-concurrency N] [--drain-timeout S] [--publishers P]"
+         [--connect-concurrency N] [--drain-timeout S] [--publishers P]\n       \
+         eric-fanout --target eric --url http://HOST:PORT --subscribers N --resume-behind K \
+         [--channel NAME] [--server-pid PID] [--connect-concurrency N] [--drain-timeout S]"
     );
     std::process::exit(2);
 }
@@ -104,19 +116,25 @@ fn parse_options() -> Options {
     let addr: SocketAddr = host
         .parse()
         .unwrap_or_else(|_| usage("--url must be http://IP:PORT"));
+    let resume_behind = take("resume-behind").map(|_| num("resume-behind", None) as usize);
+    if resume_behind.is_some() && target != Target::Eric {
+        usage("--resume-behind needs --target eric (it checks eric's <epoch>-<offset> ids)");
+    }
     Options {
         target,
         addr,
         host,
         channel: take("channel").unwrap_or_else(|| "fanout".to_owned()),
         subscribers: num("subscribers", None) as usize,
-        messages: num("messages", None) as usize,
+        // Resume mode publishes exactly the K messages it replays.
+        messages: resume_behind.unwrap_or_else(|| num("messages", None) as usize),
         rate: take("rate").map(|_| num("rate", None)).filter(|r| *r > 0.0),
         server_pid: take("server-pid").map(|_| num("server-pid", None) as u32),
         idle_seconds: num("idle-seconds", Some(3.0)),
         connect_concurrency: num("connect-concurrency", Some(256.0)).max(1.0) as usize,
         drain_timeout: Duration::from_secs_f64(num("drain-timeout", Some(10.0))),
         publishers: num("publishers", Some(4.0)).max(1.0) as usize,
+        resume_behind,
     }
 }
 
@@ -479,6 +497,23 @@ struct Shared {
     last_receive_ns: AtomicU64,
     /// Turns true when the subscribers must stop reading.
     stop: watch::Sender<bool>,
+    /// Resume mode: the ids measured events must carry.
+    ids: Option<ExpectedIds>,
+}
+
+/// The ids of the replayed events: message `seq` has the id `<epoch>-<first + seq>`.
+struct ExpectedIds {
+    epoch: String,
+    first: u64,
+}
+
+impl ExpectedIds {
+    fn matches(&self, id: &str, seq: u64) -> bool {
+        id.strip_prefix(self.epoch.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|offset| offset.parse::<u64>().ok())
+            == Some(self.first + seq)
+    }
 }
 
 #[derive(Default)]
@@ -490,6 +525,14 @@ struct SubscriberResult {
     error: Option<String>,
     /// Events the parser yielded that were not ours (neither warm-up nor measured).
     foreign: u64,
+    /// Of the foreign events, gap markers (`_eric_error`).
+    gap_markers: u64,
+    /// Measured events whose id is not the one expected (resume mode).
+    wrong_ids: u64,
+    /// When the response head came (ns on the shared clock).
+    ready_ns: u64,
+    /// When the subscriber had every measured message (ns on the shared clock).
+    complete_ns: Option<u64>,
 }
 
 enum Decoded {
@@ -522,6 +565,66 @@ fn decode(data: &str) -> Decoded {
     }
 }
 
+/// The request of an EventSource subscriber on `path`, resuming after `last_event_id`.
+fn stream_request(path: &str, host: &str, last_event_id: Option<&str>) -> Vec<u8> {
+    let resume = last_event_id
+        .map(|id| format!("Last-Event-ID: {id}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n{resume}\r\n"
+    )
+    .into_bytes()
+}
+
+/// Connects, sends `request` and reads the response head, which must be a 200. Returns
+/// the stream, the head and the bytes read past it; the error is the subscriber's.
+async fn open_stream(
+    addr: SocketAddr,
+    request: &[u8],
+) -> Result<(TcpStream, Head, Vec<u8>), String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    match async {
+        stream.write_all(request).await?;
+        read_head(&mut stream, &mut buf).await
+    }
+    .await
+    {
+        Ok(head) if head.status == 200 => Ok((stream, head, buf)),
+        Ok(head) => Err(format!("status {}", head.status)),
+        Err(e) => Err(format!("head: {e}")),
+    }
+}
+
+/// Takes a response body's bytes as they come, chunked or not, into an SSE parser.
+struct BodyReader {
+    dechunker: Option<Dechunker>,
+    body: Vec<u8>,
+}
+
+impl BodyReader {
+    fn new(head: &Head) -> Self {
+        BodyReader {
+            dechunker: head.chunked.then(Dechunker::default),
+            body: Vec::with_capacity(4096),
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8], parser: &mut Parser) {
+        match self.dechunker.as_mut() {
+            Some(d) => {
+                self.body.clear();
+                d.feed(bytes, &mut self.body);
+                parser.feed(&self.body);
+            }
+            None => parser.feed(bytes),
+        }
+    }
+}
+
 async fn subscriber(
     addr: SocketAddr,
     request: Arc<Vec<u8>>,
@@ -530,34 +633,15 @@ async fn subscriber(
 ) -> SubscriberResult {
     let mut result = SubscriberResult::default();
     let permit = connect_gate.acquire().await.unwrap();
-    let mut stream = match TcpStream::connect(addr).await {
-        Ok(s) => s,
+    let (mut stream, head, buf) = match open_stream(addr, &request).await {
+        Ok(opened) => opened,
         Err(e) => {
-            result.error = Some(format!("connect: {e}"));
+            result.error = Some(e);
             shared.failed.fetch_add(1, Ordering::SeqCst);
             return result;
         }
     };
-    let _ = stream.set_nodelay(true);
-    let mut buf = Vec::with_capacity(1024);
-    let head = match async {
-        stream.write_all(&request).await?;
-        read_head(&mut stream, &mut buf).await
-    }
-    .await
-    {
-        Ok(head) if head.status == 200 => head,
-        Ok(head) => {
-            result.error = Some(format!("status {}", head.status));
-            shared.failed.fetch_add(1, Ordering::SeqCst);
-            return result;
-        }
-        Err(e) => {
-            result.error = Some(format!("head: {e}"));
-            shared.failed.fetch_add(1, Ordering::SeqCst);
-            return result;
-        }
-    };
+    result.ready_ns = now_ns();
     drop(permit);
     let mut stop = shared.stop.subscribe();
     shared.ready.fetch_add(1, Ordering::SeqCst);
@@ -568,21 +652,13 @@ async fn subscriber(
     let mut complete = false;
     let mut last_seq: Option<usize> = None;
     let mut parser = Parser::new();
-    let mut dechunker = head.chunked.then(Dechunker::default);
-    let mut body = Vec::with_capacity(4096);
+    let mut body = BodyReader::new(&head);
     let mut chunk = vec![0u8; 4096];
-    let mut pending = std::mem::take(&mut buf);
+    let mut pending = buf;
     loop {
         if !pending.is_empty() {
             let received_at = now_ns();
-            match dechunker.as_mut() {
-                Some(d) => {
-                    body.clear();
-                    d.feed(&pending, &mut body);
-                    parser.feed(&body);
-                }
-                None => parser.feed(&pending),
-            }
+            body.feed(&pending, &mut parser);
             pending.clear();
             let mut measured = 0;
             while let Some(event) = parser.next_event() {
@@ -597,9 +673,17 @@ async fn subscriber(
                     }
                     Decoded::Foreign => {
                         result.foreign += 1;
+                        if event.event == "_eric_error" {
+                            result.gap_markers += 1;
+                        }
                         continue;
                     }
                 };
+                if let Some(ids) = &shared.ids {
+                    if !ids.matches(&event.last_event_id, seq) {
+                        result.wrong_ids += 1;
+                    }
+                }
                 let seq = seq as usize;
                 measured += 1;
                 if seq >= messages {
@@ -625,6 +709,7 @@ async fn subscriber(
                     .fetch_max(received_at, Ordering::Relaxed);
                 if !complete && result.unique as usize == messages {
                     complete = true;
+                    result.complete_ns = Some(received_at);
                     shared.complete.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -663,6 +748,266 @@ fn percentile_us(sorted: &[u64], p: f64) -> Value {
     json!(sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0)
 }
 
+/// Publishes the measured messages `{"seq": k, "sent": ns}`, k < `opts.messages`, from
+/// `publishers` keep-alive connections (the first is `publisher`): publisher i sends the
+/// sequence numbers i, i+P, i+2P, ... one request at a time; with a rate, message k is
+/// due at k / rate seconds after the start (an absolute schedule: a late publish does
+/// not shift the next ones). Returns every publish's latency, the failed publishes and
+/// the seconds it took.
+async fn publish_measured(
+    opts: &Options,
+    mut publisher: Publisher,
+    pub_path: &str,
+    publishers: usize,
+) -> (Vec<u64>, u64, f64) {
+    let publish_started = Instant::now();
+    let tasks: Vec<_> = (0..publishers)
+        .map(|first| {
+            let mut publisher = if first == 0 {
+                std::mem::replace(&mut publisher, Publisher::new(opts.addr, opts.host.clone()))
+            } else {
+                Publisher::new(opts.addr, opts.host.clone())
+            };
+            let (count, step, rate, target) = (opts.messages, publishers, opts.rate, opts.target);
+            let pub_path = pub_path.to_owned();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0u64;
+                for seq in (first..count).step_by(step) {
+                    if let Some(rate) = rate {
+                        let due = publish_started + Duration::from_secs_f64(seq as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let sent = now_ns();
+                    let payload = json!({"seq": seq, "sent": sent});
+                    let body = match target {
+                        Target::Eric => {
+                            serde_json::to_vec(&json!({"type": "m", "payload": payload}))
+                        }
+                        Target::Nchan => serde_json::to_vec(&payload),
+                    }
+                    .unwrap();
+                    match publisher.send("POST", &pub_path, &body).await {
+                        Ok(s) if (200..300).contains(&s) => {}
+                        _ => errors += 1,
+                    }
+                    latencies.push(now_ns() - sent);
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut publish_latencies: Vec<u64> = Vec::with_capacity(opts.messages);
+    let mut publish_errors = 0;
+    for task in tasks {
+        let (latencies, errors) = task.await.expect("publisher task");
+        publish_latencies.extend(latencies);
+        publish_errors += errors;
+    }
+    (
+        publish_latencies,
+        publish_errors,
+        publish_started.elapsed().as_secs_f64(),
+    )
+}
+
+/// Waits until `done`, or until no measured event has arrived for `timeout`.
+async fn drain(shared: &Shared, timeout: Duration, done: impl Fn(&Shared) -> bool) {
+    let mut last_received = shared.received.load(Ordering::SeqCst);
+    let mut last_progress = Instant::now();
+    while !done(shared) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let received = shared.received.load(Ordering::SeqCst);
+        if received != last_received {
+            last_received = received;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > timeout {
+            break;
+        }
+    }
+}
+
+/// The id of the first event on an open stream.
+async fn first_event_id(
+    stream: &mut TcpStream,
+    head: &Head,
+    pending: Vec<u8>,
+) -> Result<String, String> {
+    let mut parser = Parser::new();
+    let mut body = BodyReader::new(head);
+    body.feed(&pending, &mut parser);
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        if let Some(event) = parser.next_event() {
+            return Ok(event.last_event_id);
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) => return Err("the probe's stream ended".to_owned()),
+            Ok(n) => body.feed(&chunk[..n], &mut parser),
+            Err(e) => return Err(format!("the probe's stream: {e}")),
+        }
+    }
+}
+
+/// Resume mode: learns the channel's current position P from a probe subscriber,
+/// broadcasts K messages with nobody else listening, then opens the N subscribers (at
+/// most `connect_concurrency` connection attempts at once) with `Last-Event-ID: P` and
+/// times them until each has the K events, offsets P+1..P+K, in order.
+async fn resume(opts: &Options, mut publisher: Publisher, sub_path: &str, pub_path: &str) -> Value {
+    let fail = |what: String| -> ! {
+        eprintln!("eric-fanout: {what}");
+        std::process::exit(1)
+    };
+    let behind = opts.messages;
+    let probe_request = stream_request(sub_path, &opts.host, None);
+    let (mut probe, head, pending) = open_stream(opts.addr, &probe_request)
+        .await
+        .unwrap_or_else(|e| fail(format!("the probe subscriber: {e}")));
+    let probe_body = serde_json::to_vec(&json!({"type": "m", "payload": {"probe": 0}})).unwrap();
+    match publisher.send("POST", pub_path, &probe_body).await {
+        Ok(s) if (200..300).contains(&s) => {}
+        other => fail(format!("the probe's broadcast: {other:?}")),
+    }
+    let position = tokio::time::timeout(
+        Duration::from_secs(10),
+        first_event_id(&mut probe, &head, pending),
+    )
+    .await
+    .unwrap_or_else(|_| Err("no event in 10 s".to_owned()))
+    .unwrap_or_else(|e| fail(format!("the probe subscriber: {e}")));
+    drop(probe);
+    let Some((epoch, offset)) = position
+        .split_once('-')
+        .and_then(|(epoch, offset)| Some((epoch.to_owned(), offset.parse::<u64>().ok()?)))
+    else {
+        fail(format!(
+            "the probe's event id {position:?} is not <epoch>-<offset>"
+        ))
+    };
+
+    // One publisher, so that the order of the sequence numbers is that of the offsets.
+    let (_, publish_errors, publish_s) = publish_measured(opts, publisher, pub_path, 1).await;
+
+    let shared = Arc::new(Shared {
+        messages: behind,
+        ready: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        warmed: AtomicUsize::new(0),
+        received: AtomicU64::new(0),
+        complete: AtomicUsize::new(0),
+        last_receive_ns: AtomicU64::new(0),
+        stop: watch::channel(false).0,
+        ids: Some(ExpectedIds {
+            epoch,
+            first: offset + 1,
+        }),
+    });
+    let request = Arc::new(stream_request(sub_path, &opts.host, Some(&position)));
+    let gate = Arc::new(Semaphore::new(opts.connect_concurrency));
+    let own_pid = std::process::id();
+    let client_cpu_before = cpu_ns(own_pid);
+    let server_cpu_before = opts.server_pid.map(cpu_ns);
+    let started_ns = now_ns();
+    let tasks: Vec<_> = (0..opts.subscribers)
+        .map(|_| {
+            tokio::spawn(subscriber(
+                opts.addr,
+                Arc::clone(&request),
+                Arc::clone(&shared),
+                Arc::clone(&gate),
+            ))
+        })
+        .collect();
+    drain(&shared, opts.drain_timeout, |shared| {
+        shared.complete.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst)
+            >= opts.subscribers
+    })
+    .await;
+    let window_ns = now_ns().saturating_sub(started_ns).max(1);
+    let server_cpu_ns = server_cpu_before
+        .zip(opts.server_pid)
+        .map(|(before, pid)| cpu_ns(pid).saturating_sub(before));
+    let client_cpu_ns = cpu_ns(own_pid).saturating_sub(client_cpu_before);
+    let last_receive_ns = shared.last_receive_ns.load(Ordering::SeqCst);
+    shared.stop.send_replace(true);
+
+    let mut unique = 0u64;
+    let mut duplicates = 0u64;
+    let mut out_of_order = 0u64;
+    let mut foreign = 0u64;
+    let mut gap_markers = 0u64;
+    let mut wrong_ids = 0u64;
+    let mut errors: HashMap<String, u64> = HashMap::new();
+    let mut ready: Vec<u64> = Vec::with_capacity(opts.subscribers);
+    let mut complete: Vec<u64> = Vec::with_capacity(opts.subscribers);
+    let mut replay: Vec<u64> = Vec::with_capacity(opts.subscribers);
+    for task in tasks {
+        let r = task.await.expect("subscriber task");
+        unique += r.unique;
+        duplicates += r.duplicates;
+        out_of_order += r.out_of_order;
+        foreign += r.foreign;
+        gap_markers += r.gap_markers;
+        wrong_ids += r.wrong_ids;
+        if r.ready_ns > 0 {
+            ready.push(r.ready_ns - started_ns);
+        }
+        if let Some(at) = r.complete_ns {
+            complete.push(at - started_ns);
+            replay.push(at - r.ready_ns);
+        }
+        if let Some(e) = r.error {
+            *errors.entry(e).or_default() += 1;
+        }
+    }
+    ready.sort_unstable();
+    complete.sort_unstable();
+    replay.sort_unstable();
+    let expected = (opts.subscribers * behind) as u64;
+    let resume_s = last_receive_ns.saturating_sub(started_ns) as f64 / 1e9;
+    let spread = |sorted: &[u64]| {
+        json!({
+            "p50": percentile_us(sorted, 0.50),
+            "p99": percentile_us(sorted, 0.99),
+            "max": percentile_us(sorted, 1.0),
+        })
+    };
+    json!({
+        "target": "eric",
+        "mode": "resume",
+        "subscribers": opts.subscribers,
+        "resume_behind": behind,
+        "last_event_id": position,
+        "connect_concurrency": opts.connect_concurrency,
+        "publish_errors": publish_errors,
+        "publish_s": publish_s,
+        "connected": ready.len(),
+        "complete": complete.len(),
+        "expected": expected,
+        "delivered": unique,
+        "lost": expected - unique.min(expected),
+        "duplicates": duplicates,
+        "out_of_order": out_of_order,
+        "wrong_ids": wrong_ids,
+        "gap_markers": gap_markers,
+        "foreign_events": foreign,
+        "subscriber_errors": errors,
+        "resume_s": resume_s,
+        "replayed_per_s": if resume_s > 0.0 { unique as f64 / resume_s } else { 0.0 },
+        "ready_us": spread(&ready),
+        "complete_us": spread(&complete),
+        "replay_us": spread(&replay),
+        "window_s": window_ns as f64 / 1e9,
+        "client_cpu_s": client_cpu_ns as f64 / 1e9,
+        "client_cpu_pct": 100.0 * client_cpu_ns as f64 / window_ns as f64,
+        "server": {
+            "pid": opts.server_pid,
+            "cpu_s": server_cpu_ns.map(|ns| ns as f64 / 1e9),
+            "cpu_pct": server_cpu_ns.map(|ns| 100.0 * ns as f64 / window_ns as f64),
+        },
+    })
+}
+
 async fn run(opts: Options) -> Value {
     let _ = epoch();
     let (sub_path, pub_path) = match opts.target {
@@ -696,6 +1041,9 @@ async fn run(opts: Options) -> Value {
             eprintln!("eric-fanout: PUT /create answered {status}");
             std::process::exit(1);
         }
+        if opts.resume_behind.is_some() {
+            return resume(&opts, publisher, &sub_path, &pub_path).await;
+        }
     }
     if opts.target == Target::Nchan {
         // Create the channel, and let more than one worker serve a request.
@@ -723,14 +1071,9 @@ async fn run(opts: Options) -> Value {
         complete: AtomicUsize::new(0),
         last_receive_ns: AtomicU64::new(0),
         stop: watch::channel(false).0,
+        ids: None,
     });
-    let request = Arc::new(
-        format!(
-            "GET {sub_path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
-            opts.host
-        )
-        .into_bytes(),
-    );
+    let request = Arc::new(stream_request(&sub_path, &opts.host, None));
     let gate = Arc::new(Semaphore::new(opts.connect_concurrency));
     let connect_started = Instant::now();
     let tasks: Vec<_> = (0..opts.subscribers)
@@ -788,71 +1131,16 @@ async fn run(opts: Options) -> Value {
         _ => None,
     };
 
-    // Publish the measured messages: P keep-alive connections, publisher i sends the
-    // sequence numbers i, i+P, i+2P, ... one request at a time; with a rate, message k is
-    // due at k / rate seconds after the start (an absolute schedule: a late publish does
-    // not shift the next ones).
     let server_cpu_before = opts.server_pid.map(cpu_ns);
     let publish_started_ns = now_ns();
-    let publish_started = Instant::now();
-    let publishers: Vec<_> = (0..opts.publishers)
-        .map(|first| {
-            let mut publisher = if first == 0 {
-                std::mem::replace(&mut publisher, Publisher::new(opts.addr, opts.host.clone()))
-            } else {
-                Publisher::new(opts.addr, opts.host.clone())
-            };
-            let (count, step, rate, target) =
-                (opts.messages, opts.publishers, opts.rate, opts.target);
-            let pub_path = pub_path.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut errors = 0u64;
-                for seq in (first..count).step_by(step) {
-                    if let Some(rate) = rate {
-                        let due = publish_started + Duration::from_secs_f64(seq as f64 / rate);
-                        tokio::time::sleep_until(due.into()).await;
-                    }
-                    let sent = now_ns();
-                    let payload = json!({"seq": seq, "sent": sent});
-                    let body = match target {
-                        Target::Eric => {
-                            serde_json::to_vec(&json!({"type": "m", "payload": payload}))
-                        }
-                        Target::Nchan => serde_json::to_vec(&payload),
-                    }
-                    .unwrap();
-                    match publisher.send("POST", &pub_path, &body).await {
-                        Ok(s) if (200..300).contains(&s) => {}
-                        _ => errors += 1,
-                    }
-                    latencies.push(now_ns() - sent);
-                }
-                (latencies, errors)
-            })
-        })
-        .collect();
-    let mut publish_latencies: Vec<u64> = Vec::with_capacity(opts.messages);
-    for task in publishers {
-        let (latencies, errors) = task.await.expect("publisher task");
-        publish_latencies.extend(latencies);
-        publish_errors += errors;
-    }
-    let publish_s = publish_started.elapsed().as_secs_f64();
+    let (mut publish_latencies, errors, publish_s) =
+        publish_measured(&opts, publisher, &pub_path, opts.publishers).await;
+    publish_errors += errors;
 
-    // Wait until every subscriber has everything, or nothing moves for drain_timeout.
-    let mut last_received = shared.received.load(Ordering::SeqCst);
-    let mut last_progress = Instant::now();
-    while shared.complete.load(Ordering::SeqCst) < connected {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let received = shared.received.load(Ordering::SeqCst);
-        if received != last_received {
-            last_received = received;
-            last_progress = Instant::now();
-        } else if last_progress.elapsed() > opts.drain_timeout {
-            break;
-        }
-    }
+    drain(&shared, opts.drain_timeout, |shared| {
+        shared.complete.load(Ordering::SeqCst) >= connected
+    })
+    .await;
     let last_receive_ns = shared.last_receive_ns.load(Ordering::SeqCst);
     let server_cpu_busy_pct = server_cpu_before.zip(opts.server_pid).map(|(before, pid)| {
         let elapsed = now_ns().saturating_sub(publish_started_ns).max(1);
