@@ -181,6 +181,8 @@ static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 struct Inner<A> {
     id: String,
     serial: u64,
+    /// The log's epoch, which never changes: readable without the log's lock.
+    epoch: Epoch,
     adapter: A,
     /// Taken by every publish for the whole of it, and by every resume and every new
     /// listener before `listeners`: offsets reach each queue in order, and a resume
@@ -280,15 +282,14 @@ impl<A: Adapter> ChannelBuilder<A> {
 
     /// The channel.
     pub fn build(self) -> Channel<A> {
+        let epoch = self.epoch.unwrap_or_default();
         Channel {
             inner: Arc::new(Inner {
                 id: self.id.unwrap_or_else(crate::id::next_channel_id),
                 serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+                epoch,
                 adapter: self.adapter,
-                log: Mutex::new(ChannelLog::new(
-                    self.epoch.unwrap_or_default(),
-                    self.retention,
-                )),
+                log: Mutex::new(ChannelLog::new(epoch, self.retention)),
                 listeners: RwLock::new(ListenerSet::default()),
                 queue_config: self.queue_config,
                 stream_delay: self.stream_delay,
@@ -337,7 +338,7 @@ impl<A: Adapter> Channel<A> {
 
     /// The epoch of the channel's log.
     pub fn epoch(&self) -> Epoch {
-        self.inner.log.lock().epoch()
+        self.inner.epoch
     }
 
     /// The position of the last message published on the channel (offset 0 before
@@ -373,11 +374,11 @@ impl<A: Adapter> Channel<A> {
         let id = std::iter::repeat_with(crate::id::next_listener_id)
             .find(|id| !listeners.contains(id))
             .expect("the id counter goes on");
-        let listener = Arc::new(
-            Listener::with_id(id)
-                .queue_config(config)
-                .joining(self.inner.serial, log.position().offset),
-        );
+        let listener = Arc::new(Listener::with_id(id).queue_config(config).joining(
+            self.inner.serial,
+            log.position().offset,
+            self.inner.epoch,
+        ));
         listeners.insert(Arc::clone(&listener));
         listener
     }
@@ -389,7 +390,8 @@ impl<A: Adapter> Channel<A> {
         if listeners.contains(listener.id()) {
             return Err(Error::DuplicateId(listener.id().to_owned()));
         }
-        let listener = Arc::new(listener.joining(self.inner.serial, log.position().offset));
+        let listener =
+            Arc::new(listener.joining(self.inner.serial, log.position().offset, self.inner.epoch));
         listeners.insert(Arc::clone(&listener));
         Ok(listener)
     }
@@ -449,7 +451,7 @@ impl<A: Adapter> Channel<A> {
         let listener = listeners
             .get(listener_id)
             .ok_or_else(|| Error::InvalidListener(listener_id.to_owned()))?;
-        match listener.push(log.next_offset(), log.epoch(), &message) {
+        match listener.push(log.next_offset(), &message) {
             Ok(()) => {
                 log.append(&message, Addressee::One(listener.address()));
                 Ok(())
@@ -474,7 +476,7 @@ impl<A: Adapter> Channel<A> {
             return Err(foreign_listener(listener, self.id()));
         }
         let mut log = self.inner.log.lock();
-        match listener.push(log.next_offset(), log.epoch(), message) {
+        match listener.push(log.next_offset(), message) {
             Ok(()) => {
                 log.append(message, Addressee::One(listener.address()));
                 Ok(())
@@ -520,10 +522,10 @@ impl<A: Adapter> Channel<A> {
         let mut to_disconnect = Vec::new();
         {
             let mut log = self.inner.log.lock();
-            let (offset, epoch) = (log.next_offset(), log.epoch());
+            let offset = log.next_offset();
             let listeners = self.inner.listeners.read();
             for listener in listeners.iter() {
-                match listener.push(offset, epoch, &message) {
+                match listener.push(offset, &message) {
                     Ok(()) => report.delivered += 1,
                     Err(Refused::Full) => report.rejected += 1,
                     Err(Refused::MustDisconnect) => to_disconnect.push(Arc::clone(listener)),

@@ -159,12 +159,18 @@ pub struct Listener {
     channel: u64,
 }
 
+/// A queued message and the offset it took in its channel's log.
+struct Queued {
+    id: u64,
+    message: Arc<Message>,
+}
+
 // In declaration order (`repr(C)`): what every push reads and writes comes first, right
 // after the mutex's lock byte (see `Listener`).
 #[repr(C)]
 struct QueueState {
     /// The messages waiting for a consumer.
-    entries: VecDeque<Delivery>,
+    entries: VecDeque<Queued>,
     last_id: u64,
     /// A push takes its fast path while fewer messages than this are queued: the
     /// capacity, or 0 while the listener is removed or anyone waits for a push, which
@@ -177,6 +183,9 @@ struct QueueState {
     /// pop reads it beside the ring it works on.
     capacity: usize,
     removed: bool,
+    /// The epoch of the channel's log, which every delivery carries: kept once, beside
+    /// what a pop writes, rather than in each queued entry, which stays two words.
+    epoch: Epoch,
     delivered: u64,
     dropped: u64,
     waker: Option<Waker>,
@@ -192,6 +201,7 @@ impl Default for QueueState {
             fast_below: usize::MAX,
             capacity: usize::MAX,
             removed: false,
+            epoch: Epoch::from_u64(0),
             delivered: 0,
             dropped: 0,
             waker: None,
@@ -284,9 +294,13 @@ impl QueueState {
     }
 
     fn pop(&mut self) -> Option<Delivery> {
-        let delivery = self.entries.pop_front()?;
+        let Queued { id, message } = self.entries.pop_front()?;
         self.delivered += 1;
-        Some(delivery)
+        Some(Delivery {
+            id,
+            epoch: self.epoch,
+            message,
+        })
     }
 }
 
@@ -314,9 +328,10 @@ impl Listener {
 
     /// The same listener, held by the channel with serial number `channel`, whose log
     /// is at `offset` as it joins.
-    pub(crate) fn joining(mut self, channel: u64, offset: u64) -> Self {
+    pub(crate) fn joining(mut self, channel: u64, offset: u64, epoch: Epoch) -> Self {
         self.channel = channel;
         self.joined_at = offset;
+        self.queue.get_mut().epoch = epoch;
         self
     }
 
@@ -433,22 +448,16 @@ impl Listener {
         self.queue.lock().entries.front().map(|d| d.id)
     }
 
-    /// Queues `message`, which took offset `id` of a log of `epoch`, applying the
+    /// Queues `message`, which took offset `id` of its channel's log, applying the
     /// overflow policy.
-    pub(crate) fn push(
-        &self,
-        id: u64,
-        epoch: Epoch,
-        message: &Arc<Message>,
-    ) -> Result<(), Refused> {
+    pub(crate) fn push(&self, id: u64, message: &Arc<Message>) -> Result<(), Refused> {
         let mut state = self.queue.lock();
         if state.queued() >= state.fast_below {
-            return self.push_slow(state, id, epoch, message);
+            return self.push_slow(state, id, message);
         }
         state.last_id = id;
-        state.entries.push_back(Delivery {
+        state.entries.push_back(Queued {
             id,
-            epoch,
             message: Arc::clone(message),
         });
         Ok(())
@@ -460,7 +469,6 @@ impl Listener {
         &self,
         mut state: MutexGuard<'_, QueueState>,
         id: u64,
-        epoch: Epoch,
         message: &Arc<Message>,
     ) -> Result<(), Refused> {
         if state.removed {
@@ -483,9 +491,8 @@ impl Listener {
             }
         }
         state.last_id = id;
-        state.entries.push_back(Delivery {
+        state.entries.push_back(Queued {
             id,
-            epoch,
             message: Arc::clone(message),
         });
         if state.has_waiters() {
