@@ -63,8 +63,18 @@ impl CliError {
 }
 
 impl fmt::Display for CliError {
+    /// The message on one line: its control characters escaped as Rust writes them
+    /// (`\n`, `\u{1b}`), since parts of it (ids, a server's words) are not ours, and
+    /// a line break in them must not start a line of its own on stderr.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        for ch in self.message.chars() {
+            if ch.is_control() {
+                write!(f, "{}", ch.escape_debug())?;
+            } else {
+                fmt::Write::write_char(f, ch)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -128,6 +138,20 @@ mod tests {
         assert_eq!(error.exit, Exit::Refused);
         assert!(error.message.contains("No channel with id 9"));
         assert!(error.message.contains("eric channel create"));
+    }
+
+    #[test]
+    fn a_line_break_in_what_the_server_says_stays_on_the_error_line() {
+        let error = CliError::from(ClientError::Server {
+            name: "InvalidChannelException".into(),
+            message: "No channel with id x\n2026-12-03T00:00:00Z ERROR forged\r\u{1b}[31m".into(),
+        });
+        let shown = error.to_string();
+        assert_eq!(shown.lines().count(), 1, "{shown}");
+        assert!(
+            shown.contains(r"x\n2026-12-03T00:00:00Z ERROR forged\r\u{1b}[31m"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use rustix::process::Signal;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -29,6 +29,8 @@ struct Server {
     child: Option<Child>,
     socket: PathBuf,
     http: String,
+    /// The file its stderr (the log) goes to, if kept.
+    log: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -38,7 +40,17 @@ impl Server {
     }
 
     fn start_with(flags: &[&str]) -> Server {
+        Server::launch(flags, false)
+    }
+
+    /// A server whose log is kept, for [`Server::stop_and_read_log`].
+    fn start_logged(flags: &[&str]) -> Server {
+        Server::launch(flags, true)
+    }
+
+    fn launch(flags: &[&str], keep_log: bool) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let log = keep_log.then(|| dir.path().join("serve.log"));
         let socket = dir.path().join("eric.sock");
         let http = format!("127.0.0.1:{}", free_port());
         let mut command = std::process::Command::new(ERIC);
@@ -51,7 +63,10 @@ impl Server {
             .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(match &log {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::null(),
+            });
         for name in ENVIRONMENT {
             command.env_remove(name);
         }
@@ -60,6 +75,7 @@ impl Server {
             child: Some(child),
             socket,
             http,
+            log,
             _dir: dir,
         };
         wait_until("the server listens", || server.socket.exists());
@@ -152,6 +168,82 @@ impl Server {
     /// Waits for the server to exit on its own.
     fn wait(mut self) -> ExitStatus {
         wait_for_exit(self.child.as_mut().unwrap())
+    }
+
+    /// Stops the server with SIGTERM, waits for it, and returns all it logged.
+    fn stop_and_read_log(mut self) -> String {
+        let log = self.log.take().expect("a server started with start_logged");
+        self.signal(Signal::TERM);
+        assert!(wait_for_exit(self.child.as_mut().unwrap()).success());
+        std::fs::read_to_string(log).unwrap()
+    }
+
+    /// A keep-alive HTTP/1.1 connection to the server.
+    fn http_connection(&self) -> Http {
+        let tcp = std::net::TcpStream::connect(&self.http).unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        Http {
+            reader: BufReader::new(tcp),
+            host: self.http.clone(),
+        }
+    }
+
+    /// One socket command, written whole and half-closed; the answer.
+    fn command(&self, command: &str) -> String {
+        let mut unix = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
+        unix.set_read_timeout(Some(WAIT)).unwrap();
+        unix.write_all(command.as_bytes()).unwrap();
+        unix.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        unix.read_to_string(&mut answer).unwrap();
+        answer
+    }
+}
+
+/// An HTTP/1.1 connection written and read by hand: requests as a hostile client would
+/// write them, percent-encoding and all.
+struct Http {
+    reader: BufReader<std::net::TcpStream>,
+    host: String,
+}
+
+impl Http {
+    /// Sends one request (a JSON body if any) and reads its answer: status and body.
+    fn request(&mut self, method: &str, target: &str, body: Option<&str>) -> (u16, String) {
+        let body = body.unwrap_or_default();
+        // In one write: a request in pieces would wait on Nagle and delayed ACKs.
+        let request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            self.host,
+            body.len()
+        );
+        self.reader.get_mut().write_all(request.as_bytes()).unwrap();
+        let mut status_line = String::new();
+        self.reader.read_line(&mut status_line).unwrap();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not a status line: {status_line:?}"));
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut answer = vec![0; length];
+        self.reader.read_exact(&mut answer).unwrap();
+        (status, String::from_utf8(answer).unwrap())
     }
 }
 
@@ -549,4 +641,122 @@ fn version_names_the_binary_and_its_version() {
             "eric {}",
             env!("CARGO_PKG_VERSION")
         )));
+}
+
+/// The number in `name=N` of a log line.
+fn logged_count(line: &str, name: &str) -> u64 {
+    let start = line
+        .find(&format!(" {name}="))
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+        + name.len()
+        + 2;
+    let digits: String = line[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+#[test]
+fn ids_chosen_by_a_client_cannot_forge_a_log_line() {
+    const FORGED: &str = "2026-12-03T00:00:00Z ERROR forged";
+    let server = Server::start_logged(&[
+        "--queue-capacity",
+        "1",
+        "--overflow",
+        "reject",
+        "--log-level",
+        "debug",
+    ]);
+    let mut http = server.http_connection();
+    let encoded = "x%0a2026-12-03T00:00:00Z%20ERROR%20forged";
+    let (status, body) = http.request("PUT", &format!("/create?channel_id={encoded}"), None);
+    assert_eq!(status, 200, "{body}");
+    let channel = format!("x\n{FORGED}");
+    let listener = server.add_listener(&channel);
+    server.output(&["dispatch", &channel, &listener, "fill"]);
+    // Refused by the full queue: a broadcast on each transport, a dispatch; refused
+    // outright: requests naming what does not exist, and a type with a line break.
+    let (status, _) = http.request(
+        "POST",
+        &format!("/broadcast?channel_id={encoded}"),
+        Some(r#"{"type": "t"}"#),
+    );
+    assert_eq!(status, 200);
+    server.output(&["broadcast", &channel, "t"]);
+    server
+        .eric()
+        .args(["dispatch", &channel, &listener, "t"])
+        .assert()
+        .code(4);
+    // The client's error line too: the server's answer names the id it was given.
+    let no_line_is_forged =
+        predicate::function(|text: &str| !text.lines().any(|line| line.starts_with(FORGED)));
+    server
+        .eric()
+        .args(["broadcast", &format!("y\n{FORGED}"), "t"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("ERROR forged").and(no_line_is_forged));
+    let (status, _) = http.request("DELETE", &format!("/listener/{encoded}/{encoded}"), None);
+    assert_eq!(status, 404);
+    let answer = server.command(&format!(
+        r#"{{"v": "b", "c": "{encoded}\n{FORGED}", "t": "t\n{FORGED}"}}"#
+    ));
+    assert!(answer.starts_with("InvalidChannelException"), "{answer}");
+    let log = server.stop_and_read_log();
+    assert!(
+        log.contains("full queues"),
+        "the refused broadcasts are logged:\n{log}"
+    );
+    for line in log.lines() {
+        assert!(
+            !line.starts_with(FORGED),
+            "a forged line in the log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn refusals_by_a_full_queue_are_logged_as_counted_summaries() {
+    const REFUSED: u64 = 10_000;
+    let started = Instant::now();
+    let server = Server::start_logged(&["--queue-capacity", "1", "--overflow", "reject"]);
+    let channel = server.create_channel();
+    let listener = server.add_listener(&channel);
+    server.output(&["dispatch", &channel, &listener, "fill"]);
+    // Half over HTTP, half over the socket: both log the same way, into one count.
+    let mut http = server.http_connection();
+    for _ in 0..REFUSED / 2 {
+        let reply = http.request(
+            "POST",
+            &format!("/broadcast?channel_id={channel}"),
+            Some(r#"{"type": "t"}"#),
+        );
+        assert_eq!(reply, (200, "null".to_owned()));
+    }
+    let broadcast = format!(r#"{{"v": "b", "c": "{channel}", "t": "t"}}"#);
+    for _ in 0..REFUSED / 2 {
+        assert_eq!(server.command(&broadcast), "ack");
+    }
+    let log = server.stop_and_read_log();
+    let elapsed = started.elapsed();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("full queues")).collect();
+    // One line for the first refusal, then at most one per channel every 10 s, and a
+    // last one at shutdown for what was still counted.
+    let bound = 2 + (elapsed.as_secs() / 10) as usize;
+    assert!(
+        lines.len() <= bound,
+        "{} lines in {elapsed:?}, more than {bound}:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    let publishes: u64 = lines.iter().map(|l| logged_count(l, "publishes")).sum();
+    let rejected: u64 = lines.iter().map(|l| logged_count(l, "rejected")).sum();
+    assert_eq!(
+        (publishes, rejected),
+        (REFUSED, REFUSED),
+        "{}",
+        lines.join("\n")
+    );
 }

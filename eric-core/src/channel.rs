@@ -493,14 +493,14 @@ impl<A: Adapter> Channel<A> {
         let id = listener.id().to_owned();
         match refused {
             Refused::Full => {
-                tracing::debug!(listener = %id, capacity, "queue full: message rejected");
+                tracing::debug!(listener = ?id, capacity, "queue full: message rejected");
                 Error::QueueFull {
                     listener: id,
                     capacity,
                 }
             }
             Refused::MustDisconnect => {
-                tracing::info!(listener = %id, capacity, "queue overflowed: listener disconnected");
+                tracing::info!(listener = ?id, capacity, "queue overflowed: listener disconnected");
                 // It may already be gone if a concurrent overflow disconnected it.
                 let _ = self.take_out(&id, true);
                 Error::Disconnected {

@@ -109,7 +109,7 @@ fn run_action<A: Adapter>(
     }
     // Clone the action out so no lock is held while it runs (it may set actions).
     let Some(action) = actions.read().get(&message.msg_type).cloned() else {
-        tracing::error!(listener = me.id(), action = %message.msg_type, "unknown action");
+        tracing::error!(listener = ?me.id(), action = ?message.msg_type, "unknown action");
         return;
     };
     let replies = action(message);
@@ -118,8 +118,8 @@ fn run_action<A: Adapter>(
     }
     let Some(sender) = message.payload.get("sender_id").and_then(|s| s.as_str()) else {
         tracing::warn!(
-            listener = me.id(),
-            action = %message.msg_type,
+            listener = ?me.id(),
+            action = ?message.msg_type,
             "message has no sender_id in its payload: replies not sent"
         );
         return;
@@ -127,7 +127,7 @@ fn run_action<A: Adapter>(
     for reply in replies {
         let signed = SignedMessage::new(me.id(), reply.msg_type, reply.payload);
         if let Err(error) = channel.dispatch(sender, Message::from(signed)) {
-            tracing::warn!(listener = me.id(), %error, "reply not delivered");
+            tracing::warn!(listener = ?me.id(), error = ?error, "reply not delivered");
         }
     }
 }

@@ -55,6 +55,17 @@ pub enum Error {
     /// `stop` and `remove` are built-in actions and cannot be replaced.
     #[error("Action {0:?} is reserved and cannot be overridden")]
     ReservedAction(String),
+    /// A message type that cannot be the name of an SSE event: it holds a line break or
+    /// a NUL. See [`check_message_type`](crate::check_message_type).
+    #[error(
+        "message type {msg_type:?} contains {what}; it becomes the SSE event name, which cannot hold one"
+    )]
+    InvalidMessageType {
+        /// The type as it was given.
+        msg_type: String,
+        /// What it holds that an event name cannot, e.g. `a NUL character (U+0000)`.
+        what: &'static str,
+    },
 }
 
 /// `Result` with eric-core's [`enum@Error`].

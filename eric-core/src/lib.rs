@@ -66,7 +66,9 @@ pub use distributed::{Action, DistributedListener, RESERVED_ACTIONS};
 pub use error::{Error, Result};
 pub use listener::{Handler, Listener, ListenerStats, OverflowPolicy, QueueConfig};
 pub use log::{Epoch, InvalidPosition, Position, Retention};
-pub use message::{Delivery, Message, SignedMessage, MESSAGE_TYPE_CLOSED, MESSAGE_TYPE_ERROR};
+pub use message::{
+    check_message_type, Delivery, Message, SignedMessage, MESSAGE_TYPE_CLOSED, MESSAGE_TYPE_ERROR,
+};
 pub use stream::{Iter, MessageStream, RecvTimeoutError};
 
 /// The README's examples, compiled and run with the doc tests so that they stay true.

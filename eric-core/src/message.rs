@@ -1,5 +1,6 @@
 //! Messages: a type and a JSON payload.
 
+use crate::error::{Error, Result};
 use crate::log::{Epoch, Position};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,6 +15,38 @@ pub const MESSAGE_TYPE_CLOSED: &str = "_eric_channel_closed";
 
 /// The reserved message type for errors reported in-band, inside a stream.
 pub const MESSAGE_TYPE_ERROR: &str = "_eric_error";
+
+/// Checks that `msg_type` can be the name of an SSE event, as every transport that
+/// publishes for SSE streams must before it queues a message.
+///
+/// A type becomes the `event:` line of the event: a line break (CR or LF) would end that
+/// line early, so the stream could only skip the event, and a NUL has no place in it
+/// either. Refusing such a type when it is published, with one error whichever the
+/// transport, is the only way its sender learns of it.
+///
+/// ```
+/// use eric_core::{check_message_type, Error};
+///
+/// assert!(check_message_type("price-update").is_ok());
+/// let error = check_message_type("a\nb").unwrap_err();
+/// assert!(matches!(error, Error::InvalidMessageType { .. }));
+/// assert!(error.to_string().contains("line break"));
+/// ```
+pub fn check_message_type(msg_type: &str) -> Result<()> {
+    let what = match msg_type
+        .bytes()
+        .find(|b| matches!(b, b'\r' | b'\n' | b'\0'))
+    {
+        None => return Ok(()),
+        Some(b'\r') => "a line break (carriage return, U+000D)",
+        Some(b'\n') => "a line break (line feed, U+000A)",
+        Some(_) => "a NUL character (U+0000)",
+    };
+    Err(Error::InvalidMessageType {
+        msg_type: msg_type.to_owned(),
+        what,
+    })
+}
 
 /// A message: a type that says what it is, and a JSON payload.
 ///

@@ -1,9 +1,11 @@
 //! The set of channels the servers share: the reference's `SSEChannelContainer`.
 
+use crate::refusals::RefusalLog;
 use eric_core::{Error, QueueConfig, Result, Retention};
 use eric_sse::{SseChannel, DEFAULT_HISTORY};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// How the container makes channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +45,8 @@ impl Default for ChannelSettings {
 pub struct ChannelContainer {
     channels: RwLock<HashMap<String, SseChannel>>,
     settings: ChannelSettings,
+    /// What full queues refused, logged as summaries by both transports alike.
+    refusals: Arc<RefusalLog>,
 }
 
 impl ChannelContainer {
@@ -56,6 +60,7 @@ impl ChannelContainer {
         ChannelContainer {
             channels: RwLock::default(),
             settings,
+            refusals: Arc::default(),
         }
     }
 
@@ -127,7 +132,25 @@ impl ChannelContainer {
         for listener in channel.listener_ids() {
             let _ = channel.remove_listener(&listener);
         }
+        self.refusals.forget(id);
         Ok(channel)
+    }
+
+    /// Counts what a broadcast on `channel` met: messages refused by full queues,
+    /// listeners disconnected by their overflowing queue. Logged as summaries, at most
+    /// a line per channel every 10 s (see `refusals.rs`).
+    pub(crate) fn note_refusals(&self, channel: &str, rejected: usize, disconnected: usize) {
+        self.refusals.record(channel, rejected, disconnected);
+    }
+
+    /// Counts a dispatch on `channel` that `error` refused, if a full queue refused it.
+    pub(crate) fn note_refused(&self, channel: &str, error: &Error) {
+        self.refusals.record_error(channel, error);
+    }
+
+    /// Logs the refusals not logged yet (a server stops).
+    pub(crate) fn flush_refusals(&self) {
+        self.refusals.flush();
     }
 
     /// The ids of all channels, sorted.

@@ -56,6 +56,7 @@ pub mod http;
 mod limits;
 pub mod protocol;
 mod pyjson;
+mod refusals;
 mod shutdown;
 mod timer;
 pub mod unix;

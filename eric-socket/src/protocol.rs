@@ -17,7 +17,7 @@
 
 use crate::container::ChannelContainer;
 use crate::pyjson::{python_repr, python_unrepr, write_python_str, write_python_value};
-use eric_core::{Error, Message, MessageStream};
+use eric_core::{check_message_type, Error, Message, MessageStream};
 use eric_sse::{SseAdapter, SseEvent};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
@@ -195,6 +195,8 @@ impl From<Error> for ProtocolError {
             Error::InvalidListener(_) | Error::DuplicateId(_) => "InvalidListenerException",
             Error::NoMessages(_) => "NoMessagesException",
             Error::QueueFull { .. } | Error::Disconnected { .. } => "QueueFullException",
+            // A type no SSE event can carry: the reference's name for a bad message.
+            Error::InvalidMessageType { .. } => "InvalidMessageFormat",
             _ => "InvalidMessageFormat",
         };
         ProtocolError::new(name, error.to_string())
@@ -479,7 +481,10 @@ pub enum Outcome {
 /// The answer to `d` and `b`.
 pub const ACK: &str = "ack";
 
-/// Executes `command` against `container`.
+/// Executes `command` against `container`. A message of `d` or `b` is refused, as HTTP
+/// refuses it, if its type cannot be an SSE event name
+/// ([`check_message_type`](eric_core::check_message_type)); what full queues refuse is
+/// counted and logged as a summary, as HTTP's refusals are.
 pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome, ProtocolError> {
     Ok(match command {
         Command::CreateChannel => Outcome::Text(container.add().id().to_owned()),
@@ -487,15 +492,25 @@ pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome
             Outcome::Text(container.get(&channel)?.add_listener().id().to_owned())
         }
         Command::Dispatch {
-            channel,
+            channel: channel_id,
             receiver,
             message,
         } => {
-            container.get(&channel)?.dispatch(&receiver, message)?;
+            let channel = container.get(&channel_id)?;
+            check_message_type(&message.msg_type)?;
+            channel
+                .dispatch(&receiver, message)
+                .inspect_err(|error| container.note_refused(&channel_id, error))?;
             Outcome::Text(ACK.to_owned())
         }
-        Command::Broadcast { channel, message } => {
-            container.get(&channel)?.broadcast(message);
+        Command::Broadcast {
+            channel: channel_id,
+            message,
+        } => {
+            let channel = container.get(&channel_id)?;
+            check_message_type(&message.msg_type)?;
+            let report = channel.broadcast(message);
+            container.note_refusals(&channel_id, report.rejected, report.disconnected);
             Outcome::Text(ACK.to_owned())
         }
         Command::Listen { channel, receiver } => {

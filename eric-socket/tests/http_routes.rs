@@ -271,6 +271,7 @@ async fn a_malformed_body_is_400_saying_what_is_wrong() {
             (r#"{"payload": 1}"#, "no \"type\""),
             (r#"{"type": null}"#, "must be a string, not null"),
             (r#"{"type": "a\nb"}"#, "line break"),
+            (r#"{"type": "a\u0000b"}"#, "NUL"),
         ] {
             server
                 .request_with(Method::POST, path, body)
@@ -361,6 +362,49 @@ async fn ids_with_reserved_characters_travel_percent_encoded() {
         .await;
     reply.assert_ok();
     assert!(server.container.is_empty());
+}
+
+#[tokio::test]
+async fn ids_that_are_not_utf8_once_decoded_are_400_on_every_route() {
+    let server = TestServer::start().await;
+    server.container.add_with_id("c").unwrap();
+    let listener = server.subscribe("c").await;
+    let message = r#"{"type": "t"}"#;
+    for (method, path, body) in [
+        (Method::PUT, "/create?channel_id=%ff%fe".to_owned(), None),
+        (Method::PUT, "/create?channel_id=%C3".to_owned(), None),
+        (Method::POST, "/subscribe?channel_id=%ff".to_owned(), None),
+        (
+            Method::POST,
+            "/broadcast?channel_id=%ff".to_owned(),
+            Some(message),
+        ),
+        (
+            Method::POST,
+            "/dispatch?channel_id=c&listener_id=%fe".to_owned(),
+            Some(message),
+        ),
+        (Method::GET, "/watch/%ff".to_owned(), None),
+        (Method::GET, "/watch/c?last_event_id=%ff".to_owned(), None),
+        (Method::GET, format!("/stream/%ff/{listener}"), None),
+        (Method::GET, "/stream/c/%ff".to_owned(), None),
+        (Method::DELETE, format!("/listener/%ff/{listener}"), None),
+        (Method::DELETE, "/channel/%ff".to_owned(), None),
+    ] {
+        let reply = server
+            .send(
+                method.clone(),
+                &path,
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{method} {path}");
+        reply.assert_error(StatusCode::BAD_REQUEST, &["not valid UTF-8"]);
+    }
+    // Nothing was made of the lossy forms (U+FFFD) of those ids.
+    assert_eq!(server.container.ids(), ["c"]);
+    assert_eq!(server.listeners_of("c"), 1);
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 
 mod http_support;
 
+use eric_socket::protocol::ProtocolError;
 use eric_socket::{ShutdownHandle, SocketClient};
-use http::Method;
+use http::{Method, StatusCode};
 use http_support::{bounded, eventually, offset_of, TestServer};
 use serde_json::{json, Value};
 
@@ -131,4 +132,31 @@ async fn one_shutdown_handle_stops_both_servers_and_ends_their_streams() {
         .is_none());
     // Waits for both servers' `run` to return Ok, and checks the socket file is gone.
     both.http.shutdown().await;
+}
+
+#[tokio::test]
+async fn both_transports_refuse_a_type_no_event_can_carry_with_the_same_error() {
+    let both = BothServers::start().await;
+    let channel = both.http.create().await;
+    for (json_type, needle) in [(r"a\u0000b", "NUL"), (r"a\nb", "line break")] {
+        let answer = both
+            .http
+            .send_command(&format!(
+                r#"{{"v": "b", "c": "{channel}", "t": "{json_type}"}}"#
+            ))
+            .await;
+        let socket = ProtocolError::from_wire(&answer).expect("an error answer");
+        assert_eq!(socket.name, "InvalidMessageFormat");
+        let reply = both
+            .http
+            .send(
+                Method::POST,
+                &format!("/broadcast?channel_id={channel}"),
+                &[("content-type", "application/json")],
+                Some(&format!(r#"{{"type": "{json_type}"}}"#)),
+            )
+            .await;
+        reply.assert_error(StatusCode::BAD_REQUEST, &[needle]);
+        assert_eq!(reply.message(), socket.message);
+    }
 }

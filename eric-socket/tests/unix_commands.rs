@@ -420,3 +420,30 @@ async fn socket_client_reports_server_errors_by_exception_name() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn b_and_d_refuse_a_type_with_a_line_break_or_a_nul_and_queue_nothing() {
+    let server = TestServer::start().await;
+    let channel = server.channel().await;
+    let listener = server.listener(&channel).await;
+    // JSON escapes, as a client writes them: the type holds the character itself.
+    for (t, what) in [
+        (r"a\nb", "a line break (line feed, U+000A)"),
+        (r"a\rb", "a line break (carriage return, U+000D)"),
+        (r"a\u0000b", "a NUL character (U+0000)"),
+    ] {
+        for command in [
+            format!(r#"{{"v": "b", "c": "{channel}", "t": "{t}", "p": 1}}"#),
+            format!(r#"{{"v": "d", "c": "{channel}", "r": "{listener}", "t": "{t}", "p": 1}}"#),
+        ] {
+            let answer = server.send_command(&command).await;
+            let error = eric_socket::protocol::ProtocolError::from_wire(&answer)
+                .unwrap_or_else(|| panic!("{command}: answered {answer:?}, not an error"));
+            assert_eq!(error.name, "InvalidMessageFormat", "{command}");
+            assert!(error.message.contains(what), "{command}: {error}");
+        }
+    }
+    let queued = server.container.get(&channel).unwrap();
+    assert_eq!(queued.get_listener(&listener).unwrap().queue_len(), 0);
+    server.shutdown().await;
+}

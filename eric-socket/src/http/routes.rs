@@ -171,14 +171,27 @@ impl Resource {
 }
 
 fn decode_segment(segment: &str) -> Result<String, ApiError> {
-    percent_encoding::percent_decode_str(segment)
+    percent_decode(segment, false).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "the path segment {segment:?} is not valid UTF-8 once percent-decoded: ids are UTF-8 text"
+        ))
+    })
+}
+
+/// Percent-decodes one component of a request target: a path segment, or (with
+/// `plus_is_space`, as forms write them) a query parameter's name or value. The one
+/// decoder of every id the routes read. `None` if the bytes are not UTF-8: replacing
+/// them with U+FFFD would let different raw ids name the same channel.
+fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
+    let text = if plus_is_space && text.contains('+') {
+        Cow::Owned(text.replace('+', " "))
+    } else {
+        Cow::Borrowed(text)
+    };
+    percent_encoding::percent_decode_str(&text)
         .decode_utf8()
+        .ok()
         .map(Cow::into_owned)
-        .map_err(|_| {
-            ApiError::bad_request(format!(
-                "the path segment {segment:?} is not UTF-8 once percent-decoded"
-            ))
-        })
 }
 
 /// A failed request: its status and the message that names what was wrong.
@@ -280,7 +293,7 @@ pub(crate) async fn handle(
     let mut response = match answer(state, request, origin.is_some()).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::debug!(%method, %path, status = %error.status, message = %error.message, "request refused");
+            tracing::debug!(%method, path = ?path, status = %error.status, message = ?error.message, "request refused");
             error.into_response()
         }
     };
@@ -323,7 +336,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
         Resource::Channels => Ok(json_response(StatusCode::OK, &container.ids())),
         Resource::Create => {
             let retention = retention_of(&request, container.settings().retention)?;
-            let channel = match query_param(&request, "channel_id") {
+            let channel = match query_param(&request, "channel_id")? {
                 None => container.add_with(None, retention).map_err(|e| ApiError::core(e, ""))?,
                 Some(id) if id.is_empty() => {
                     return Err(ApiError::bad_request(
@@ -352,15 +365,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             let channel = channel_of(state, &channel_id)?;
             let message = parse_message(&read_body(state, request).await?)?;
             let report = channel.broadcast(message);
-            if report.rejected > 0 || report.disconnected > 0 {
-                tracing::info!(
-                    channel = %channel_id,
-                    delivered = report.delivered,
-                    rejected = report.rejected,
-                    disconnected = report.disconnected,
-                    "broadcast met full queues"
-                );
-            }
+            container.note_refusals(&channel_id, report.rejected, report.disconnected);
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
         Resource::Dispatch => {
@@ -373,14 +378,17 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             let message = parse_message(&read_body(state, request).await?)?;
             channel
                 .dispatch_to(&listener, &Arc::new(message))
-                .map_err(|e| ApiError::core(e, &channel_id))?;
+                .map_err(|e| {
+                    container.note_refused(&channel_id, &e);
+                    ApiError::core(e, &channel_id)
+                })?;
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
         Resource::Stream { channel, listener } => {
-            let last_event_id = last_event_id(&request);
+            let last_event_id = last_event_id(&request)?;
             stream(state, &channel, &listener, last_event_id).await
         }
-        Resource::Watch { channel } => watch(state, &channel, last_event_id(&request)),
+        Resource::Watch { channel } => watch(state, &channel, last_event_id(&request)?),
         Resource::DeleteListener { channel, listener } => {
             channel_of(state, &channel)?
                 .remove_listener(&listener)
@@ -418,8 +426,8 @@ async fn stream(
         None => channel.message_stream(&listener),
     };
     tracing::debug!(
-        channel = channel_id,
-        listener = listener_id,
+        channel = ?channel_id,
+        listener = ?listener_id,
         ?last_event_id,
         "stream opened"
     );
@@ -441,8 +449,8 @@ fn watch(state: &Arc<State>, channel_id: &str, last_event_id: Option<String>) ->
         None => channel.watch(),
     };
     tracing::debug!(
-        channel = channel_id,
-        listener = events.listener().id(),
+        channel = ?channel_id,
+        listener = ?events.listener().id(),
         ?last_event_id,
         "watch opened"
     );
@@ -484,10 +492,13 @@ fn channel_of(state: &State, channel_id: &str) -> Result<SseChannel, ApiError> {
 /// (what a page gives on the first connection, when it cannot set headers). The header
 /// wins: a reconnecting `EventSource` keeps its first URL but sends a newer id.
 /// Whatever it holds is resolved by the channel's log (a gap marker for what is not a
-/// position), so nothing is refused here.
-fn last_event_id<B>(request: &Request<B>) -> Option<String> {
+/// position), so nothing is refused here but a query parameter that is not UTF-8, as
+/// every query parameter is.
+fn last_event_id<B>(request: &Request<B>) -> Result<Option<String>, ApiError> {
     if let Some(value) = request.headers().get("last-event-id") {
-        return Some(String::from_utf8_lossy(value.as_bytes()).trim().to_owned());
+        return Ok(Some(
+            String::from_utf8_lossy(value.as_bytes()).trim().to_owned(),
+        ));
     }
     query_param(request, "last_event_id")
 }
@@ -497,7 +508,7 @@ fn last_event_id<B>(request: &Request<B>) -> Option<String> {
 /// when given.
 fn retention_of<B>(request: &Request<B>, default: Retention) -> Result<Retention, ApiError> {
     let number = |name: &str| -> Result<Option<u64>, ApiError> {
-        query_param(request, name)
+        query_param(request, name)?
             .map(|text| {
                 text.parse::<u64>().map_err(|_| {
                     ApiError::bad_request(format!(
@@ -517,15 +528,28 @@ fn retention_of<B>(request: &Request<B>, default: Retention) -> Result<Retention
     Ok(retention)
 }
 
-fn query_param<B>(request: &Request<B>, name: &str) -> Option<String> {
-    let query = request.uri().query()?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
+/// The query parameter `name` (the first, if it repeats), decoded as a form writes it;
+/// a 400 if it is not UTF-8 once decoded.
+fn query_param<B>(request: &Request<B>, name: &str) -> Result<Option<String>, ApiError> {
+    let Some(query) = request.uri().query() else {
+        return Ok(None);
+    };
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(key, true).as_deref() != Some(name) {
+            continue;
+        }
+        return percent_decode(value, true).map(Some).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "the query parameter {name} is not valid UTF-8 once percent-decoded: ids are UTF-8 text"
+            ))
+        });
+    }
+    Ok(None)
 }
 
 fn required_param<B>(request: &Request<B>, name: &str) -> Result<String, ApiError> {
-    match query_param(request, name) {
+    match query_param(request, name)? {
         None => Err(ApiError::bad_request(format!(
             "missing query parameter {name}"
         ))),
@@ -617,11 +641,8 @@ fn parse_message(body: &[u8]) -> Result<Message, ApiError> {
             )))
         }
     };
-    if msg_type.contains(['\r', '\n']) {
-        return Err(ApiError::bad_request(format!(
-            "\"type\" {msg_type:?} contains a line break; it becomes the SSE event name, which cannot hold one"
-        )));
-    }
+    eric_core::check_message_type(&msg_type)
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
     let payload = object.remove("payload").unwrap_or(Value::Null);
     Ok(Message::new(msg_type, payload))
 }
@@ -849,6 +870,34 @@ mod tests {
     }
 
     #[test]
+    fn query_parameters_decode_as_forms_write_them_and_refuse_what_is_not_utf8() {
+        let param = |uri: &str, name: &str| {
+            query_param(&Request::put(uri).body(()).unwrap(), name).map_err(|e| e.message)
+        };
+        assert_eq!(
+            param(
+                "/create?x=1&channel_id=a+b%2Bc%20d&channel_id=2",
+                "channel_id"
+            ),
+            Ok(Some("a b+c d".to_owned()))
+        );
+        assert_eq!(
+            param("/create?channel%5Fid=%C3%A9", "channel_id"),
+            Ok(Some("é".into()))
+        );
+        assert_eq!(
+            param("/create?channel_id", "channel_id"),
+            Ok(Some(String::new()))
+        );
+        assert_eq!(param("/create?other=%ff", "channel_id"), Ok(None));
+        assert_eq!(param("/create", "channel_id"), Ok(None));
+        for bad in ["%ff%fe", "a%C3", "%ED%A0%80"] {
+            let message = param(&format!("/create?channel_id={bad}"), "channel_id").unwrap_err();
+            assert!(message.contains("not valid UTF-8"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
     fn allow_lists_the_methods_and_options() {
         assert_eq!(Resource::Root.allow(), "GET, HEAD, OPTIONS");
         assert_eq!(Resource::Create.allow(), "PUT, OPTIONS");
@@ -870,6 +919,8 @@ mod tests {
             (br#"{"payload": 1}"#, "no \"type\""),
             (br#"{"type": 1}"#, "must be a string, not a number"),
             (br#"{"type": "a\nb"}"#, "line break"),
+            (br#"{"type": "a\rb"}"#, "line break"),
+            (br#"{"type": "a\u0000b"}"#, "NUL"),
         ] {
             let error = parse_message(body).unwrap_err();
             assert_eq!(error.status, StatusCode::BAD_REQUEST);
@@ -886,13 +937,14 @@ mod tests {
             }
             builder.body(()).unwrap()
         };
-        assert_eq!(last_event_id(&request("/watch/a", None)), None);
+        let last_event_id = |request| last_event_id(&request).unwrap();
+        assert_eq!(last_event_id(request("/watch/a", None)), None);
         assert_eq!(
-            last_event_id(&request("/watch/a?last_event_id=x-1", None)).as_deref(),
+            last_event_id(request("/watch/a?last_event_id=x-1", None)).as_deref(),
             Some("x-1")
         );
         assert_eq!(
-            last_event_id(&request("/watch/a?last_event_id=x-1", Some(" x-9 "))).as_deref(),
+            last_event_id(request("/watch/a?last_event_id=x-1", Some(" x-9 "))).as_deref(),
             Some("x-9")
         );
     }

@@ -151,14 +151,14 @@ impl StreamSlots {
                 .is_err()
             {
                 tracing::warn!(
-                    channel = channel_id,
-                    listener = listener_id,
+                    channel = ?channel_id,
+                    listener = ?listener_id,
                     "the previous stream of this listener did not end in time; starting anyway"
                 );
             } else {
                 tracing::debug!(
-                    channel = channel_id,
-                    listener = listener_id,
+                    channel = ?channel_id,
+                    listener = ?listener_id,
                     "a new stream took over from the previous one"
                 );
             }

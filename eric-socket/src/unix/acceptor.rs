@@ -145,6 +145,9 @@ struct Worker {
 
 impl Worker {
     fn run(self) {
+        // The commands run here may arm timers on the runtime (the summaries of refused
+        // messages), as they would in a task.
+        let _runtime = self.runtime.enter();
         // Zeroed once: a fresh buffer per connection would cost a 16 KiB memset each.
         let mut chunk = vec![0u8; 16 * 1024];
         loop {

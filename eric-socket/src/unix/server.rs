@@ -238,6 +238,7 @@ impl UnixServer {
         drop(acceptor);
         let _ = std::fs::remove_file(&config.path);
         drain(connections, config.shutdown_grace, "socket server").await;
+        service.flush_refusals();
         if thread_ended {
             return Err(io::Error::other(
                 "the accept thread of the socket server ended",

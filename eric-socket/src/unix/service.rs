@@ -25,7 +25,7 @@ fn reply(outcome: Result<Outcome, ProtocolError>) -> Reply {
         Ok(Outcome::Text(text)) => Reply::Bytes(protocol::answer_bytes(Ok(text))),
         Ok(Outcome::Stream(events)) => Reply::Stream(events),
         Err(error) => {
-            tracing::debug!(%error, "command refused");
+            tracing::debug!(error = ?error, "command refused");
             Reply::Bytes(protocol::answer_bytes(Err(error)))
         }
     }
@@ -115,6 +115,11 @@ impl CommandService {
         }
     }
 
+    /// Logs the refusals by full queues that wait for their summary (the server stops).
+    pub(crate) fn flush_refusals(&self) {
+        self.container.flush_refusals();
+    }
+
     /// The size limit of a command.
     pub(crate) fn max_command_bytes(&self) -> usize {
         self.max_command_bytes
@@ -200,7 +205,7 @@ impl CommandService {
                 biased;
                 _ = &mut stop => break,
                 _ = &mut client_gone => {
-                    tracing::debug!(listener = events.listener().id(), "stream client left");
+                    tracing::debug!(listener = ?events.listener().id(), "stream client left");
                     return Ok(());
                 }
                 event = next_event(&mut events) => event,
