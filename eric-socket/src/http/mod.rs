@@ -108,6 +108,7 @@
 mod body;
 mod config;
 mod direct;
+mod host;
 mod routes;
 mod server;
 mod state;
