@@ -348,11 +348,22 @@ mod tests {
 
     #[test]
     fn allowed_hosts_come_from_the_flag_and_the_name_of_the_http_address() {
-        let args = serve_args(&["--allowed-host", "a.example", "--allowed-host", "b.example:443"]);
+        let args = serve_args(&[
+            "--allowed-host",
+            "a.example",
+            "--allowed-host",
+            "b.example:443",
+        ]);
         let config = http_config(&args, "127.0.0.1:1".parse().unwrap());
         assert_eq!(config.allowed_hosts, ["a.example", "b.example:443"]);
-        assert_eq!(host_name("eric.internal:8080").as_deref(), Some("eric.internal"));
-        assert_eq!(host_name("http://localhost:9000/").as_deref(), Some("localhost"));
+        assert_eq!(
+            host_name("eric.internal:8080").as_deref(),
+            Some("eric.internal")
+        );
+        assert_eq!(
+            host_name("http://localhost:9000/").as_deref(),
+            Some("localhost")
+        );
         assert_eq!(host_name("127.0.0.1:8080"), None);
         assert_eq!(host_name("[::1]:8080"), None);
     }

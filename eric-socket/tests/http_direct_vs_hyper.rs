@@ -348,10 +348,10 @@ fn cases() -> Vec<Case> {
             MESSAGE,
         ),
         Case::one(
-            "GET /channels, wrong port: 421",
+            "GET /channels, wrong Host: 421",
             "GET",
             "/channels",
-            "host: localhost:1\r\n",
+            "host: 127.0.0.1.nip.example:80\r\n",
             "",
         ),
         Case::one(

@@ -381,8 +381,11 @@ async fn a_stream_listener_stays_registered_and_queueing_when_its_client_leaves(
 /// the stream runs, so it cannot see the client's end by reading. Only writing can tell
 /// that the client is gone.
 async fn watch_with_pipelined_request(server: &TestServer) -> tokio::net::TcpStream {
-    let (mut tcp, head) =
-        raw_request(server.addr, b"GET /channels HTTP/1.1\r\nhost: localhost\r\n\r\n").await;
+    let (mut tcp, head) = raw_request(
+        server.addr,
+        b"GET /channels HTTP/1.1\r\nhost: localhost\r\n\r\n",
+    )
+    .await;
     assert!(head.contains("content-length: 5\r\n"), "{head}");
     let mut body = [0u8; 5];
     tcp.read_exact(&mut body).await.unwrap();
@@ -617,8 +620,11 @@ async fn idle_keep_alive_connections_close_on_shutdown() {
         config.header_read_timeout = Duration::from_secs(3600);
     })
     .await;
-    let (mut tcp, head) =
-        raw_request(server.addr, b"GET /channels HTTP/1.1\r\nhost: localhost\r\n\r\n").await;
+    let (mut tcp, head) = raw_request(
+        server.addr,
+        b"GET /channels HTTP/1.1\r\nhost: localhost\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
     bounded("shutdown returns", server.shutdown()).await;
     let rest = read_to_close(&mut tcp).await;

@@ -84,9 +84,12 @@ async fn open_streams_deliver_every_acknowledged_message_before_they_end() {
         .unwrap();
     late_command.shutdown().await.unwrap();
     let mut refusal = String::new();
-    bounded("the late command's answer", late_command.read_to_string(&mut refusal))
-        .await
-        .unwrap();
+    bounded(
+        "the late command's answer",
+        late_command.read_to_string(&mut refusal),
+    )
+    .await
+    .unwrap();
     assert!(
         refusal.starts_with("ServerShuttingDownException("),
         "{refusal}"
@@ -118,7 +121,11 @@ async fn open_streams_deliver_every_acknowledged_message_before_they_end() {
         })
         .collect();
     let expected: Vec<u64> = (0..MESSAGES).collect();
-    assert_eq!(socket_seen.len() as u64, MESSAGES, "the socket reader's count");
+    assert_eq!(
+        socket_seen.len() as u64,
+        MESSAGES,
+        "the socket reader's count"
+    );
     assert_eq!(socket_seen, expected);
     assert_eq!(http_seen.len() as u64, MESSAGES, "the HTTP reader's count");
     assert_eq!(http_seen, expected);

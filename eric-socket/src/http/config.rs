@@ -44,7 +44,7 @@ pub struct HttpServerConfig {
     /// default): no CORS headers.
     pub cors_allowed_origins: Vec<String>,
     /// `Host` names answered besides the defaults: the loopback names (`localhost`,
-    /// `127.0.0.1`, `[::1]`, with or without the port) when listening on a loopback
+    /// `127.0.0.1`, `[::1]`, with any port) when listening on a loopback
     /// address or on every interface, and the address listened on (any IP address when
     /// that is every interface). An entry is a name (`events.example.org`, any port or
     /// none), `NAME:PORT` (that port only), or `*` (every name). A request naming

@@ -18,11 +18,14 @@ use http::{Method, StatusCode, Uri};
 use std::net::{IpAddr, SocketAddr};
 
 /// The `Host` names a server answers.
+///
+/// The port of a `Host` is not checked against the server's, except for entries given
+/// as `NAME:PORT`: a rebinding page always names a host of its own, whatever the port,
+/// while a port forward or a local proxy (`ssh -L`, a container's port map) hands on
+/// the port the client used.
 #[derive(Clone, Debug)]
 pub(crate) struct HostPolicy {
-    /// The port the server listens on: a `Host` naming another port is refused.
-    port: u16,
-    /// Names answered with or without the server's port (lower case, no brackets).
+    /// Names answered with any port or none (lower case, no brackets).
     names: Vec<String>,
     /// Names given with a port, answered only with that port (lower case).
     names_with_port: Vec<(String, u16)>,
@@ -39,7 +42,6 @@ impl HostPolicy {
     pub(crate) fn new(local: SocketAddr, extra: &[String]) -> Self {
         let ip = local.ip();
         let mut policy = HostPolicy {
-            port: local.port(),
             names: vec![ip_name(ip)],
             names_with_port: Vec::new(),
             any_ip: ip.is_unspecified(),
@@ -85,15 +87,11 @@ impl HostPolicy {
         let Some((name, port)) = split_host(host.trim()) else {
             return Err(format!("the Host header {host:?} is not a host name"));
         };
-        let same_port = port.is_none_or(|port| port == self.port);
-        let known = (same_port && self.names.contains(&name))
-            || (same_port && self.any_ip && name.parse::<IpAddr>().is_ok())
-            || self
-                .names_with_port
-                .iter()
-                .any(|(allowed, allowed_port)| {
-                    *allowed == name && port.unwrap_or(80) == *allowed_port
-                });
+        let known = self.names.contains(&name)
+            || (self.any_ip && name.parse::<IpAddr>().is_ok())
+            || self.names_with_port.iter().any(|(allowed, allowed_port)| {
+                *allowed == name && port.unwrap_or(80) == *allowed_port
+            });
         if known {
             Ok(())
         } else {
@@ -215,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn a_loopback_server_answers_the_loopback_names_on_its_port() {
+    fn a_loopback_server_answers_the_loopback_names() {
         let policy = HostPolicy::new("127.0.0.1:8080".parse().unwrap(), &[]);
         for host in [
             "localhost",
@@ -226,13 +224,13 @@ mod tests {
             "[::1]",
             "[::1]:8080",
             "[0:0:0:0:0:0:0:1]:8080",
+            "localhost:8081",
         ] {
             assert!(admits(&policy, host), "{host}");
         }
         for host in [
             "evil.example",
             "evil.example:8080",
-            "localhost:8081",
             "localhost.evil.example",
             "127.0.0.2",
             "",
@@ -280,7 +278,6 @@ mod tests {
         assert!(admits(&policy, "[fe80::1]:8080"));
         assert!(admits(&policy, "localhost:8080"));
         assert!(!admits(&policy, "evil.example:8080"));
-        assert!(!admits(&policy, "192.168.1.20:8081"));
     }
 
     #[test]
@@ -305,10 +302,7 @@ mod tests {
             (None, "no Content-Type"),
             (Some("text/plain"), "\"text/plain\" is not JSON"),
             (Some("application/jsonx"), "not JSON"),
-            (
-                Some("application/x-www-form-urlencoded"),
-                "not JSON",
-            ),
+            (Some("application/x-www-form-urlencoded"), "not JSON"),
         ] {
             let (status, message) = post(content_type).unwrap_err();
             assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
