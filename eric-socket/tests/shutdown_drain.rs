@@ -30,8 +30,20 @@ async fn open_streams_deliver_every_acknowledged_message_before_they_end() {
     // Two readers, slow to start: neither reads until shutdown was asked for.
     let mut socket_reader = RawStream::watch(&server.path, &channel).await;
     let mut http_reader = server.stream(&format!("/watch/{channel}")).await;
-    eventually("both streams are registered", || {
-        server.listeners_of(&channel) == 2
+    // The same on a connection that hyper serves (its first request is not a stream).
+    let mut hyper_reader = TcpStream::connect(server.addr).await.unwrap();
+    hyper_reader
+        .write_all(
+            format!(
+                "OPTIONS / HTTP/1.1\r\nhost: localhost\r\n\r\n\
+                 GET /watch/{channel} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    eventually("the three streams are registered", || {
+        server.listeners_of(&channel) == 3
     })
     .await;
     let pad = "x".repeat(1024);
@@ -120,6 +132,23 @@ async fn open_streams_deliver_every_acknowledged_message_before_they_end() {
             event.json::<Value>().unwrap()["n"].as_u64().unwrap()
         })
         .collect();
+    let mut hyper_read = Vec::new();
+    bounded(
+        "the hyper stream ends",
+        hyper_reader.read_to_end(&mut hyper_read),
+    )
+    .await
+    .unwrap();
+    let hyper_text = String::from_utf8_lossy(&hyper_read);
+    assert_eq!(
+        hyper_text.matches("event: tick\n").count() as u64,
+        MESSAGES,
+        "the reader of the connection hyper serves"
+    );
+    assert!(
+        hyper_text.ends_with("0\r\n\r\n"),
+        "the stream's body ends cleanly"
+    );
     let expected: Vec<u64> = (0..MESSAGES).collect();
     assert_eq!(
         socket_seen.len() as u64,
