@@ -348,6 +348,20 @@ pub struct ServeArgs {
     )]
     pub cors_origins: Vec<String>,
 
+    /// A `Host` name the HTTP server answers besides the loopback names and its own
+    /// address (`events.example.org`, `NAME:PORT`, or `*` for any); repeat the flag, or
+    /// separate with commas in the variable. Other names are answered 421, which keeps
+    /// pages of other sites out (DNS rebinding). Behind a proxy, the name the proxy
+    /// passes on.
+    #[arg(
+        long = "allowed-host",
+        env = "ERIC_ALLOWED_HOSTS",
+        value_name = "NAME",
+        value_delimiter = ',',
+        help_heading = "HTTP server"
+    )]
+    pub allowed_hosts: Vec<String>,
+
     /// Bound every listener's queue to N messages [default: unbounded].
     #[arg(
         long,

@@ -31,7 +31,9 @@ pub async fn serve(args: &ServeArgs, socket: PathBuf, http: &str) -> Result<(), 
     let http_server = if args.no_http {
         None
     } else {
-        let config = http_config(args, parse_http_addr(http)?);
+        let mut config = http_config(args, parse_http_addr(http)?);
+        // A name given to --http is one the server answers to, whatever it resolved to.
+        config.allowed_hosts.extend(host_name(http));
         let addr = config.addr;
         let server = HttpServer::bind(config, Arc::clone(&container))
             .await
@@ -135,6 +137,7 @@ fn http_config(args: &ServeArgs, addr: SocketAddr) -> HttpServerConfig {
     config.header_read_timeout = args.header_read_timeout.0;
     config.body_read_timeout = args.body_read_timeout.0;
     config.cors_allowed_origins = args.cors_origins.clone();
+    config.allowed_hosts = args.allowed_hosts.clone();
     config.shutdown_grace = args.shutdown_grace.0;
     let keep_alive = Some(args.keep_alive.0).filter(|interval| !interval.is_zero());
     config.sse = config
@@ -157,6 +160,17 @@ fn parse_http_addr(address: &str) -> Result<SocketAddr, CliError> {
         .map_err(|error| invalid(error.to_string()))?
         .next()
         .ok_or_else(|| invalid("the name has no address".to_owned()))
+}
+
+/// The host name of `--http` when it is a name rather than an address
+/// (`eric.internal:8080`).
+fn host_name(address: &str) -> Option<String> {
+    let authority = authority(address);
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _port)| host);
+    let is_address = host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok();
+    (!host.is_empty() && !is_address).then(|| host.to_owned())
 }
 
 fn unix_bind_error(path: &Path, error: io::Error) -> CliError {
@@ -330,6 +344,28 @@ mod tests {
         let args = serve_args(&["--keep-alive", "30s"]);
         let config = http_config(&args, "127.0.0.1:1".parse().unwrap());
         assert_eq!(config.sse.keep_alive, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn allowed_hosts_come_from_the_flag_and_the_name_of_the_http_address() {
+        let args = serve_args(&[
+            "--allowed-host",
+            "a.example",
+            "--allowed-host",
+            "b.example:443",
+        ]);
+        let config = http_config(&args, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(config.allowed_hosts, ["a.example", "b.example:443"]);
+        assert_eq!(
+            host_name("eric.internal:8080").as_deref(),
+            Some("eric.internal")
+        );
+        assert_eq!(
+            host_name("http://localhost:9000/").as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(host_name("127.0.0.1:8080"), None);
+        assert_eq!(host_name("[::1]:8080"), None);
     }
 
     #[test]

@@ -760,3 +760,73 @@ fn refusals_by_a_full_queue_are_logged_as_counted_summaries() {
         lines.join("\n")
     );
 }
+
+#[test]
+fn messages_a_stream_could_not_deliver_in_the_grace_period_are_counted_in_one_log_line() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("eric.sock");
+    let mut command = std::process::Command::new(ERIC);
+    command
+        .arg("serve")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--no-http")
+        .args(["--shutdown-grace", "200ms"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for name in ENVIRONMENT {
+        command.env_remove(name);
+    }
+    let mut child = command.spawn().unwrap();
+    wait_until("the server listens", || socket.exists());
+    let command = |text: String| {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.write_all(text.as_bytes()).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let channel = command(r#"{"v": "c"}"#.to_owned());
+    // A watcher that never reads: what is queued for it stays queued, far more than
+    // its socket buffer takes.
+    let mut watcher = UnixStream::connect(&socket).unwrap();
+    watcher
+        .write_all(format!(r#"{{"v": "w", "c": "{channel}"}}"#).as_bytes())
+        .unwrap();
+    watcher.shutdown(std::net::Shutdown::Write).unwrap();
+    let pad = "x".repeat(16 * 1024);
+    for _ in 0..200 {
+        let answer = command(format!(
+            r#"{{"v": "b", "c": "{channel}", "t": "t", "p": "{pad}"}}"#
+        ));
+        assert_eq!(answer, "ack");
+    }
+    signal(&child, Signal::TERM);
+    let status = wait_for_exit(&mut child);
+    assert!(status.success(), "{status:?}");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("were not delivered"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line: {log}");
+    let count: u64 = lines[0]
+        .split("stopped; ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {:?}", lines[0]));
+    assert!(count > 0 && count <= 200, "{count}: {log}");
+    drop(watcher);
+}

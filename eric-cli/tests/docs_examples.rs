@@ -637,7 +637,7 @@ impl Session {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         write!(
             stream,
-            "GET / HTTP/1.1\r\nHost: eric\r\nConnection: close\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut answer = String::new();

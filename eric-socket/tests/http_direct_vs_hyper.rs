@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 
 /// The request that hands a connection to hyper. Its answer (`204`, `Allow`) is the same
 /// whatever the server holds.
-const TO_HYPER: &[u8] = b"OPTIONS / HTTP/1.1\r\nhost: eric\r\n\r\n";
+const TO_HYPER: &[u8] = b"OPTIONS / HTTP/1.1\r\nhost: localhost\r\n\r\n";
 
 /// Which writer a run expects to answer the case's requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,10 +185,19 @@ impl Case {
     }
 }
 
-/// A request with `headers` (each ending in CRLF) and `body` (with its length).
+/// A request with `headers` (each ending in CRLF) and `body` (with its length, and
+/// declared JSON unless `headers` say otherwise), to `host: localhost` unless `headers`
+/// name another.
 fn request(method: &str, target: &str, headers: &str, body: &str) -> String {
-    let mut text = format!("{method} {target} HTTP/1.1\r\nhost: eric\r\n{headers}");
+    let mut text = format!("{method} {target} HTTP/1.1\r\n");
+    if !headers.starts_with("host:") {
+        text.push_str("host: localhost\r\n");
+    }
+    text.push_str(headers);
     if !body.is_empty() {
+        if !headers.contains("content-type:") {
+            text.push_str("content-type: application/json\r\n");
+        }
         let _ = write!(text, "content-length: {}\r\n", body.len());
     }
     text.push_str("\r\n");
@@ -329,6 +338,36 @@ fn cases() -> Vec<Case> {
         Case::one("PUT /watch: 405", "PUT", "/watch/c", "", ""),
         Case::one("unknown path: 404", "GET", "/no/such/route", "", ""),
         Case::one("GET /channels, CORS", "GET", "/channels", ALLOWED, "").with_config(cors),
+        // Requests refused before routing: a Host the server does not answer (DNS
+        // rebinding), a body not declared JSON (a cross-site form or text/plain post).
+        Case::one(
+            "POST /broadcast, wrong Host: 421",
+            "POST",
+            "/broadcast?channel_id=c",
+            "host: evil.example\r\n",
+            MESSAGE,
+        ),
+        Case::one(
+            "GET /channels, wrong Host: 421",
+            "GET",
+            "/channels",
+            "host: 127.0.0.1.nip.example:80\r\n",
+            "",
+        ),
+        Case::one(
+            "POST /broadcast, text/plain: 415",
+            "POST",
+            "/broadcast?channel_id=c",
+            "content-type: text/plain\r\n",
+            MESSAGE,
+        ),
+        Case::one(
+            "POST /dispatch, no Content-Type: 415",
+            "POST",
+            "/dispatch?channel_id=c&listener_id=l1",
+            "content-type: \r\n",
+            MESSAGE,
+        ),
         // Stream requests the direct path answers with an error.
         Case::one(
             "GET /watch, unknown channel: 404",
@@ -366,6 +405,20 @@ fn cases() -> Vec<Case> {
             "",
         ),
         Case::one("GET /watch, id not UTF-8: 400", "GET", "/watch/%FF", "", ""),
+        Case::one(
+            "GET /watch, wrong Host: 421",
+            "GET",
+            "/watch/c",
+            "host: evil.example\r\n",
+            "",
+        ),
+        Case::one(
+            "GET /stream, wrong Host: 421",
+            "GET",
+            "/stream/c/l1",
+            "host: rebound.example:80\r\n",
+            "",
+        ),
         Case::one("GET /watch, no stream left: 503", "GET", "/watch/c", "", "")
             .with_config(no_streams),
         Case::one(
@@ -415,7 +468,7 @@ fn cases() -> Vec<Case> {
         Case::new(
             "GET /watch in HTTP/1.0",
             vec![
-                Send("GET /watch/c HTTP/1.0\r\nhost: eric\r\n\r\n".to_owned()),
+                Send("GET /watch/c HTTP/1.0\r\nhost: localhost\r\n\r\n".to_owned()),
                 Await("retry:", 1),
                 Tick(1),
                 Await(tick_data(1), 1),

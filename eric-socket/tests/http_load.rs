@@ -20,7 +20,8 @@ async fn open_watchers(server: &TestServer, n: usize) -> Vec<TcpStream> {
     for i in 0..n {
         let addr = server.addr;
         pending.spawn(async move {
-            let (tcp, head) = raw_request(addr, b"GET /watch/c HTTP/1.1\r\nhost: x\r\n\r\n").await;
+            let (tcp, head) =
+                raw_request(addr, b"GET /watch/c HTTP/1.1\r\nhost: localhost\r\n\r\n").await;
             assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
             tcp
         });

@@ -489,7 +489,7 @@ async fn a_chunked_body_over_the_limit_is_413_while_reading() {
     let server = TestServer::start_with(small_bodies).await;
     let channel = server.create().await;
     let mut request = format!(
-        "POST /broadcast?channel_id={channel} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+        "POST /broadcast?channel_id={channel} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
     )
     .into_bytes();
     for _ in 0..4 {
@@ -516,7 +516,7 @@ async fn a_body_that_does_not_arrive_in_time_is_408() {
     .await;
     let channel = server.create().await;
     let request = format!(
-        "POST /broadcast?channel_id={channel} HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n\r\n{{\"type\""
+        "POST /broadcast?channel_id={channel} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 50\r\n\r\n{{\"type\""
     );
     let (mut tcp, head) = raw_request(server.addr, request.as_bytes()).await;
     assert!(head.starts_with("HTTP/1.1 408 "), "{head}");
@@ -543,7 +543,7 @@ async fn requests_on_one_keep_alive_connection_are_all_answered() {
     let server = TestServer::start().await;
     let (mut tcp, head) = raw_request(
         server.addr,
-        b"PUT /create?channel_id=k HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
+        b"PUT /create?channel_id=k HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\n\r\n",
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
@@ -555,7 +555,7 @@ async fn requests_on_one_keep_alive_connection_are_all_answered() {
     .await
     .unwrap();
     assert_eq!(&body, br#"{"channel_id":"k"}"#);
-    tcp.write_all(b"GET /channels HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    tcp.write_all(b"GET /channels HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
     let rest = String::from_utf8(read_to_close(&mut tcp).await).unwrap();

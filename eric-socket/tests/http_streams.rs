@@ -381,14 +381,17 @@ async fn a_stream_listener_stays_registered_and_queueing_when_its_client_leaves(
 /// the stream runs, so it cannot see the client's end by reading. Only writing can tell
 /// that the client is gone.
 async fn watch_with_pipelined_request(server: &TestServer) -> tokio::net::TcpStream {
-    let (mut tcp, head) =
-        raw_request(server.addr, b"GET /channels HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let (mut tcp, head) = raw_request(
+        server.addr,
+        b"GET /channels HTTP/1.1\r\nhost: localhost\r\n\r\n",
+    )
+    .await;
     assert!(head.contains("content-length: 5\r\n"), "{head}");
     let mut body = [0u8; 5];
     tcp.read_exact(&mut body).await.unwrap();
     assert_eq!(&body, br#"["c"]"#);
     tcp.write_all(
-        b"GET /watch/c HTTP/1.1\r\nhost: x\r\n\r\nGET /channels HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET /watch/c HTTP/1.1\r\nhost: localhost\r\n\r\nGET /channels HTTP/1.1\r\nhost: localhost\r\n\r\n",
     )
     .await
     .unwrap();
@@ -408,7 +411,7 @@ async fn a_client_that_closes_behind_a_pipelined_request_is_noticed_at_once() {
     server.container.add_with_id("c").unwrap();
     let (tcp, head) = raw_request(
         server.addr,
-        b"GET /watch/c HTTP/1.1\r\nhost: x\r\n\r\nGET /channels HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET /watch/c HTTP/1.1\r\nhost: localhost\r\n\r\nGET /channels HTTP/1.1\r\nhost: localhost\r\n\r\n",
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
@@ -426,7 +429,7 @@ async fn a_second_stream_on_the_same_connection_follows_the_first() {
     let server = TestServer::start().await;
     let listener = channel_with_listener(&server).await;
     let request = format!(
-        "GET /stream/c/{listener} HTTP/1.1\r\nhost: x\r\n\r\nGET /watch/c HTTP/1.1\r\nhost: x\r\n\r\n"
+        "GET /stream/c/{listener} HTTP/1.1\r\nhost: localhost\r\n\r\nGET /watch/c HTTP/1.1\r\nhost: localhost\r\n\r\n"
     );
     let (mut tcp, head) = raw_request(server.addr, request.as_bytes()).await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
@@ -459,7 +462,7 @@ async fn a_request_pipelined_behind_a_stream_is_answered_when_the_stream_ends() 
     let server = TestServer::start().await;
     let listener = channel_with_listener(&server).await;
     let request = format!(
-        "GET /stream/c/{listener} HTTP/1.1\r\nhost: x\r\n\r\nGET /channels HTTP/1.1\r\nhost: x\r\n\r\n"
+        "GET /stream/c/{listener} HTTP/1.1\r\nhost: localhost\r\n\r\nGET /channels HTTP/1.1\r\nhost: localhost\r\n\r\n"
     );
     let (mut tcp, head) = raw_request(server.addr, request.as_bytes()).await;
     let head = head.to_ascii_lowercase();
@@ -601,7 +604,7 @@ async fn shutdown_cuts_a_request_still_in_flight_after_the_grace_period() {
     server.container.add_with_id("c").unwrap();
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     tcp.write_all(
-        b"POST /broadcast?channel_id=c HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{",
+        b"POST /broadcast?channel_id=c HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
     )
     .await
     .unwrap();
@@ -617,8 +620,11 @@ async fn idle_keep_alive_connections_close_on_shutdown() {
         config.header_read_timeout = Duration::from_secs(3600);
     })
     .await;
-    let (mut tcp, head) =
-        raw_request(server.addr, b"GET /channels HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let (mut tcp, head) = raw_request(
+        server.addr,
+        b"GET /channels HTTP/1.1\r\nhost: localhost\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
     bounded("shutdown returns", server.shutdown()).await;
     let rest = read_to_close(&mut tcp).await;

@@ -3,7 +3,7 @@
 
 use super::drain::drain;
 use super::pause::accept_error_pause;
-use crate::shutdown::ShutdownHandle;
+use crate::shutdown::{ShutdownHandle, Undelivered};
 use std::time::Duration;
 use std::{future::Future, io, sync::Arc};
 use tokio::sync::Semaphore;
@@ -34,6 +34,8 @@ pub(crate) struct ConnectionLimits {
     pub(crate) shutdown_grace: Duration,
     /// Names the server in logs.
     pub(crate) server: &'static str,
+    /// What the server's streams could not deliver at shutdown, logged after the drain.
+    pub(crate) undelivered: Undelivered,
 }
 
 /// Accepts until `shutdown` fires, running `serve` on each connection in a task of its
@@ -82,5 +84,11 @@ pub(crate) async fn serve_connections<L, S, F>(
         while connections.try_join_next().is_some() {}
     }
     stopped(listener);
-    drain(connections, limits.shutdown_grace, limits.server).await;
+    drain(
+        connections,
+        limits.shutdown_grace,
+        limits.server,
+        &limits.undelivered,
+    )
+    .await;
 }

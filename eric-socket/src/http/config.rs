@@ -43,6 +43,14 @@ pub struct HttpServerConfig {
     /// e.g. `http://localhost:3000`; the entry `*` allows every origin. Empty (the
     /// default): no CORS headers.
     pub cors_allowed_origins: Vec<String>,
+    /// `Host` names answered besides the defaults: the loopback names (`localhost`,
+    /// `127.0.0.1`, `[::1]`, with any port) when listening on a loopback
+    /// address or on every interface, and the address listened on (any IP address when
+    /// that is every interface). An entry is a name (`events.example.org`, any port or
+    /// none), `NAME:PORT` (that port only), or `*` (every name). A request naming
+    /// another host is answered `421`: this shuts out DNS rebinding, where a page
+    /// points a name of its own at this server to read its answers.
+    pub allowed_hosts: Vec<String>,
     /// How long shutdown waits for connections to finish before cutting them (default 5 s).
     pub shutdown_grace: Duration,
     /// How long data the server wrote may stay unacknowledged before the connection is
@@ -65,6 +73,7 @@ impl HttpServerConfig {
             max_streams: 16_384,
             sse: SseBodyConfig::default(),
             cors_allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             shutdown_grace: crate::limits::SHUTDOWN_GRACE,
             tcp_user_timeout: Some(Duration::from_secs(30)),
         }

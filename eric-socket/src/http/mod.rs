@@ -35,7 +35,9 @@
 //! | 409 | `PUT /create` with a channel id that is taken |
 //! | 410 | `POST /dispatch` to a listener that its queue's overflow policy just disconnected |
 //! | 413 | a body over [`HttpServerConfig::max_body_bytes`] (by `Content-Length`, or counted while reading) |
-//! | 503 | more open streams than [`HttpServerConfig::max_streams`], a full bounded queue (`Reject` policy), a server shutting down |
+//! | 415 | `POST /broadcast` or `/dispatch` without `Content-Type: application/json` (parameters allowed) |
+//! | 421 | a `Host` the server does not answer (see [`HttpServerConfig::allowed_hosts`]) |
+//! | 503 | more open streams than [`HttpServerConfig::max_streams`], a full bounded queue (`Reject` policy), a server shutting down (a stream, or a message published after shutdown began: not queued) |
 //!
 //! A request the server could not read to its end (408, 413) is answered with
 //! `Connection: close`. A request hyper cannot parse gets hyper's bare `400`; a client
@@ -78,8 +80,15 @@
 //!   than its socket and its events, not hyper's per-connection buffers. From the first
 //!   other request on, hyper serves the connection; the answers are the same status,
 //!   headers and body either way (`tests/http_direct_vs_hyper.rs` compares them).
-//! * **Shutdown** ends every stream cleanly (the body is finished, the client sees the end
-//!   of the response) and closes the connections; see [`HttpServer::run`].
+//! * **Shutdown** refuses the messages published from then on, lets every stream write
+//!   what is queued for it, then ends it cleanly (the body is finished, the client sees
+//!   the end of the response) and closes the connections; see [`HttpServer::run`].
+//!
+//! # Host and Content-Type
+//! Two checks, before routing, keep out the requests a page of another site can make a
+//! browser send: a body must be declared `application/json` (a type a page can only
+//! send after a CORS preflight), and the `Host` must be one the server answers, which
+//! shuts out DNS rebinding (see [`HttpServerConfig::allowed_hosts`]).
 //!
 //! # CORS
 //! With [`HttpServerConfig::cors_allowed_origins`] set, a request whose `Origin` is in the
@@ -108,6 +117,7 @@
 mod body;
 mod config;
 mod direct;
+mod host;
 mod routes;
 mod server;
 mod state;

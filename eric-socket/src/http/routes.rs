@@ -2,6 +2,7 @@
 //! `{"message": ...}` answer with its status; nothing here panics on client input.
 
 use super::body::ResponseBody;
+use super::host;
 use super::state::State;
 use super::stream::{stop_future, LiveEvents};
 use bytes::Bytes;
@@ -290,7 +291,11 @@ pub(crate) async fn handle(
     let origin = allowed_origin(state, request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut response = match answer(state, request, origin.is_some()).await {
+    let outcome = match refused_before_routing(state, &request) {
+        Some(error) => Err(error),
+        None => answer(state, request, origin.is_some()).await,
+    };
+    let mut response = match outcome {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(%method, path = ?path, status = %error.status, message = ?error.message, "request refused");
@@ -305,6 +310,31 @@ pub(crate) async fn handle(
         }
     }
     response
+}
+
+/// The refusal of a request before it is routed: a `Host` the server does not answer
+/// (`421`), or a body that is not declared JSON (`415`); see [`super::host`].
+fn refused_before_routing<B>(state: &State, request: &Request<B>) -> Option<ApiError> {
+    host::check(
+        &state.hosts,
+        request.method(),
+        request.uri(),
+        request.headers(),
+    )
+    .err()
+    .map(|refusal| ApiError::new(refusal.status, refusal.message))
+}
+
+/// Admits a publish unless the server is shutting down (`503`): a message acknowledged
+/// before is written by the open streams before they end, and one that comes later is
+/// refused rather than acknowledged and lost. Hold the guard until it is queued.
+fn admit_publish(state: &State) -> Result<crate::shutdown::Admitted, ApiError> {
+    state.shutdown.admit().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down: the message was not queued",
+        )
+    })
 }
 
 async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bool) -> RouteResult {
@@ -364,6 +394,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             let channel_id = required_param(&request, "channel_id")?;
             let channel = channel_of(state, &channel_id)?;
             let message = parse_message(&read_body(state, request).await?)?;
+            let _admitted = admit_publish(state)?;
             let report = channel.broadcast(message);
             container.note_refusals(&channel_id, report.rejected, report.disconnected);
             Ok(json_response(StatusCode::OK, &Value::Null))
@@ -376,6 +407,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
                 .get_listener(&listener_id)
                 .map_err(|e| ApiError::core(e, &channel_id))?;
             let message = parse_message(&read_body(state, request).await?)?;
+            let _admitted = admit_publish(state)?;
             channel
                 .dispatch_to(&listener, &Arc::new(message))
                 .map_err(|e| {
@@ -431,7 +463,7 @@ async fn stream(
         ?last_event_id,
         "stream opened"
     );
-    let stop = stop_future(state.shutdown.wait(), Some(superseded));
+    let stop = stop_future(state, Some(superseded));
     Ok(sse(
         state,
         LiveEvents::new(events, stop, permit, Some(slot)),
@@ -454,7 +486,7 @@ fn watch(state: &Arc<State>, channel_id: &str, last_event_id: Option<String>) ->
         ?last_event_id,
         "watch opened"
     );
-    let stop = stop_future(state.shutdown.wait(), None);
+    let stop = stop_future(state, None);
     Ok(sse(state, LiveEvents::new(events, stop, permit, None)))
 }
 

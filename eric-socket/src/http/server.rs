@@ -3,11 +3,12 @@
 
 use super::config::HttpServerConfig;
 use super::direct::{self, NextRequest, ResponseWriter, Rewound};
+use super::host::HostPolicy;
 use super::routes;
 use super::state::State;
 use crate::accept::{serve_connections, ConnectionLimits};
 use crate::container::ChannelContainer;
-use crate::shutdown::ShutdownHandle;
+use crate::shutdown::{ShutdownHandle, Undelivered};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -89,10 +90,12 @@ impl HttpServer {
         self
     }
 
-    /// Serves until the shutdown handle fires; then stops accepting, ends every open
-    /// event stream (each client sees its response end), lets the requests in flight
+    /// Serves until the shutdown handle fires; then stops accepting, refuses messages
+    /// published from then on (`503`), writes what every open event stream has queued
+    /// and ends it (each client sees its response end), lets the requests in flight
     /// finish and closes the connections, waiting at most
     /// [`shutdown_grace`](HttpServerConfig::shutdown_grace) before cutting those left.
+    /// The messages the cut streams still held are counted in one log line.
     pub async fn run(self) -> io::Result<()> {
         let HttpServer {
             listener,
@@ -105,9 +108,12 @@ impl HttpServer {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout);
+        let undelivered = Undelivered::default();
         let state = Arc::new(State {
             streams: Arc::new(Semaphore::new(config.max_streams)),
             slots: Arc::default(),
+            hosts: HostPolicy::new(local_addr, &config.allowed_hosts),
+            undelivered: undelivered.clone(),
             config,
             container,
             shutdown: shutdown.clone(),
@@ -117,6 +123,7 @@ impl HttpServer {
             max_connections: state.config.max_connections,
             shutdown_grace: state.config.shutdown_grace,
             server: "HTTP server",
+            undelivered,
         };
         let serve = |stream| serve_connection(stream, Arc::clone(&state));
         serve_connections(listener, limits, &shutdown, serve, drop).await;

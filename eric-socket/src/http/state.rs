@@ -2,9 +2,10 @@
 //! bookkeeping of open streams.
 
 use super::config::HttpServerConfig;
+use super::host::HostPolicy;
 use super::stream::StreamSlots;
 use crate::container::ChannelContainer;
-use crate::shutdown::ShutdownHandle;
+use crate::shutdown::{ShutdownHandle, Undelivered};
 use hyper::server::conn::http1;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -15,6 +16,10 @@ pub(crate) struct State {
     pub(crate) config: HttpServerConfig,
     pub(crate) container: Arc<ChannelContainer>,
     pub(crate) shutdown: ShutdownHandle,
+    /// Messages that open streams could not write before shutdown ended them.
+    pub(crate) undelivered: Undelivered,
+    /// The `Host` names the server answers.
+    pub(crate) hosts: HostPolicy,
     /// One permit per open event stream.
     pub(crate) streams: Arc<Semaphore>,
     pub(crate) slots: Arc<StreamSlots>,

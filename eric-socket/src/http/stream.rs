@@ -1,5 +1,8 @@
-//! The events of one HTTP stream, and the bookkeeping that keeps one stream per listener.
+//! The events of one HTTP stream (drained at shutdown), and the bookkeeping that keeps
+//! one stream per listener.
 
+use super::state::State;
+use crate::shutdown::{ShutdownHandle, Undelivered};
 use eric_core::MessageStream;
 use eric_sse::{SseAdapter, SseEvent};
 use futures_core::Stream;
@@ -17,16 +20,47 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 /// How long a new stream of a listener waits for the listener's previous stream to go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(1);
 
-type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// What ends a stream early: a newer stream of the same listener at once, a server
+/// shutdown once the stream has written what its queue holds.
+pub(crate) struct Stop {
+    /// Completes once shutdown is asked for and no publish is in flight (see
+    /// [`ShutdownHandle::settled`]): nothing more will be queued.
+    settled: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Fires (or is dropped) when a newer stream takes over.
+    superseded: Option<oneshot::Receiver<()>>,
+    shutdown: ShutdownHandle,
+    undelivered: Undelivered,
+}
+
+/// The [`Stop`] of a stream of `state`'s server; `superseded`, for a `/stream`, fires
+/// when a newer stream of the listener takes over.
+pub(crate) fn stop_future(state: &State, superseded: Option<oneshot::Receiver<()>>) -> Stop {
+    Stop {
+        settled: Box::pin(state.shutdown.settled()),
+        superseded,
+        shutdown: state.shutdown.clone(),
+        undelivered: state.undelivered.clone(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Events as they come.
+    Live,
+    /// The server is stopping: what the queue holds now, then the end.
+    Draining,
+    Ended,
+}
 
 /// A listener's events as one HTTP stream sees them: they end when the listener's
-/// stream ends, when the server shuts down, or when a newer stream of the same listener
-/// takes over. Dropping it (hyper drops the body of a connection that failed) drops the
-/// message stream, which removes a `/watch` listener, and frees the stream's slot.
+/// stream ends, when a newer stream of the same listener takes over, or when the
+/// server shuts down, once the events queued by then are out. Dropping it (hyper drops
+/// the body of a connection that failed) drops the message stream, which removes a
+/// `/watch` listener, and frees the stream's slot.
 pub(crate) struct LiveEvents {
     events: MessageStream<SseAdapter>,
-    stop: StopFuture,
-    stopped: bool,
+    stop: Stop,
+    phase: Phase,
     _permit: OwnedSemaphorePermit,
     _slot: Option<SlotGuard>,
 }
@@ -36,14 +70,14 @@ impl LiveEvents {
     /// permits) and `slot` (the listener's one-stream slot, for `/stream`) while it lives.
     pub(crate) fn new(
         events: MessageStream<SseAdapter>,
-        stop: StopFuture,
+        stop: Stop,
         permit: OwnedSemaphorePermit,
         slot: Option<SlotGuard>,
     ) -> Self {
         LiveEvents {
             events,
             stop,
-            stopped: false,
+            phase: Phase::Live,
             _permit: permit,
             _slot: slot,
         }
@@ -55,12 +89,41 @@ impl Stream for LiveEvents {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SseEvent>> {
         let this = self.get_mut();
-        // The stop signal first: once it fired, not one more message leaves the queue.
-        if this.stopped || this.stop.as_mut().poll(cx).is_ready() {
-            this.stopped = true;
-            return Poll::Ready(None);
+        if this.phase == Phase::Live {
+            // A newer stream first: once it took over, not one more message leaves the
+            // queue here (the new stream reads the log from where this one stopped).
+            let superseded = this
+                .stop
+                .superseded
+                .as_mut()
+                .is_some_and(|superseded| Pin::new(superseded).poll(cx).is_ready());
+            if superseded {
+                this.phase = Phase::Ended;
+            } else if this.stop.settled.as_mut().poll(cx).is_ready() {
+                this.phase = Phase::Draining;
+            } else {
+                return Pin::new(&mut this.events).poll_next(cx);
+            }
         }
-        Pin::new(&mut this.events).poll_next(cx)
+        if this.phase == Phase::Draining {
+            // Nothing more is published once shutdown has settled: the queue only shrinks.
+            if let Some(event) = this.events.try_recv() {
+                return Poll::Ready(Some(event));
+            }
+            this.phase = Phase::Ended;
+        }
+        Poll::Ready(None)
+    }
+}
+
+impl Drop for LiveEvents {
+    fn drop(&mut self) {
+        // Cut by the end of the grace period, or its client left, while shutting down.
+        if self.phase != Phase::Ended && self.stop.shutdown.is_shutdown() {
+            self.stop
+                .undelivered
+                .add(self.events.listener().stats().queued);
+        }
     }
 }
 
@@ -68,25 +131,8 @@ impl fmt::Debug for LiveEvents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LiveEvents")
             .field("events", &self.events)
-            .field("stopped", &self.stopped)
+            .field("phase", &self.phase)
             .finish_non_exhaustive()
-    }
-}
-
-/// A future that completes when `shutdown` completes or, if given, when `superseded`
-/// does (a newer stream took over, or the slot was dropped).
-pub(crate) fn stop_future(
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    superseded: Option<oneshot::Receiver<()>>,
-) -> StopFuture {
-    match superseded {
-        None => Box::pin(shutdown),
-        Some(superseded) => Box::pin(async move {
-            tokio::select! {
-                () = shutdown => {}
-                _ = superseded => {}
-            }
-        }),
     }
 }
 

@@ -153,9 +153,11 @@ impl UnixServer {
         self
     }
 
-    /// Serves until the shutdown handle fires; then stops accepting, ends the open
-    /// streams, waits for connections (at most the grace period), removes the socket
-    /// file and returns.
+    /// Serves until the shutdown handle fires; then stops accepting, refuses the `b` and
+    /// `d` commands that arrive from then on (`ServerShuttingDownException`), writes what
+    /// the open streams have queued and ends them, waits for connections (at most the
+    /// grace period), removes the socket file and returns. The messages that streams cut
+    /// at the end of the grace period still held are counted in one log line.
     ///
     /// Connections are accepted on a thread of the server's own (`eric-unix-accept`),
     /// which answers there every command that arrives whole within a brief wait (1 ms
@@ -237,7 +239,13 @@ impl UnixServer {
         // The thread has dropped its handle of the listener: this closes it.
         drop(acceptor);
         let _ = std::fs::remove_file(&config.path);
-        drain(connections, config.shutdown_grace, "socket server").await;
+        drain(
+            connections,
+            config.shutdown_grace,
+            "socket server",
+            service.undelivered(),
+        )
+        .await;
         service.flush_refusals();
         if thread_ended {
             return Err(io::Error::other(

@@ -2,8 +2,8 @@
 //! accepted, shared by the accept thread and the runtime's tasks.
 
 use crate::container::ChannelContainer;
-use crate::protocol::{self, Outcome, ProtocolError};
-use crate::shutdown::ShutdownHandle;
+use crate::protocol::{self, Command, Outcome, ProtocolError};
+use crate::shutdown::{ShutdownHandle, Undelivered};
 use eric_core::MessageStream;
 use eric_sse::SseAdapter;
 use futures_core::Stream;
@@ -97,6 +97,7 @@ pub(crate) struct CommandService {
     shutdown: ShutdownHandle,
     read_timeout: Duration,
     max_command_bytes: usize,
+    undelivered: Undelivered,
 }
 
 impl CommandService {
@@ -112,12 +113,18 @@ impl CommandService {
             shutdown,
             read_timeout,
             max_command_bytes,
+            undelivered: Undelivered::default(),
         }
     }
 
     /// Logs the refusals by full queues that wait for their summary (the server stops).
     pub(crate) fn flush_refusals(&self) {
         self.container.flush_refusals();
+    }
+
+    /// What the streams could not deliver at shutdown.
+    pub(crate) fn undelivered(&self) -> &Undelivered {
+        &self.undelivered
     }
 
     /// The size limit of a command.
@@ -138,9 +145,20 @@ impl CommandService {
         }
     }
 
-    /// Executes a whole command (at most `max_command_bytes` long).
+    /// Executes a whole command (at most `max_command_bytes` long). Once shutdown is
+    /// asked for, `b` and `d` are refused: their message would be acknowledged, then
+    /// lost with the queues, since the streams that could write it are ending.
     pub(crate) fn execute(&self, raw: &[u8]) -> Reply {
-        reply(protocol::handle(&self.container, raw))
+        let outcome = match self.shutdown.admit() {
+            // Held while the command runs: the streams drain only after it queued its message.
+            Some(_admitted) => protocol::handle(&self.container, raw),
+            None if publishes(raw) => Err(ProtocolError::new(
+                "ServerShuttingDownException",
+                "the server is shutting down: the message was not queued",
+            )),
+            None => protocol::handle(&self.container, raw),
+        };
+        reply(outcome)
     }
 
     /// Serves the rest of a connection the accept thread handed off. The connection
@@ -186,44 +204,97 @@ impl CommandService {
         )
     }
 
-    /// Writes the stream's events, one JSON line each, until the stream ends, the client
-    /// goes away, or the server shuts down.
+    /// Writes the stream's events, one JSON line each, until the stream ends or the
+    /// client goes away; at shutdown, until what its queue holds is written.
     async fn stream(
         &self,
         stream: UnixStream,
-        mut events: MessageStream<SseAdapter>,
+        events: MessageStream<SseAdapter>,
     ) -> io::Result<()> {
         let (stream, watcher) = split_watcher(stream)?;
         let mut stream = stream;
+        let mut out = Outgoing {
+            events,
+            unwritten: 0,
+            shutdown: &self.shutdown,
+            undelivered: &self.undelivered,
+        };
         let client_gone = client_gone(&watcher);
         tokio::pin!(client_gone);
-        let stop = self.shutdown.wait();
-        tokio::pin!(stop);
+        let settled = self.shutdown.settled();
+        tokio::pin!(settled);
+        let mut draining = false;
         let mut buf = Vec::with_capacity(16 * 1024);
         loop {
-            let event = tokio::select! {
-                biased;
-                _ = &mut stop => break,
-                _ = &mut client_gone => {
-                    tracing::debug!(listener = ?events.listener().id(), "stream client left");
-                    return Ok(());
+            let event = if draining {
+                // Nothing more is published once shutdown has settled: the queue only shrinks.
+                match out.events.try_recv() {
+                    Some(event) => event,
+                    None => break,
                 }
-                event = next_event(&mut events) => event,
+            } else {
+                let event = tokio::select! {
+                    biased;
+                    _ = &mut settled => {
+                        draining = true;
+                        continue;
+                    }
+                    _ = &mut client_gone => {
+                        tracing::debug!(listener = ?out.events.listener().id(), "stream client left");
+                        return Ok(());
+                    }
+                    event = next_event(&mut out.events) => event,
+                };
+                match event {
+                    Some(event) => event,
+                    None => break,
+                }
             };
-            let Some(event) = event else { break };
             protocol::write_stream_line(&mut buf, &event);
+            out.unwritten = 1;
             // Write what else is ready in the same system call.
             while buf.len() < 64 * 1024 {
-                match events.try_recv() {
-                    Some(event) => protocol::write_stream_line(&mut buf, &event),
+                match out.events.try_recv() {
+                    Some(event) => {
+                        protocol::write_stream_line(&mut buf, &event);
+                        out.unwritten += 1;
+                    }
                     None => break,
                 }
             }
             stream.write_all(&buf).await?;
+            out.unwritten = 0;
             buf.clear();
         }
         stream.shutdown().await
     }
+}
+
+/// A stream's events, and the lines taken from them but not written yet: what is left
+/// when a stream ends during shutdown (its client left, or the grace period ran out) is
+/// counted as not delivered.
+struct Outgoing<'a> {
+    events: MessageStream<SseAdapter>,
+    unwritten: usize,
+    shutdown: &'a ShutdownHandle,
+    undelivered: &'a Undelivered,
+}
+
+impl Drop for Outgoing<'_> {
+    fn drop(&mut self) {
+        if self.shutdown.is_shutdown() {
+            self.undelivered
+                .add(self.unwritten + self.events.listener().stats().queued);
+        }
+    }
+}
+
+/// Whether `raw` is a command that publishes a message (`b`, `d`).
+fn publishes(raw: &[u8]) -> bool {
+    matches!(
+        protocol::parse(raw),
+        Ok(Command::Broadcast { .. } | Command::Dispatch { .. })
+    )
 }
 
 async fn next_event(events: &mut MessageStream<SseAdapter>) -> Option<eric_sse::SseEvent> {

@@ -77,6 +77,20 @@ impl TestServer {
         TestServer::launch(container, |_| {}, configure).await
     }
 
+    /// Both servers, each with the settings its closure adjusts.
+    #[cfg(feature = "http")]
+    pub async fn start_both_with(
+        configure_unix: impl FnOnce(&mut UnixServerConfig),
+        configure_http: impl FnOnce(&mut HttpServerConfig),
+    ) -> TestServer {
+        TestServer::launch(
+            Arc::new(ChannelContainer::new()),
+            configure_unix,
+            configure_http,
+        )
+        .await
+    }
+
     async fn launch(
         container: Arc<ChannelContainer>,
         configure_unix: impl FnOnce(&mut UnixServerConfig),

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 #[path = "../common/mod.rs"]
 mod common;
 #[allow(unused_imports)] // each test binary uses its own part
-pub use common::{bounded, eventually, TestServer, WAIT};
+pub use common::{bounded, eventually, RawStream, TestServer, WAIT};
 
 impl TestServer {
     /// A request on a new connection.
@@ -46,6 +46,13 @@ impl TestServer {
         request = request.header("host", self.addr.to_string());
         for (name, value) in headers {
             request = request.header(*name, *value);
+        }
+        let declares_type = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !declares_type {
+            // What the server requires of a body (415 otherwise).
+            request = request.header("content-type", "application/json");
         }
         let body = Full::new(Bytes::from(body.unwrap_or_default().to_owned()));
         let request = request.body(body).expect("a valid request");
