@@ -107,7 +107,7 @@
 
 mod body;
 mod config;
-mod direct;
+pub(crate) mod direct;
 mod routes;
 mod server;
 mod state;

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 /// A request head larger than this goes to hyper, which has its own limit.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// A request with more headers than this goes to hyper.
-const MAX_HEADERS: usize = 32;
+pub(crate) const MAX_HEADERS: usize = 32;
 
 /// A request head, read.
 // Short-lived, inside the boxed first-request future: boxing the request would buy nothing.
@@ -43,22 +43,47 @@ pub(super) async fn read_head(stream: &TcpStream, read: Vec<u8>) -> Head {
                 Ok(_) => {}
             }
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut head = httparse::Request::new(&mut headers);
-        match head.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                return match stream_request(&head) {
-                    Some(request) => Head::Stream {
-                        request,
-                        rest: buf.split_off(len),
-                    },
-                    None => Head::Other(buf),
-                };
+        match parse_head(&buf) {
+            Parsed::Stream { request, head_len } => {
+                return Head::Stream {
+                    request,
+                    rest: buf.split_off(head_len),
+                }
             }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => {}
+            Parsed::Partial if buf.len() < MAX_HEAD_BYTES => {}
             // Large, malformed or unusual: hyper answers it as it answers any request.
-            Ok(httparse::Status::Partial) | Err(_) => return Head::Other(buf),
+            Parsed::Partial | Parsed::Other => return Head::Other(buf),
         }
+    }
+}
+
+/// What the bytes read so far of a connection hold.
+// Short-lived, as `Head`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// The head of a request the direct path serves, `head_len` bytes long.
+    Stream {
+        request: Request<http_body_util::Empty<Bytes>>,
+        head_len: usize,
+    },
+    /// A complete head the direct path leaves to hyper, or bytes that are no request head.
+    Other,
+    /// The start of a head: more bytes are needed to decide.
+    Partial,
+}
+
+/// Decides on the bytes read so far, whatever their length (the caller bounds it).
+pub(crate) fn parse_head(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut headers);
+    match head.parse(buf) {
+        Ok(httparse::Status::Complete(head_len)) => match stream_request(&head) {
+            Some(request) => Parsed::Stream { request, head_len },
+            None => Parsed::Other,
+        },
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(_) => Parsed::Other,
     }
 }
 
