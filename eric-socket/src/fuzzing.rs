@@ -120,7 +120,7 @@ fn check_floats(value: &Value) {
 /// requests of a `/stream/` or `/watch/` path, with at most its number of headers, all
 /// of them valid for the `http` crate, no `Transfer-Encoding`, `Expect` or `Upgrade`,
 /// and no `Content-Length` but `0`; it refuses whatever httparse refuses, and waits for
-/// more where httparse does. A decision taken on a prefix of the input (as bytes arrive)
+/// more where httparse does (unless the head has more headers than it takes already). A decision taken on a prefix of the input (as bytes arrive)
 /// is the decision on the whole.
 #[cfg(feature = "http")]
 pub fn check_http_head(data: &[u8]) {
@@ -132,7 +132,17 @@ pub fn check_http_head(data: &[u8]) {
     match reference.parse(data) {
         Err(_) => assert!(matches!(decision, Parsed::Other), "{decision:?}"),
         Ok(httparse::Status::Partial) => {
-            assert!(matches!(decision, Parsed::Partial), "{decision:?}")
+            // More headers than the direct path takes go to hyper before the head ends.
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let too_many = matches!(
+                httparse::Request::new(&mut headers).parse(data),
+                Err(httparse::Error::TooManyHeaders)
+            );
+            match decision {
+                Parsed::Partial => {}
+                Parsed::Other if too_many => {}
+                decision => panic!("the head reader decided {decision:?} on a partial head"),
+            }
         }
         Ok(httparse::Status::Complete(len)) => match (&decision, served(&reference)) {
             (Parsed::Stream { request, head_len }, Some(uri)) => {

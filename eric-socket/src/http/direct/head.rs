@@ -117,10 +117,13 @@ fn stream_request(
         let value = HeaderValue::from_bytes(field.value).ok()?;
         headers.append(name, value);
     }
+    // Every Content-Length counts, not the first: `0` then `5` is a body to hyper (which
+    // refuses the request), and reading past it here would take the body for a request.
     let has_body = headers.contains_key(header::TRANSFER_ENCODING)
         || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|length| length.as_bytes() != b"0");
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length.as_bytes() != b"0");
     if has_body || headers.contains_key(header::EXPECT) || headers.contains_key(header::UPGRADE) {
         return None;
     }
@@ -173,6 +176,7 @@ mod tests {
             b"OPTIONS /watch/c HTTP/1.1\r\n\r\n",
             b"GET /watch/c HTTP/1.0\r\n\r\n",
             b"GET /watch/c HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            b"GET /watch/c HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
             b"GET /watch/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET /watch/c HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
             b"GET /watch/c HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
