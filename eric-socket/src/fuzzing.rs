@@ -180,8 +180,12 @@ pub fn check_http_head(data: &[u8]) {
     for cut in cuts {
         match (parse_head(&data[..cut]), &decision) {
             (Parsed::Partial, _) | (Parsed::Other, Parsed::Other) => {}
-            (Parsed::Stream { head_len, .. }, Parsed::Stream { head_len: whole, .. })
-                if head_len == *whole => {}
+            (
+                Parsed::Stream { head_len, .. },
+                Parsed::Stream {
+                    head_len: whole, ..
+                },
+            ) if head_len == *whole => {}
             (early, whole) => {
                 panic!("{cut} bytes decide {early:?}, the whole input decides {whole:?}")
             }
@@ -194,8 +198,7 @@ pub fn check_http_head(data: &[u8]) {
 fn served(head: &httparse::Request<'_, '_>) -> Option<http::Uri> {
     use crate::http::direct::MAX_HEADERS;
 
-    if head.headers.len() > MAX_HEADERS || head.method != Some("GET") || head.version != Some(1)
-    {
+    if head.headers.len() > MAX_HEADERS || head.method != Some("GET") || head.version != Some(1) {
         return None;
     }
     let uri: http::Uri = head.path?.parse().ok()?;

@@ -912,13 +912,21 @@ mod tests {
     fn payload_floats_pass_through_unchanged() {
         // Python's shortest repr of each double; serde_json's default parse read the first
         // one 1 ulp off, so a listener got other digits than the publisher sent.
-        for text in ["8.59031950253993e+183", "0.1", "5e-324", "1.7976931348623157e+308"] {
+        for text in [
+            "8.59031950253993e+183",
+            "0.1",
+            "5e-324",
+            "1.7976931348623157e+308",
+        ] {
             let raw = format!(r#"{{"v": "b", "c": "1", "t": "t", "p": [{text}]}}"#);
             let Ok(Command::Broadcast { message, .. }) = parse(raw.as_bytes()) else {
                 panic!("{raw} does not parse");
             };
             let float = text.parse::<f64>().unwrap();
-            assert_eq!(message.payload[0].as_f64().map(f64::to_bits), Some(float.to_bits()));
+            assert_eq!(
+                message.payload[0].as_f64().map(f64::to_bits),
+                Some(float.to_bits())
+            );
             let mut line = Vec::new();
             write_stream_line(&mut line, &SseEvent::new("t", message.payload));
             let line = String::from_utf8(line).unwrap();

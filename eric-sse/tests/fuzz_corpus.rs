@@ -12,7 +12,12 @@ fn the_sse_parser_corpus_passes_its_check() {
         .map(|entry| entry.unwrap().path())
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "{} holds {} seeds", dir.display(), files.len());
+    assert!(
+        files.len() >= 10,
+        "{} holds {} seeds",
+        dir.display(),
+        files.len()
+    );
     for file in files {
         let input = std::fs::read(&file).unwrap();
         let outcome = std::panic::catch_unwind(|| eric_sse::fuzzing::check_parser(&input));
