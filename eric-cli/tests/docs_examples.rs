@@ -117,6 +117,7 @@ const EXPECTED: &[(&str, Counts)] = &[
     ("docs/eric-processing.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/eric-socket.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/eric-sse.md", Counts::new(0, 0, 0, 0, 0)),
+    ("docs/fuzzing.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/http-api.md", Counts::new(2, 0, 1, 0, 0)),
     ("docs/migrating-from-python.md", Counts::new(0, 0, 0, 2, 0)),
     ("docs/socket-protocol.md", Counts::new(0, 1, 1, 1, 0)),

@@ -51,6 +51,10 @@
 
 mod accept;
 mod container;
+/// The checks of the fuzz targets, for them and for the tests that replay their corpus:
+/// not API.
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "http")]
 pub mod http;
 mod limits;

@@ -288,7 +288,7 @@ pub fn parse(raw: &[u8]) -> Result<Command, ProtocolError> {
 /// whose verb has every key it needs. No tree is built for the command itself, only
 /// for its payload. Anything else is `None`, and [`parse_any`] decides, so that one
 /// function words every error.
-fn parse_well_formed(raw: &[u8]) -> Option<Command> {
+pub(crate) fn parse_well_formed(raw: &[u8]) -> Option<Command> {
     let WireCommand {
         verb,
         channel,
@@ -402,7 +402,7 @@ impl<'de> Deserialize<'de> for WireStr<'de> {
 
 /// Parses any input, and words the error when it is not a command as the reference
 /// does.
-fn parse_any(raw: &[u8]) -> Result<Command, ProtocolError> {
+pub(crate) fn parse_any(raw: &[u8]) -> Result<Command, ProtocolError> {
     let value: Value = serde_json::from_slice(raw).map_err(|e| json_decode_error(raw, &e))?;
     let raw_text = String::from_utf8_lossy(raw);
     let Value::Object(mut object) = value else {
@@ -920,6 +920,32 @@ mod tests {
             crate::pyjson::write_python_json(&mut serialised, &event).unwrap();
             serialised.push(b'\n');
             assert_eq!(line, serialised);
+        }
+    }
+
+    #[test]
+    fn payload_floats_pass_through_unchanged() {
+        // Python's shortest repr of each double; serde_json's default parse read the first
+        // one 1 ulp off, so a listener got other digits than the publisher sent.
+        for text in [
+            "8.59031950253993e+183",
+            "0.1",
+            "5e-324",
+            "1.7976931348623157e+308",
+        ] {
+            let raw = format!(r#"{{"v": "b", "c": "1", "t": "t", "p": [{text}]}}"#);
+            let Ok(Command::Broadcast { message, .. }) = parse(raw.as_bytes()) else {
+                panic!("{raw} does not parse");
+            };
+            let float = text.parse::<f64>().unwrap();
+            assert_eq!(
+                message.payload[0].as_f64().map(f64::to_bits),
+                Some(float.to_bits())
+            );
+            let mut line = Vec::new();
+            write_stream_line(&mut line, &SseEvent::new("t", message.payload));
+            let line = String::from_utf8(line).unwrap();
+            assert!(line.contains(&format!("[{text}]")), "{line}");
         }
     }
 

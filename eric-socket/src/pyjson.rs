@@ -147,7 +147,7 @@ fn write_number(buf: &mut Vec<u8>, number: &Number) {
 /// decimal (`100.0`, `0.0001`) when the decimal exponent is from -4 to 15, otherwise in
 /// exponent form with a sign and at least two exponent digits (`1e+16`, `1.5e-05`).
 /// Rust's own shortest form chooses other bounds and writes `1e16`.
-fn write_python_float(buf: &mut Vec<u8>, value: f64) {
+pub(crate) fn write_python_float(buf: &mut Vec<u8>, value: f64) {
     if !value.is_finite() {
         // JSON values cannot hold these; Python would write `NaN` or `Infinity`.
         let text = if value.is_nan() {

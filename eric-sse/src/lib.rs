@@ -66,6 +66,10 @@
 mod channel;
 pub mod encode;
 mod event;
+/// The checks of the fuzz targets, for them and for the tests that replay their corpus:
+/// not API.
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

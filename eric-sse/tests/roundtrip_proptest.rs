@@ -1,6 +1,7 @@
 //! Property: whatever the encoder accepts, the parser reads back as the same event, for
 //! any chunking of the bytes.
 
+use eric_sse::fuzzing::spec_model;
 use eric_sse::{DataMode, Encoder, ParsedEvent, Parser, SseEvent};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -208,7 +209,7 @@ proptest! {
     }
 
     /// The incremental parser agrees with a plain transcription of the spec
-    /// ([`spec_model`]) on arbitrary bytes: events, last event id, reconnection time.
+    /// ([`spec_model`], shared with the fuzz target) on arbitrary bytes: events, last event id, reconnection time.
     #[test]
     fn the_parser_agrees_with_a_line_by_line_model_of_the_spec(
         bom in any::<bool>(),
@@ -236,8 +237,8 @@ proptest! {
             start = cut;
         }
         parser.finish();
-        let model = spec_model(&bytes);
-        prop_assert_eq!(parser.events().collect::<Vec<_>>(), model.events);
+        let model = spec_model(&bytes, "");
+        prop_assert_eq!(parser.events().collect::<Vec<_>>(), model.events());
         prop_assert_eq!(parser.last_event_id(), model.last_event_id);
         prop_assert_eq!(parser.reconnection_time(), model.retry);
     }
@@ -265,82 +266,4 @@ fn contains_float(value: &Value) -> bool {
         Value::Object(map) => map.values().any(contains_float),
         _ => false,
     }
-}
-
-struct Model {
-    events: Vec<ParsedEvent>,
-    last_event_id: String,
-    retry: Option<u64>,
-}
-
-/// The WHATWG algorithm written as plainly as possible, on a whole stream: decode (UTF-8
-/// decode drops one BOM), split into lines, process each line, drop the unterminated tail.
-fn spec_model(bytes: &[u8]) -> Model {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' => {
-                if chars.peek() == Some(&'\n') {
-                    chars.next();
-                }
-                lines.push(std::mem::take(&mut line));
-            }
-            '\n' => lines.push(std::mem::take(&mut line)),
-            c => line.push(c),
-        }
-    }
-    // `line` is now the unterminated tail: discarded.
-    let (mut data, mut event_type, mut id_buffer) = (String::new(), String::new(), String::new());
-    let mut model = Model {
-        events: Vec::new(),
-        last_event_id: String::new(),
-        retry: None,
-    };
-    for line in lines {
-        if line.is_empty() {
-            model.last_event_id = id_buffer.clone();
-            if data.is_empty() {
-                event_type.clear();
-                continue;
-            }
-            if data.ends_with('\n') {
-                data.pop();
-            }
-            model.events.push(ParsedEvent {
-                event: if event_type.is_empty() {
-                    "message".into()
-                } else {
-                    event_type.clone()
-                },
-                data: std::mem::take(&mut data),
-                last_event_id: model.last_event_id.clone(),
-            });
-            event_type.clear();
-            continue;
-        }
-        if line.starts_with(':') {
-            continue;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-            None => (line.as_str(), ""),
-        };
-        match field {
-            "event" => event_type = value.to_owned(),
-            "data" => {
-                data.push_str(value);
-                data.push('\n');
-            }
-            "id" if !value.contains('\0') => id_buffer = value.to_owned(),
-            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
-                model.retry = Some(value.parse().unwrap_or(u64::MAX));
-            }
-            _ => {}
-        }
-    }
-    model
 }

@@ -11,6 +11,10 @@
 //!   inter-crate dependencies together, refuses when the tree is dirty or CHANGELOG.md has
 //!   no entry for the version, packages each crate in dependency order, commits and tags.
 //! * `dist`: a release build of `eric` in a tarball, with its SHA-256 checksum.
+//! * `fuzz [--seconds N] [TARGET]`: runs the libFuzzer targets of `fuzz/` (all, one after
+//!   another, or TARGET) for N seconds each through `cargo +nightly fuzz run`, starting
+//!   from the committed corpus; new inputs go to `target/fuzz-corpus/TARGET`, crashes to
+//!   `fuzz/artifacts/TARGET`. Needs a nightly toolchain and cargo-fuzz.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -39,6 +43,12 @@ const RUNTIME_FREE: [(&str, &[&str]); 3] = [
     ("eric-processing", &["--all-features"]),
 ];
 
+/// The fuzz targets of `fuzz/` (fuzz/Cargo.toml), run by `fuzz` when none is named.
+const FUZZ_TARGETS: [&str; 4] = ["socket_command", "sse_parser", "http_head", "python_json"];
+
+/// How long `fuzz` runs each target when `--seconds` is not given.
+const DEFAULT_FUZZ_SECONDS: u64 = 60;
+
 /// Crates that are (or start) an async runtime.
 const RUNTIMES: [&str; 4] = ["tokio", "async-std", "smol", "async-executor"];
 
@@ -54,6 +64,9 @@ fn main() -> ExitCode {
         ["release", version] => release(version, false),
         ["release", version, "--no-verify"] => release(version, true),
         ["dist"] => dist(),
+        ["fuzz", rest @ ..] => {
+            fuzz_args(rest).and_then(|(seconds, targets)| fuzz(seconds, &targets))
+        }
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -61,7 +74,8 @@ fn main() -> ExitCode {
                  ci                               fmt, layering, deny, clippy, tests, docs,\n  \
                                                   each crate alone, the rust-version build\n  \
                  release <version> [--no-verify]  bump versions, package, commit and tag\n  \
-                 dist                             release tarball of `eric` with its SHA-256"
+                 dist                             release tarball of `eric` with its SHA-256\n  \
+                 fuzz [--seconds N] [TARGET]      run the fuzz targets (nightly, cargo-fuzz)"
             );
             return ExitCode::from(2);
         }
@@ -418,6 +432,80 @@ fn dist() -> Result {
     Ok(())
 }
 
+/// The seconds per target and the targets of `fuzz [--seconds N] [TARGET]`.
+fn fuzz_args(args: &[&str]) -> Result<(u64, Vec<&'static str>)> {
+    let mut seconds = DEFAULT_FUZZ_SECONDS;
+    let mut targets: Vec<&'static str> = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if *arg == "--seconds" {
+            let value = args.next().ok_or("--seconds needs a number")?;
+            seconds = value
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("--seconds {value}: not a positive number"))?;
+        } else if let Some(target) = FUZZ_TARGETS.iter().find(|t| *t == arg) {
+            targets.push(target);
+        } else {
+            return Err(format!(
+                "{arg:?} is no fuzz target: expected one of {}",
+                FUZZ_TARGETS.join(", ")
+            ));
+        }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.to_vec();
+    }
+    Ok((seconds, targets))
+}
+
+/// Runs each of `targets` for `seconds` with `cargo +nightly fuzz run`.
+fn fuzz(seconds: u64, targets: &[&str]) -> Result {
+    let root = root()?;
+    // Through rustup's `cargo`, so that `+nightly` picks the toolchain; the outer
+    // cargo's variables would pin the inner one to the stable toolchain.
+    let nightly_cargo = || {
+        let mut command = Command::new("cargo");
+        command
+            .current_dir(&root)
+            .arg("+nightly")
+            .env_remove("CARGO")
+            .env_remove("RUSTC")
+            .env_remove("RUSTDOC")
+            .env_remove("RUSTUP_TOOLCHAIN");
+        command
+    };
+    let installed = nightly_cargo()
+        .args(["fuzz", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !installed {
+        return Err(
+            "`cargo +nightly fuzz` does not run: install a nightly toolchain \
+                    (`rustup toolchain install nightly`) and cargo-fuzz \
+                    (`cargo install cargo-fuzz`)"
+                .into(),
+        );
+    }
+    for target in targets {
+        let work = root.join("target/fuzz-corpus").join(target);
+        std::fs::create_dir_all(&work)
+            .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+        let seeds = root.join("fuzz/corpus").join(target);
+        run(nightly_cargo()
+            .args(["fuzz", "run", target])
+            .arg(&work)
+            .arg(&seeds)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1"))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +540,35 @@ mod tests {
         let listing = "eric-sse v0.1.0 (/src/eric-sse)\ntokio v1.54.1\nbytes v1.0.0\n\
                        tokio v1.54.1 (*)\n";
         assert_eq!(runtimes_in(listing), ["tokio"]);
+    }
+
+    #[test]
+    fn fuzz_runs_every_target_for_a_minute_unless_told_otherwise() {
+        assert_eq!(fuzz_args(&[]), Ok((60, FUZZ_TARGETS.to_vec())));
+        assert_eq!(
+            fuzz_args(&["--seconds", "600", "http_head"]),
+            Ok((600, vec!["http_head"]))
+        );
+        assert_eq!(
+            fuzz_args(&["sse_parser", "--seconds", "5"]),
+            Ok((5, vec!["sse_parser"]))
+        );
+        assert!(fuzz_args(&["--seconds"]).is_err());
+        assert!(fuzz_args(&["--seconds", "0"]).is_err());
+        assert!(fuzz_args(&["--seconds", "ten"]).is_err());
+        assert!(fuzz_args(&["jwt"]).is_err());
+    }
+
+    #[test]
+    fn fuzz_targets_are_those_of_the_fuzz_manifest() {
+        let manifest = include_str!("../../fuzz/Cargo.toml");
+        let declared: Vec<&str> = manifest
+            .lines()
+            .filter_map(|line| line.strip_prefix("name = \""))
+            .filter_map(|rest| rest.strip_suffix('"'))
+            .filter(|name| *name != "eric-fuzz")
+            .collect();
+        assert_eq!(declared, FUZZ_TARGETS);
     }
 
     #[test]

@@ -116,7 +116,7 @@
 
 mod body;
 mod config;
-mod direct;
+pub(crate) mod direct;
 mod host;
 mod routes;
 mod server;

@@ -67,8 +67,9 @@ impl From<ProtocolError> for ClientError {
 ///
 /// let client = SocketClient::new("/tmp/eric.sock");
 /// let channel = client.create_channel().await?;
-/// let mut events = client.watch(&channel).await?;
+/// let listener = client.register(&channel).await?;
 /// client.broadcast(&channel, "greeting", json!({"text": "hi"})).await?;
+/// let mut events = client.listen(&channel, &listener).await?;
 /// let event = events.next_event().await.unwrap()?;
 /// assert_eq!(event.event(), "greeting");
 /// # Ok(()) }
@@ -205,6 +206,10 @@ impl SocketClient {
     }
 
     /// `w`: streams a new listener of `channel`, removed when the stream is dropped.
+    ///
+    /// The protocol does not acknowledge `w`: this returns once the command is sent, and
+    /// a broadcast sent right after may reach the server before the listener exists. To
+    /// miss nothing, `register` a listener first and [`listen`](Self::listen) to it.
     pub async fn watch(&self, channel: &str) -> Result<EventStream, ClientError> {
         self.open_stream(Command::Watch {
             channel: channel.to_owned(),

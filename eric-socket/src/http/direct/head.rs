@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 /// A request head larger than this goes to hyper, which has its own limit.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// A request with more headers than this goes to hyper.
-const MAX_HEADERS: usize = 32;
+pub(crate) const MAX_HEADERS: usize = 32;
 
 /// A request head, read.
 // Short-lived, inside the boxed first-request future: boxing the request would buy nothing.
@@ -43,22 +43,47 @@ pub(super) async fn read_head(stream: &TcpStream, read: Vec<u8>) -> Head {
                 Ok(_) => {}
             }
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut head = httparse::Request::new(&mut headers);
-        match head.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                return match stream_request(&head) {
-                    Some(request) => Head::Stream {
-                        request,
-                        rest: buf.split_off(len),
-                    },
-                    None => Head::Other(buf),
-                };
+        match parse_head(&buf) {
+            Parsed::Stream { request, head_len } => {
+                return Head::Stream {
+                    request,
+                    rest: buf.split_off(head_len),
+                }
             }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => {}
+            Parsed::Partial if buf.len() < MAX_HEAD_BYTES => {}
             // Large, malformed or unusual: hyper answers it as it answers any request.
-            Ok(httparse::Status::Partial) | Err(_) => return Head::Other(buf),
+            Parsed::Partial | Parsed::Other => return Head::Other(buf),
         }
+    }
+}
+
+/// What the bytes read so far of a connection hold.
+// Short-lived, as `Head`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// The head of a request the direct path serves, `head_len` bytes long.
+    Stream {
+        request: Request<http_body_util::Empty<Bytes>>,
+        head_len: usize,
+    },
+    /// A complete head the direct path leaves to hyper, or bytes that are no request head.
+    Other,
+    /// The start of a head: more bytes are needed to decide.
+    Partial,
+}
+
+/// Decides on the bytes read so far, whatever their length (the caller bounds it).
+pub(crate) fn parse_head(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Request::new(&mut headers);
+    match head.parse(buf) {
+        Ok(httparse::Status::Complete(head_len)) => match stream_request(&head) {
+            Some(request) => Parsed::Stream { request, head_len },
+            None => Parsed::Other,
+        },
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(_) => Parsed::Other,
     }
 }
 
@@ -92,10 +117,13 @@ fn stream_request(
         let value = HeaderValue::from_bytes(field.value).ok()?;
         headers.append(name, value);
     }
+    // Every Content-Length counts, not the first: `0` then `5` is a body to hyper (which
+    // refuses the request), and reading past it here would take the body for a request.
     let has_body = headers.contains_key(header::TRANSFER_ENCODING)
         || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|length| length.as_bytes() != b"0");
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length.as_bytes() != b"0");
     if has_body || headers.contains_key(header::EXPECT) || headers.contains_key(header::UPGRADE) {
         return None;
     }
@@ -148,6 +176,7 @@ mod tests {
             b"OPTIONS /watch/c HTTP/1.1\r\n\r\n",
             b"GET /watch/c HTTP/1.0\r\n\r\n",
             b"GET /watch/c HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            b"GET /watch/c HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
             b"GET /watch/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET /watch/c HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
             b"GET /watch/c HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",

@@ -18,6 +18,7 @@ mod head;
 mod response;
 mod rewound;
 
+pub(crate) use head::{parse_head, Parsed, MAX_HEADERS};
 pub(crate) use response::{PendingResponse, ResponseWriter};
 pub(crate) use rewound::Rewound;
 

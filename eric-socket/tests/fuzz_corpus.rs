@@ -1,0 +1,44 @@
+//! The committed seed corpus of the fuzz targets (`fuzz/corpus/<target>/`), replayed on
+//! stable through the same checks the targets run (`eric_socket::fuzzing`): what the
+//! fuzzers found once stays found.
+
+use std::path::PathBuf;
+
+/// Runs `check` on every file of the corpus of `target`, which must hold some.
+fn replay(target: &str, check: fn(&[u8])) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 10,
+        "{} holds {} seeds",
+        dir.display(),
+        files.len()
+    );
+    for file in files {
+        let input = std::fs::read(&file).unwrap();
+        let outcome = std::panic::catch_unwind(|| check(&input));
+        assert!(outcome.is_ok(), "{} fails its check", file.display());
+    }
+}
+
+#[test]
+fn the_socket_command_corpus_passes_its_check() {
+    replay("socket_command", eric_socket::fuzzing::check_command);
+}
+
+#[test]
+fn the_python_json_corpus_passes_its_check() {
+    replay("python_json", eric_socket::fuzzing::check_python_json);
+}
+
+#[cfg(feature = "http")]
+#[test]
+fn the_http_head_corpus_passes_its_check() {
+    replay("http_head", eric_socket::fuzzing::check_http_head);
+}
