@@ -152,6 +152,23 @@ async fn serve_page(listener: TcpListener, reports: mpsc::UnboundedSender<Value>
     }
 }
 
+/// Opens the test page (served at `page_origin`) in Chromium on the event stream at
+/// `stream_url`, expecting `expect` events, and waits until its stream is open.
+async fn open_page(
+    page_origin: &str,
+    stream_url: &str,
+    expect: usize,
+    reports: &mut mpsc::UnboundedReceiver<Value>,
+) -> Browser {
+    let page_url = format!(
+        "{page_origin}/page?stream={}&expect={expect}",
+        form_urlencoded_component(stream_url)
+    );
+    let browser = Browser::open(&page_url);
+    report_where(reports, &browser, "an open stream", |r| r["opens"] == 1).await;
+    browser
+}
+
 /// Waits for the first report of the page that satisfies `done`.
 async fn report_where(
     reports: &mut mpsc::UnboundedReceiver<Value>,
@@ -213,17 +230,8 @@ async fn a_browser_event_source_gets_every_event_once_in_order_and_resumes_after
     let expect = first.len() + while_away.len();
 
     let stream_url = format!("http://{}/stream/browser/{listener}", server.addr);
-    let page_url = format!(
-        "{page_origin}/page?stream={}&expect={expect}",
-        form_urlencoded_component(&stream_url)
-    );
-    let browser = Browser::open(&page_url);
-
     // 1. The page is connected; the events come.
-    report_where(&mut reports, &browser, "an open stream", |r| {
-        r["opens"] == 1
-    })
-    .await;
+    let browser = open_page(&page_origin, &stream_url, expect, &mut reports).await;
     for payload in &first {
         server.broadcast("browser", "note", payload.clone()).await;
     }
@@ -337,15 +345,7 @@ async fn a_browser_watching_a_channel_gets_every_event_once_though_its_connectio
     let proxy = CuttingProxy::start(server.addr).await;
 
     let stream_url = format!("http://{}/watch/live", proxy.addr);
-    let page_url = format!(
-        "{page_origin}/page?stream={}&expect={EVENTS}",
-        form_urlencoded_component(&stream_url)
-    );
-    let browser = Browser::open(&page_url);
-    report_where(&mut reports, &browser, "an open stream", |r| {
-        r["opens"] == 1
-    })
-    .await;
+    let browser = open_page(&page_origin, &stream_url, EVENTS, &mut reports).await;
 
     // Broadcasts go on at a steady pace while the connection is cut, three times, at
     // whatever byte it is at; the last events wait for the last cut, so the browser is
