@@ -2,29 +2,12 @@
 //! stable through the same checks the targets run (`eric_socket::fuzzing`): what the
 //! fuzzers found once stays found.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 /// Runs `check` on every file of the corpus of `target`, which must hold some.
 fn replay(target: &str, check: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|error| panic!("cannot read {}: {error}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 10,
-        "{} holds {} seeds",
-        dir.display(),
-        files.len()
-    );
-    for file in files {
-        let input = std::fs::read(&file).unwrap();
-        let outcome = std::panic::catch_unwind(|| check(&input));
-        assert!(outcome.is_ok(), "{} fails its check", file.display());
-    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    eric_sse::fuzzing::replay_corpus(&workspace, target, check);
 }
 
 #[test]

@@ -4,6 +4,33 @@
 //! Not part of the API: hidden from the docs, and free to change in any release.
 
 use crate::parse::{Item, ParsedEvent, Parser};
+use std::path::{Path, PathBuf};
+
+/// Runs `check` on every file of the committed corpus of `target`
+/// (`fuzz/corpus/<target>/` under `workspace`), which must hold at least ten: how the
+/// stable tests of each crate replay what the fuzzers found.
+///
+/// # Panics
+/// When the corpus cannot be read or is too small, or `check` panics on a file (naming it).
+pub fn replay_corpus(workspace: &Path, target: &str, check: fn(&[u8])) {
+    let dir = workspace.join("fuzz/corpus").join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 10,
+        "{} holds {} seeds",
+        dir.display(),
+        files.len()
+    );
+    for file in files {
+        let input = std::fs::read(&file).unwrap();
+        let outcome = std::panic::catch_unwind(|| check(&input));
+        assert!(outcome.is_ok(), "{} fails its check", file.display());
+    }
+}
 
 /// What a stream parses to by the letter of the spec.
 #[derive(Debug, Default)]

@@ -124,6 +124,15 @@ fn output(command: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Whether `command` runs and exits successfully, its output thrown away: is a tool there.
+fn succeeds(command: &mut Command) -> bool {
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 fn describe(command: &Command) -> String {
     std::iter::once(command.get_program())
         .chain(command.get_args())
@@ -197,12 +206,7 @@ fn runtimes_in(listing: &str) -> Vec<&str> {
 /// `cargo deny check licenses bans` against deny.toml: the checks that need no advisory
 /// database.
 fn deny(root: &Path) -> Result {
-    let installed = cargo(root)
-        .args(["deny", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
+    let installed = succeeds(cargo(root).args(["deny", "--version"]));
     if !installed {
         return Err(
             "cargo-deny is missing, so the license and ban checks cannot run: \
@@ -221,12 +225,8 @@ fn rust_version_build(root: &Path) -> Result {
         .map_err(|e| format!("cannot read Cargo.toml: {e}"))?;
     let version = declared_rust_version(&manifest)
         .ok_or("Cargo.toml declares no `rust-version` in [workspace.package]")?;
-    let toolchain_present = Command::new("rustup")
-        .args(["run", &version, "rustc", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
+    let toolchain_present =
+        succeeds(Command::new("rustup").args(["run", &version, "rustc", "--version"]));
     if !toolchain_present {
         return Err(format!(
             "the toolchain of the declared rust-version {version} is missing, so the \
@@ -476,12 +476,7 @@ fn fuzz(seconds: u64, targets: &[&str]) -> Result {
             .env_remove("RUSTUP_TOOLCHAIN");
         command
     };
-    let installed = nightly_cargo()
-        .args(["fuzz", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
+    let installed = succeeds(nightly_cargo().args(["fuzz", "--version"]));
     if !installed {
         return Err(
             "`cargo +nightly fuzz` does not run: install a nightly toolchain \
