@@ -30,6 +30,10 @@ pub(crate) struct Stop {
     superseded: Option<oneshot::Receiver<()>>,
     shutdown: ShutdownHandle,
     undelivered: Undelivered,
+    /// Whether `settled` was polled once, so it holds this stream's waker: a stream is
+    /// polled by one task for its whole life, so that waker stays the right one, and
+    /// until shutdown is asked for `settled` need not be polled again.
+    settled_armed: bool,
 }
 
 /// The [`Stop`] of a stream of `state`'s server; `superseded`, for a `/stream`, fires
@@ -40,6 +44,18 @@ pub(crate) fn stop_future(state: &State, superseded: Option<oneshot::Receiver<()
         superseded,
         shutdown: state.shutdown.clone(),
         undelivered: state.undelivered.clone(),
+        settled_armed: false,
+    }
+}
+
+impl Stop {
+    /// Whether shutdown has settled; arranges for the task to be woken when it does.
+    fn is_settled(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.settled_armed && !self.shutdown.is_shutdown() {
+            return false;
+        }
+        self.settled_armed = true;
+        self.settled.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -99,10 +115,14 @@ impl Stream for LiveEvents {
                 .is_some_and(|superseded| Pin::new(superseded).poll(cx).is_ready());
             if superseded {
                 this.phase = Phase::Ended;
-            } else if this.stop.settled.as_mut().poll(cx).is_ready() {
-                this.phase = Phase::Draining;
             } else {
-                return Pin::new(&mut this.events).poll_next(cx);
+                // Shutdown is looked at only when the queue is empty: what is queued goes
+                // out either way, and a busy stream is not charged for the look per event.
+                let next = Pin::new(&mut this.events).poll_next(cx);
+                if next.is_ready() || !this.stop.is_settled(cx) {
+                    return next;
+                }
+                this.phase = Phase::Draining;
             }
         }
         if this.phase == Phase::Draining {
