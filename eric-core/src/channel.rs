@@ -37,6 +37,14 @@ pub trait Adapter: Send + Sync + 'static {
     /// Adapts one delivered message. A `Delivery` with id 0 is synthetic: the
     /// `_eric_channel_closed` message of a removed listener, or a resume marker.
     fn adapt(&self, delivery: &Delivery) -> Self::Output;
+
+    /// Adapts a delivery the stream no longer needs: what streams call. The default
+    /// lends it to [`adapt`](Self::adapt); an adapter whose output keeps the shared
+    /// message implements it to move the message instead of cloning it, which saves two
+    /// atomic operations per delivery on a count every listener of a broadcast shares.
+    fn adapt_owned(&self, delivery: Delivery) -> Self::Output {
+        self.adapt(&delivery)
+    }
 }
 
 impl<F, T> Adapter for F
@@ -59,6 +67,10 @@ impl Adapter for Identity {
 
     fn adapt(&self, delivery: &Delivery) -> Delivery {
         delivery.clone()
+    }
+
+    fn adapt_owned(&self, delivery: Delivery) -> Delivery {
+        delivery
     }
 }
 

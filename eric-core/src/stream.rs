@@ -167,7 +167,7 @@ impl<A: Adapter> MessageStream<A> {
                 }
             }
         };
-        Some(self.channel.adapter().adapt(&delivery))
+        Some(self.channel.adapter().adapt_owned(delivery))
     }
 
     /// The next replayed delivery. Replays end where the original stream ended: at an
@@ -178,7 +178,7 @@ impl<A: Adapter> MessageStream<A> {
         if delivery.is_closed() {
             self.finished = true;
         }
-        Some(self.channel.adapter().adapt(&delivery))
+        Some(self.channel.adapter().adapt_owned(delivery))
     }
 
     fn delay(&self) -> Option<Duration> {

@@ -40,10 +40,15 @@ impl Adapter for SseAdapter {
     type Output = SseEvent;
 
     fn adapt(&self, delivery: &Delivery) -> SseEvent {
-        let event = SseEvent::from_message(delivery.message.clone()).with_retry(self.retry_ms);
+        self.adapt_owned(delivery.clone())
+    }
+
+    fn adapt_owned(&self, delivery: Delivery) -> SseEvent {
+        let position = delivery.position();
+        let event = SseEvent::from_message(delivery.message).with_retry(self.retry_ms);
         match delivery.id {
             0 => event,
-            _ => event.with_position(delivery.position()),
+            _ => event.with_position(position),
         }
     }
 }
