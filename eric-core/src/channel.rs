@@ -527,9 +527,9 @@ impl<A: Adapter> Channel<A> {
                 self.take_bytes(size);
                 losses.discarded = 1;
             }
-            Refused::Cut(discarded) => {
+            Refused::Cut => {
                 losses.too_slow = 1;
-                losses.too_slow_discarded = discarded;
+                losses.too_slow_discarded = listener.cut_discarded();
             }
             Refused::WhileCut => losses.too_slow_discarded = 1,
             refused => {
@@ -609,7 +609,7 @@ impl<A: Adapter> Channel<A> {
                 }
             }
             Refused::Removed => Error::InvalidListener(id),
-            Refused::Discarded | Refused::Cut(_) | Refused::WhileCut => {
+            Refused::Discarded | Refused::Cut | Refused::WhileCut => {
                 unreachable!("a publish keeps what a discarding or cut queue did not take")
             }
         }
@@ -639,10 +639,10 @@ impl<A: Adapter> Channel<A> {
                         report.delivered += 1;
                         report.discarded += 1;
                     }
-                    Err(Refused::Cut(discarded)) => {
+                    Err(Refused::Cut) => {
                         report.too_slow += 1;
                         losses.too_slow += 1;
-                        losses.too_slow_discarded += discarded;
+                        losses.too_slow_discarded += listener.cut_discarded();
                     }
                     Err(Refused::WhileCut) => losses.too_slow_discarded += 1,
                 }

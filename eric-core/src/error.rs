@@ -54,7 +54,7 @@ pub enum Error {
     },
     /// The queues sharing a [`QueueLedger`](crate::QueueLedger) hold its budget or
     /// more: the message was refused, not queued, until consumers catch up.
-    #[error("the server's queues are full ({queued} bytes queued, the budget is {limit}): the message was refused; retry when subscribers catch up")]
+    #[error("the queues are full ({queued} bytes queued over all channels, the budget is {limit}): the message was refused; retry when subscribers catch up")]
     Overloaded {
         /// Bytes queued.
         queued: usize,

@@ -174,7 +174,7 @@ pub struct ListenerStats {
 
 /// The size of a message as byte bounds and budgets count it: its type and payload as
 /// JSON text, estimated without writing it (strings by their length, numbers as 8
-/// bytes), plus a fixed overhead.
+/// bytes), plus a fixed overhead; at most `u32::MAX`.
 pub fn message_size(message: &Message) -> usize {
     fn value_size(value: &serde_json::Value) -> usize {
         use serde_json::Value;
@@ -191,7 +191,7 @@ pub fn message_size(message: &Message) -> usize {
             }
         }
     }
-    message.msg_type.len() + value_size(&message.payload) + 24
+    (message.msg_type.len() + value_size(&message.payload) + 24).min(u32::MAX as usize)
 }
 
 /// What a publish lost to queues: what [`QueueLedger`]'s observer is told.
@@ -386,21 +386,24 @@ struct QueueState {
     /// what a pop writes, rather than in each queued entry, which stays two words.
     epoch: Epoch,
     delivered: u64,
+    /// The marker a stream's next item is, if one is due: read by every pop, so it sits
+    /// beside `delivered`, which every pop writes.
+    mark: Mark,
     dropped: u64,
     waker: Option<Waker>,
     more_wakers: Vec<Waker>,
     blocked_threads: usize,
-    /// What `DropOldest` discarded since the last pop: the offset of the first message
-    /// discarded, and how many. A stream's next item is a gap marker for them.
-    unreported: Option<(u64, u64)>,
     /// Bytes of the messages waiting, when the queue counts them.
     bytes: usize,
+    /// The size of each message waiting, when the queue counts bytes, in the order of
+    /// `entries`: a pop gives back what its push took without measuring the message
+    /// again, and the entries stay two words.
+    sizes: VecDeque<u32>,
     /// The configuration's byte bound, `usize::MAX` for none.
     max_bytes: usize,
-    /// Set while the queue is cut for a consumer too slow: the offset of the first
-    /// message discarded then. Nothing is queued until a stream takes the marker.
-    cut: Option<u64>,
     too_slow: u64,
+    /// How many messages the last cut discarded (for the channel's report).
+    cut_discarded: u64,
     /// The ledger the queued bytes count against, if it has a budget.
     ledger: Option<Arc<QueueLedger>>,
     /// Bytes taken by consumers and not yet given back to the ledger.
@@ -422,15 +425,33 @@ impl Default for QueueState {
             waker: None,
             more_wakers: Vec::new(),
             blocked_threads: 0,
-            unreported: None,
+            mark: Mark::None,
             bytes: 0,
+            sizes: VecDeque::new(),
             max_bytes: usize::MAX,
-            cut: None,
             too_slow: 0,
+            cut_discarded: 0,
             ledger: None,
             unreleased: 0,
         }
     }
+}
+
+/// A marker due before a stream's next message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mark {
+    None,
+    /// `DropOldest` discarded `count` messages since the last pop, the first at offset
+    /// `first`: a gap marker.
+    Dropped {
+        first: u64,
+        count: u64,
+    },
+    /// The queue was cut for a consumer too slow; the first message discarded was at
+    /// offset `first`. Nothing is queued until a stream takes the marker.
+    Cut {
+        first: u64,
+    },
 }
 
 /// What the queue has for a consumer.
@@ -455,8 +476,9 @@ pub(crate) enum Refused {
     /// Queued, and the oldest message discarded to make room (`DropOldest`).
     Discarded,
     /// Not queued: the queue went over its byte bound now and was cut, discarding what
-    /// it held (this many). The message is the channel's all the same (in its log).
-    Cut(u64),
+    /// it held (see `Listener::cut_discarded`). The message is the channel's all the
+    /// same (in its log).
+    Cut,
     /// Not queued: the queue is cut and waits for its stream to take the marker.
     WhileCut,
 }
@@ -533,7 +555,7 @@ impl QueueState {
         let Queued { id, message } = self.entries.pop_front()?;
         self.delivered += 1;
         if self.counts_bytes {
-            self.popped_bytes(&message);
+            self.popped_bytes();
         }
         Some(Delivery {
             id,
@@ -545,8 +567,8 @@ impl QueueState {
     /// Counts out the bytes of a message that left the queue; gives them back to the
     /// ledger when the queue ran empty or enough have gathered.
     #[cold]
-    fn popped_bytes(&mut self, message: &Message) {
-        let size = message_size(message);
+    fn popped_bytes(&mut self) {
+        let size = self.sizes.pop_front().unwrap_or(0) as usize;
         self.bytes -= size;
         self.unreleased += size;
         if self.entries.is_empty() || self.unreleased >= RELEASE_BATCH {
@@ -565,6 +587,7 @@ impl QueueState {
     fn discard_all(&mut self) -> u64 {
         let count = self.entries.len() as u64;
         self.entries.clear();
+        self.sizes.clear();
         self.unreleased += self.bytes;
         self.bytes = 0;
         self.release_all();
@@ -577,37 +600,45 @@ impl QueueState {
             return;
         };
         if self.counts_bytes {
-            let size = message_size(&oldest.message);
+            let size = self.sizes.pop_front().unwrap_or(0) as usize;
             self.bytes -= size;
             self.unreleased += size;
             self.release_all();
         }
         self.dropped += 1;
-        match &mut self.unreported {
-            Some((_, count)) => *count += 1,
-            None => self.unreported = Some((oldest.id, 1)),
+        match &mut self.mark {
+            Mark::Dropped { count, .. } => *count += 1,
+            mark => {
+                *mark = Mark::Dropped {
+                    first: oldest.id,
+                    count: 1,
+                }
+            }
         }
     }
 
     /// Cuts the queue for a consumer too slow: what it holds is discarded, and so is
     /// what comes until a stream takes the marker. `next_id` is the offset of the
     /// message that went over the bound. Returns how many messages were discarded.
-    fn cut(&mut self, next_id: u64) -> u64 {
-        let first = match self.unreported.take() {
-            Some((first, _)) => first,
-            None => self.entries.front().map_or(next_id, |q| q.id),
+    fn cut(&mut self, next_id: u64) {
+        let first = match self.mark {
+            Mark::Dropped { first, .. } => first,
+            _ => self.entries.front().map_or(next_id, |q| q.id),
         };
         let discarded = self.discard_all() + 1;
         self.dropped += discarded;
-        self.cut = Some(first);
+        self.cut_discarded = discarded;
+        self.mark = Mark::Cut { first };
         self.too_slow += 1;
-        discarded
     }
 
     /// The `too_slow` marker of a queue that was cut, if it was; the queue takes
     /// messages again.
     fn take_cut(&mut self) -> Option<Delivery> {
-        let first = self.cut.take()?;
+        let Mark::Cut { first } = self.mark else {
+            return None;
+        };
+        self.mark = Mark::None;
         let after = Position::new(self.epoch, first - 1);
         let max_bytes = self.max_bytes;
         Some(self.marker(after, crate::log::too_slow_payload(after, max_bytes)))
@@ -615,7 +646,10 @@ impl QueueState {
 
     /// The gap marker for what `DropOldest` discarded since the last pop, if anything.
     fn take_gap(&mut self) -> Option<Delivery> {
-        let (first, count) = self.unreported.take()?;
+        let Mark::Dropped { first, count } = self.mark else {
+            return None;
+        };
+        self.mark = Mark::None;
         let next = self.entries.front().map_or(self.last_id + 1, |q| q.id);
         let after = Position::new(self.epoch, first - 1);
         let next = Position::new(self.epoch, next);
@@ -810,10 +844,15 @@ impl Listener {
     /// Drops the markers due: a pull consumer sees the gap in the ids, a resume reads
     /// the log instead.
     fn forget_markers(state: &mut QueueState) {
-        if state.unreported.is_some() || state.cut.is_some() {
-            state.unreported = None;
-            state.cut = None;
+        if state.mark != Mark::None {
+            state.mark = Mark::None;
         }
+    }
+
+    /// How many messages the queue's last cut discarded (what it held, and the message
+    /// that went over the bound).
+    pub(crate) fn cut_discarded(&self) -> u64 {
+        self.queue.lock().cut_discarded
     }
 
     /// Queues `message`, which took offset `id` of its channel's log and counts `size`
@@ -845,17 +884,17 @@ impl Listener {
         if state.removed {
             return Err(Refused::Removed);
         }
-        if state.cut.is_some() {
+        if let Mark::Cut { .. } = state.mark {
             state.dropped += 1;
             return Err(Refused::WhileCut);
         }
         // A single message over the bound is taken: the bound is on falling behind.
         if state.bytes + size > state.max_bytes && !state.entries.is_empty() {
-            let discarded = state.cut(id);
+            state.cut(id);
             let wakeup = state.take_wakeup();
             drop(state);
             wakeup.run(&self.ready);
-            return Err(Refused::Cut(discarded));
+            return Err(Refused::Cut);
         }
         let mut discarded = false;
         if state.queued() >= state.capacity {
@@ -874,7 +913,10 @@ impl Listener {
                 }
             }
         }
-        state.bytes += size;
+        if state.counts_bytes {
+            state.bytes += size;
+            state.sizes.push_back(size as u32);
+        }
         state.last_id = id;
         state.entries.push_back(Queued {
             id,
@@ -915,6 +957,7 @@ impl Listener {
 
     /// What a consumer gets next; a stream (`markers`) gets a marker first when one is
     /// due, a pull consumer forgets it.
+    #[inline]
     fn next_locked(&self, state: &mut QueueState, markers: bool) -> Option<Next> {
         if state.removed {
             return Some(Next::Removed);
@@ -922,16 +965,26 @@ impl Listener {
         if !self.is_running() {
             return Some(Next::Stopped);
         }
-        if state.unreported.is_some() || state.cut.is_some() {
-            if !markers {
-                Self::forget_markers(state);
-            } else if let Some(marker) = state.take_cut() {
-                return Some(Next::TooSlow(marker));
-            } else if let Some(marker) = state.take_gap() {
-                return Some(Next::Gap(marker));
+        if state.mark != Mark::None {
+            if let Some(marker) = Self::next_marker(state, markers) {
+                return Some(marker);
             }
         }
         state.pop().map(Next::Message)
+    }
+
+    /// The marker due, for a stream; a pull consumer forgets it.
+    #[cold]
+    #[inline(never)]
+    fn next_marker(state: &mut QueueState, markers: bool) -> Option<Next> {
+        if !markers {
+            Self::forget_markers(state);
+            return None;
+        }
+        if let Some(marker) = state.take_cut() {
+            return Some(Next::TooSlow(marker));
+        }
+        state.take_gap().map(Next::Gap)
     }
 
     /// The next message for a running listener, if one is queued; for a stream

@@ -305,17 +305,28 @@ impl Drop for RefusalLog {
 fn write_line(channel: &str, tally: &Tally) {
     // The id is the client's: Debug-formatted, like every client-supplied string in a
     // log line, so that a line break in it cannot start a line of its own.
-    tracing::info!(
-        channel = ?channel,
-        publishes = tally.publishes,
-        rejected = tally.rejected,
-        disconnected = tally.disconnected,
-        discarded = tally.discarded,
-        too_slow = tally.too_slow,
-        too_slow_dropped = tally.too_slow_dropped,
-        overloaded = tally.overloaded,
-        "publishes met full queues (counted since the channel's previous such line; one line per channel every 10 s at most)"
-    );
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                channel = ?channel,
+                publishes = tally.publishes,
+                rejected = tally.rejected,
+                disconnected = tally.disconnected,
+                discarded = tally.discarded,
+                too_slow = tally.too_slow,
+                too_slow_dropped = tally.too_slow_dropped,
+                overloaded = tally.overloaded,
+                "publishes met full queues (counted since the channel's previous such line; one line per channel every 10 s at most)"
+            )
+        };
+    }
+    // A refusal is told to its publisher; a discard, a stream ended as too slow or a
+    // publish refused for want of memory is the server's own trouble: a warning.
+    if tally.discarded + tally.too_slow + tally.overloaded > 0 {
+        line!(warn);
+    } else {
+        line!(info);
+    }
 }
 
 #[cfg(test)]
