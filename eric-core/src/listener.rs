@@ -386,8 +386,11 @@ struct QueueState {
     /// what a pop writes, rather than in each queued entry, which stays two words.
     epoch: Epoch,
     delivered: u64,
-    /// The marker a stream's next item is, if one is due: read by every pop, so it sits
-    /// beside `delivered`, which every pop writes.
+    /// Whether a pop has more to do than take the front entry: a marker is due or the
+    /// queue counts bytes. One flag read beside `delivered`, which every pop writes;
+    /// `refresh_extra` recomputes it.
+    extra: bool,
+    /// The marker a stream's next item is, if one is due.
     mark: Mark,
     dropped: u64,
     waker: Option<Waker>,
@@ -425,6 +428,7 @@ impl Default for QueueState {
             waker: None,
             more_wakers: Vec::new(),
             blocked_threads: 0,
+            extra: false,
             mark: Mark::None,
             bytes: 0,
             sizes: VecDeque::new(),
@@ -551,17 +555,34 @@ impl QueueState {
         self.entries.len()
     }
 
-    fn pop(&mut self) -> Option<Delivery> {
+    /// Takes the front entry, with no marker or byte count to mind (`extra` unset).
+    #[inline]
+    fn pop_plain(&mut self) -> Option<Delivery> {
         let Queued { id, message } = self.entries.pop_front()?;
         self.delivered += 1;
-        if self.counts_bytes {
-            self.popped_bytes();
-        }
         Some(Delivery {
             id,
             epoch: self.epoch,
             message,
         })
+    }
+
+    /// Takes the front entry and counts its bytes out.
+    fn pop(&mut self) -> Option<Delivery> {
+        let delivery = self.pop_plain()?;
+        if self.counts_bytes {
+            self.popped_bytes();
+        }
+        Some(delivery)
+    }
+
+    fn set_mark(&mut self, mark: Mark) {
+        self.mark = mark;
+        self.refresh_extra();
+    }
+
+    fn refresh_extra(&mut self) {
+        self.extra = self.counts_bytes || self.mark != Mark::None;
     }
 
     /// Counts out the bytes of a message that left the queue; gives them back to the
@@ -608,12 +629,10 @@ impl QueueState {
         self.dropped += 1;
         match &mut self.mark {
             Mark::Dropped { count, .. } => *count += 1,
-            mark => {
-                *mark = Mark::Dropped {
-                    first: oldest.id,
-                    count: 1,
-                }
-            }
+            _ => self.set_mark(Mark::Dropped {
+                first: oldest.id,
+                count: 1,
+            }),
         }
     }
 
@@ -628,7 +647,7 @@ impl QueueState {
         let discarded = self.discard_all() + 1;
         self.dropped += discarded;
         self.cut_discarded = discarded;
-        self.mark = Mark::Cut { first };
+        self.set_mark(Mark::Cut { first });
         self.too_slow += 1;
     }
 
@@ -638,7 +657,7 @@ impl QueueState {
         let Mark::Cut { first } = self.mark else {
             return None;
         };
-        self.mark = Mark::None;
+        self.set_mark(Mark::None);
         let after = Position::new(self.epoch, first - 1);
         let max_bytes = self.max_bytes;
         Some(self.marker(after, crate::log::too_slow_payload(after, max_bytes)))
@@ -649,7 +668,7 @@ impl QueueState {
         let Mark::Dropped { first, count } = self.mark else {
             return None;
         };
-        self.mark = Mark::None;
+        self.set_mark(Mark::None);
         let next = self.entries.front().map_or(self.last_id + 1, |q| q.id);
         let after = Position::new(self.epoch, first - 1);
         let next = Position::new(self.epoch, next);
@@ -712,6 +731,7 @@ impl Listener {
         state.epoch = epoch;
         state.ledger = ledger.filter(|l| l.counts_bytes()).cloned();
         state.counts_bytes = state.max_bytes != usize::MAX || state.ledger.is_some();
+        state.refresh_extra();
         state.refresh_gate();
         self
     }
@@ -737,6 +757,7 @@ impl Listener {
         state.capacity = config.limit();
         state.max_bytes = config.max_bytes.unwrap_or(usize::MAX);
         state.counts_bytes = state.max_bytes != usize::MAX || state.ledger.is_some();
+        state.refresh_extra();
         state.refresh_gate();
         self
     }
@@ -845,7 +866,7 @@ impl Listener {
     /// the log instead.
     fn forget_markers(state: &mut QueueState) {
         if state.mark != Mark::None {
-            state.mark = Mark::None;
+            state.set_mark(Mark::None);
         }
     }
 
@@ -965,30 +986,31 @@ impl Listener {
         if !self.is_running() {
             return Some(Next::Stopped);
         }
+        if state.extra {
+            return Self::next_extra(state, markers);
+        }
+        state.pop_plain().map(Next::Message)
+    }
+
+    /// `next_locked` when a marker is due (a stream gets it, a pull consumer forgets
+    /// it) or the queue counts bytes.
+    #[inline(never)]
+    fn next_extra(state: &mut QueueState, markers: bool) -> Option<Next> {
         if state.mark != Mark::None {
-            if let Some(marker) = Self::next_marker(state, markers) {
-                return Some(marker);
+            if !markers {
+                Self::forget_markers(state);
+            } else if let Some(marker) = state.take_cut() {
+                return Some(Next::TooSlow(marker));
+            } else if let Some(marker) = state.take_gap() {
+                return Some(Next::Gap(marker));
             }
         }
         state.pop().map(Next::Message)
     }
 
-    /// The marker due, for a stream; a pull consumer forgets it.
-    #[cold]
-    #[inline(never)]
-    fn next_marker(state: &mut QueueState, markers: bool) -> Option<Next> {
-        if !markers {
-            Self::forget_markers(state);
-            return None;
-        }
-        if let Some(marker) = state.take_cut() {
-            return Some(Next::TooSlow(marker));
-        }
-        state.take_gap().map(Next::Gap)
-    }
-
     /// The next message for a running listener, if one is queued; for a stream
     /// (`markers`), a marker first when one is due.
+    #[inline]
     pub(crate) fn try_next(&self, markers: bool) -> Option<Next> {
         self.next_locked(&mut self.queue.lock(), markers)
     }
