@@ -374,6 +374,34 @@ mod tests {
     }
 
     #[test]
+    fn losses_and_overloaded_publishes_are_tallied_with_the_refusals() {
+        let log = Arc::new(RefusalLog::new(Duration::from_secs(3600)));
+        let lost = Losses {
+            discarded: 3,
+            too_slow: 1,
+            too_slow_discarded: 40,
+        };
+        // The first line goes out at once; what follows waits for the interval.
+        log.record_losses("c", &lost);
+        log.record_losses("c", &lost);
+        log.record_losses("c", &Losses::default());
+        log.record_overloaded("c");
+        log.record("c", 2, 0);
+        assert_eq!(
+            log.channels.lock().summaries["c"].pending,
+            Tally {
+                publishes: 3,
+                rejected: 2,
+                discarded: 3,
+                too_slow: 1,
+                too_slow_dropped: 40,
+                overloaded: 1,
+                ..Tally::default()
+            }
+        );
+    }
+
+    #[test]
     fn quiet_channels_are_swept_when_new_ones_come() {
         let log = Arc::new(RefusalLog::new(Duration::ZERO));
         for channel in 0..1_000 {
