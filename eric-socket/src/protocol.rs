@@ -194,7 +194,9 @@ impl From<Error> for ProtocolError {
             Error::InvalidChannel(_) => "InvalidChannelException",
             Error::InvalidListener(_) | Error::DuplicateId(_) => "InvalidListenerException",
             Error::NoMessages(_) => "NoMessagesException",
-            Error::QueueFull { .. } | Error::Disconnected { .. } => "QueueFullException",
+            Error::QueueFull { .. } | Error::Disconnected { .. } | Error::Overloaded { .. } => {
+                "QueueFullException"
+            }
             // A type no SSE event can carry: the reference's name for a bad message.
             Error::InvalidMessageType { .. } => "InvalidMessageFormat",
             _ => "InvalidMessageFormat",
@@ -498,6 +500,7 @@ pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome
         } => {
             let channel = container.get(&channel_id)?;
             check_message_type(&message.msg_type)?;
+            container.admit_publish(&channel_id)?;
             channel
                 .dispatch(&receiver, message)
                 .inspect_err(|error| container.note_refused(&channel_id, error))?;
@@ -509,6 +512,7 @@ pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome
         } => {
             let channel = container.get(&channel_id)?;
             check_message_type(&message.msg_type)?;
+            container.admit_publish(&channel_id)?;
             let report = channel.broadcast(message);
             container.note_refusals(&channel_id, report.rejected, report.disconnected);
             Outcome::Text(ACK.to_owned())

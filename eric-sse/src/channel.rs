@@ -1,8 +1,9 @@
 //! The SSE channel: an eric-core channel whose consumers receive [`SseEvent`]s.
 
 use crate::event::{SseEvent, DEFAULT_RETRY_MS};
-use eric_core::{Adapter, Channel, Delivery, QueueConfig, Retention, StreamDelay};
+use eric_core::{Adapter, Channel, Delivery, QueueConfig, QueueLedger, Retention, StreamDelay};
 use std::ops::Deref;
+use std::sync::Arc;
 
 /// How many entries of its log an [`SseChannel`] retains for resume, unless configured
 /// otherwise: enough for a browser that reconnects after a short drop. The log is per
@@ -129,6 +130,7 @@ pub struct SseChannelBuilder {
     queue: QueueConfig,
     stream_delay: Option<StreamDelay>,
     retention: Retention,
+    ledger: Option<Arc<QueueLedger>>,
 }
 
 impl Default for SseChannelBuilder {
@@ -139,6 +141,7 @@ impl Default for SseChannelBuilder {
             queue: QueueConfig::unbounded(),
             stream_delay: None,
             retention: Retention::entries(DEFAULT_HISTORY),
+            ledger: None,
         }
     }
 }
@@ -175,6 +178,13 @@ impl SseChannelBuilder {
         self
     }
 
+    /// Counts the channel's queued bytes in `ledger`, shared with other channels (see
+    /// [`ChannelBuilder::ledger`](eric_core::ChannelBuilder::ledger)).
+    pub fn ledger(mut self, ledger: Arc<QueueLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
     /// The channel.
     pub fn build(self) -> SseChannel {
         let mut builder = Channel::builder(SseAdapter::new(self.retry_ms))
@@ -185,6 +195,9 @@ impl SseChannelBuilder {
         }
         if let Some(delay) = self.stream_delay {
             builder = builder.stream_delay(delay);
+        }
+        if let Some(ledger) = self.ledger {
+            builder = builder.ledger(ledger);
         }
         SseChannel {
             channel: builder.build(),
