@@ -51,6 +51,7 @@
 
 mod accept;
 mod container;
+pub mod engine;
 /// The checks of the fuzz targets, for them and for the tests that replay their corpus:
 /// not API.
 #[doc(hidden)]
@@ -66,6 +67,7 @@ mod timer;
 pub mod unix;
 
 pub use container::{ChannelContainer, ChannelSettings};
+pub use engine::Engine;
 #[cfg(feature = "http")]
 pub use http::{HttpServer, HttpServerConfig};
 pub use pyjson::{python_repr, write_python_json};

@@ -1,7 +1,7 @@
 //! The SSE channel: an eric-core channel whose consumers receive [`SseEvent`]s.
 
 use crate::event::{SseEvent, DEFAULT_RETRY_MS};
-use eric_core::{Adapter, Channel, Delivery, QueueConfig, Retention, StreamDelay};
+use eric_core::{Adapter, Channel, Delivery, Epoch, QueueConfig, Retention, StreamDelay};
 use std::ops::Deref;
 
 /// How many entries of its log an [`SseChannel`] retains for resume, unless configured
@@ -124,6 +124,8 @@ pub struct SseChannelBuilder {
     queue: QueueConfig,
     stream_delay: Option<StreamDelay>,
     retention: Retention,
+    epoch: Option<Epoch>,
+    last: u64,
 }
 
 impl Default for SseChannelBuilder {
@@ -134,6 +136,8 @@ impl Default for SseChannelBuilder {
             queue: QueueConfig::unbounded(),
             stream_delay: None,
             retention: Retention::entries(DEFAULT_HISTORY),
+            epoch: None,
+            last: 0,
         }
     }
 }
@@ -170,11 +174,23 @@ impl SseChannelBuilder {
         self
     }
 
+    /// Starts the log in `epoch` after offset `last`: for an engine that keeps the log
+    /// elsewhere (see [`eric_core::ChannelBuilder::starting_after`]).
+    pub fn log_from(mut self, epoch: Epoch, last: u64) -> Self {
+        self.epoch = Some(epoch);
+        self.last = last;
+        self
+    }
+
     /// The channel.
     pub fn build(self) -> SseChannel {
         let mut builder = Channel::builder(SseAdapter::new(self.retry_ms))
             .queue_config(self.queue)
-            .retention(self.retention);
+            .retention(self.retention)
+            .starting_after(self.last);
+        if let Some(epoch) = self.epoch {
+            builder = builder.epoch(epoch);
+        }
         if let Some(id) = self.id {
             builder = builder.id(id);
         }
