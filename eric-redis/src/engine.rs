@@ -148,11 +148,19 @@ fn failure(error: &RedisError, key: &str) -> Error {
     } else if error.kind() == redis::ErrorKind::TypeError {
         Error::Engine(format!("{key}: {error}"))
     } else {
-        match error.code() {
-            Some(code) if code.starts_with("BADVALUE") => Error::Engine(error.to_string()),
+        match reply_code(error) {
+            Some("BADVALUE") => Error::Engine(error.to_string()),
+            _ if error.code() == Some("WRONGTYPE") => Error::Engine(format!("{key}: {error}")),
             _ => unavailable(error),
         }
     }
+}
+
+/// The first word of an error reply (a script's `redis.error_reply`), however the
+/// client classified it.
+fn reply_code(error: &RedisError) -> Option<&str> {
+    let text = error.detail().or_else(|| error.code())?;
+    text.split_whitespace().next()
 }
 
 impl RedisEngine {
@@ -597,7 +605,7 @@ async fn cursor_keeper(inner: Arc<Inner>) {
 }
 
 fn script_error(error: &RedisError, key: &str, channel: &str, listener: Option<&str>) -> Error {
-    match error.code() {
+    match reply_code(error) {
         Some("NOCHANNEL") => Error::InvalidChannel(channel.to_owned()),
         Some("NOLISTENER") => Error::InvalidListener(listener.unwrap_or_default().to_owned()),
         Some("DUPLICATE") => Error::DuplicateId(listener.unwrap_or_default().to_owned()),
@@ -721,6 +729,14 @@ impl Engine for RedisEngine {
                 let mut listeners: Vec<String> = inner
                     .query(redis::cmd("HKEYS").arg(&keys.listeners), &keys.listeners)
                     .await?;
+                // This node's watchers too, which live only here, as in memory.
+                if let Some(local) = inner.local.read().get(&id) {
+                    for listener in local.channel.listener_ids() {
+                        if !listeners.contains(&listener) {
+                            listeners.push(listener);
+                        }
+                    }
+                }
                 listeners.sort();
                 snapshot.insert(id, listeners);
             }

@@ -42,6 +42,8 @@
 mod engine;
 mod keys;
 mod parse;
+#[doc(hidden)]
+pub mod testing;
 
 pub use engine::{RedisConfig, RedisEngine};
 
