@@ -574,7 +574,7 @@ async fn subscriber(inner: Arc<Inner>, mut ready: Option<std::sync::mpsc::SyncSe
                                 None => break,
                             },
                             () = tokio::time::sleep(PROBE_INTERVAL) => {
-                                let probe = tokio::time::timeout(inner.timeout, sink.ping::<String>()).await;
+                                let probe = tokio::time::timeout(inner.timeout, sink.ping::<Value>()).await;
                                 if !matches!(probe, Ok(Ok(_))) {
                                     tracing::warn!("the Redis notification connection does not answer: reconnecting");
                                     break;
