@@ -846,6 +846,26 @@ impl Engine for RedisEngine {
         })
     }
 
+    fn has_listener(&self, channel: &SseChannel, id: &str) -> Result<()> {
+        if let Some(local) = self.local(channel.id()) {
+            if local.named.lock().contains_key(id) {
+                return Ok(());
+            }
+        }
+        let channel_id = channel.id().to_owned();
+        let id = id.to_owned();
+        self.block(move |inner| async move {
+            let keys = inner.keys(&channel_id);
+            let exists: bool = inner
+                .query(
+                    redis::cmd("HEXISTS").arg(&keys.listeners).arg(&id),
+                    &keys.listeners,
+                )
+                .await?;
+            exists.then_some(()).ok_or(Error::InvalidListener(id))
+        })
+    }
+
     fn remove_listener(&self, channel: &SseChannel, id: &str) -> Result<()> {
         let channel_id = channel.id().to_owned();
         let id = id.to_owned();

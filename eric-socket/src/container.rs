@@ -112,6 +112,19 @@ impl ChannelContainer {
         }
     }
 
+    /// The listener `id` of `channel` as a target of [`dispatch_to`](Self::dispatch_to):
+    /// checked to exist, but not made ready to stream here (with an engine, a handle
+    /// that only names it).
+    pub fn dispatch_target(&self, channel: &SseChannel, id: &str) -> Result<Arc<Listener>> {
+        match &self.engine {
+            None => channel.get_listener(id),
+            Some(engine) => {
+                engine.has_listener(channel, id)?;
+                Ok(Arc::new(Listener::with_id(id)))
+            }
+        }
+    }
+
     /// Removes the listener `id` of `channel`: its streams get `_eric_channel_closed`.
     pub fn remove_listener(&self, channel: &SseChannel, id: &str) -> Result<()> {
         match &self.engine {

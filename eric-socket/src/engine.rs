@@ -57,6 +57,10 @@ pub trait Engine: Send + Sync + fmt::Debug + 'static {
     /// what waits for it.
     fn listener(&self, channel: &SseChannel, id: &str) -> Result<Arc<Listener>>;
 
+    /// Whether `channel` has a listener `id` (`InvalidListener` if not), without making
+    /// it local to this node.
+    fn has_listener(&self, channel: &SseChannel, id: &str) -> Result<()>;
+
     /// Removes the listener `id` of `channel` everywhere.
     fn remove_listener(&self, channel: &SseChannel, id: &str) -> Result<()>;
 

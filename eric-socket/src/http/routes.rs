@@ -423,7 +423,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             let listener_id = required_param(&request, "listener_id")?;
             let channel = channel_of(state, &channel_id)?;
             let listener = container
-                .listener(&channel, &listener_id)
+                .dispatch_target(&channel, &listener_id)
                 .map_err(|e| ApiError::core(e, &channel_id))?;
             let message = parse_message(&read_body(state, request).await?)?;
             let _admitted = admit_publish(state)?;
