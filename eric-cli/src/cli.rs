@@ -407,8 +407,8 @@ pub struct ServeArgs {
     pub history_age: HumanDuration,
 
     /// Keep channels, listeners, queues and logs in the Redis at URL (`redis://HOST:PORT`,
-    /// `rediss://` for TLS, or a Unix socket path), shared by every node given the same
-    /// Redis and prefix [default: in memory].
+    /// any node of a Redis Cluster, or a Unix socket path), shared by every node given
+    /// the same Redis and prefix [default: in memory].
     #[arg(
         long,
         env = "ERIC_REDIS",

@@ -245,3 +245,47 @@ fn a_value_that_does_not_parse_is_an_error_naming_its_key() {
     a.create("good");
     assert_eq!(a.broadcast("good", 1), 200);
 }
+
+#[test]
+#[ignore = "needs redis-server"]
+fn two_nodes_share_channels_on_a_three_master_redis_cluster() {
+    let cluster = redis_support::RedisCluster::start();
+    let a = Node::start_with(&cluster.url(0), &[]);
+    let b = Node::start_with(&cluster.url(1), &[]);
+    // Enough channels that their hash tags fall on every master.
+    let channels: Vec<String> = (0..12).map(|n| format!("c{n}")).collect();
+    for channel in &channels {
+        a.create(channel);
+    }
+    let (_, listed) = b.request("GET", "/channels", None);
+    let listed: Vec<String> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.len(), channels.len());
+    let mut masters = std::collections::HashSet::new();
+    for channel in &channels {
+        let slot = cluster.cli(
+            cluster.ports[0],
+            &["CLUSTER", "KEYSLOT", &format!("{{eric:{channel}}}:meta")],
+        );
+        masters.insert(slot.trim().parse::<u32>().unwrap() * 3 / 16384);
+    }
+    assert_eq!(masters.len(), 3, "the channels span the three masters");
+
+    let mut watches: Vec<_> = channels
+        .iter()
+        .map(|channel| a.events(&format!("/watch/{channel}"), None))
+        .collect();
+    let listener = b.subscribe(&channels[0]);
+    for (i, channel) in channels.iter().enumerate() {
+        for n in 1..=3 {
+            assert_eq!(b.broadcast(channel, i as u64 * 10 + n), 200);
+        }
+    }
+    assert_eq!(b.dispatch(&channels[0], &listener, 99), 200);
+    for (i, watch) in watches.iter_mut().enumerate() {
+        let expected: Vec<u64> = (1..=3).map(|n| i as u64 * 10 + n).collect();
+        assert_eq!(payloads(&watch.take("n", 3)), expected);
+    }
+    let mut stream = a.events(&format!("/stream/{}/{listener}", channels[0]), None);
+    assert_eq!(payloads(&stream.take("n", 3)), [1, 2, 3]);
+    assert_eq!(stream.next().data, "99");
+}

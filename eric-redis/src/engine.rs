@@ -33,8 +33,8 @@ const READ_BATCH: usize = 1000;
 /// Where the engine finds Redis and how it names its keys.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`, `rediss://...` (TLS), `redis+unix:///path` or a path to a
-    /// Unix socket.
+    /// `redis://host:port/db` (a Redis Cluster's node too), `redis+unix:///path` or a
+    /// path to a Unix socket.
     pub url: String,
     /// What every key starts with, so several deployments can share a Redis.
     pub prefix: String,
@@ -87,13 +87,53 @@ struct Scripts {
     unsubscribe: Script,
     remove: Script,
     cursor: Script,
+    read_queue: Script,
+}
+
+/// A connection for commands: to one Redis server, or to a Redis Cluster (which routes
+/// each command by its first key).
+#[derive(Clone)]
+enum Connection {
+    Single(MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 struct Inner {
     client: redis::Client,
+    /// Set when the Redis given is a node of a Redis Cluster: commands go through it,
+    /// notifications through `client` (a PUBLISH reaches every node of a cluster).
+    cluster: Option<redis::cluster::ClusterClient>,
     prefix: String,
     timeout: Duration,
-    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    connection: tokio::sync::Mutex<Option<Connection>>,
     /// The sending half of the notification connection, while it is up.
     sink: Mutex<Option<PubSubSink>>,
     local: RwLock<HashMap<String, Arc<Local>>>,
@@ -175,8 +215,17 @@ impl RedisEngine {
             .enable_all()
             .build()
             .map_err(unavailable)?;
+        let cluster = match Self::cluster_of(&runtime, &client, &config) {
+            Ok(cluster) => cluster,
+            Err(error) => {
+                // Dropping a runtime may not block in an async context.
+                runtime.shutdown_background();
+                return Err(error);
+            }
+        };
         let inner = Arc::new(Inner {
             client,
+            cluster,
             prefix: config.prefix,
             timeout: config.timeout,
             connection: tokio::sync::Mutex::new(None),
@@ -189,6 +238,7 @@ impl RedisEngine {
                 unsubscribe: Script::new(keys::UNSUBSCRIBE),
                 remove: Script::new(keys::REMOVE),
                 cursor: Script::new(keys::CURSOR),
+                read_queue: Script::new(keys::READ_QUEUE),
             },
             node_tag: format!("{}", Epoch::new()),
             watchers: AtomicU64::new(0),
@@ -205,6 +255,40 @@ impl RedisEngine {
         // The first subscription is up before any channel is served.
         let _ = ready_rx.recv_timeout(inner.timeout);
         Ok(engine)
+    }
+
+    /// A cluster client if the Redis at `client` is a node of a Redis Cluster.
+    fn cluster_of(
+        runtime: &tokio::runtime::Runtime,
+        client: &redis::Client,
+        config: &RedisConfig,
+    ) -> Result<Option<redis::cluster::ClusterClient>> {
+        let probe = async {
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            redis::cmd("INFO")
+                .arg("cluster")
+                .query_async::<String>(&mut connection)
+                .await
+        };
+        let client = client.clone();
+        let timeout = config.timeout;
+        let info = std::thread::scope(|scope| {
+            scope
+                .spawn(|| runtime.block_on(async { tokio::time::timeout(timeout, probe).await }))
+                .join()
+        })
+        .map_err(|_| unavailable("the probe of Redis panicked"))?
+        .map_err(|_| unavailable(format!("no answer within {timeout:?}")))?
+        .map_err(unavailable)?;
+        if !info.contains("cluster_enabled:1") {
+            return Ok(None);
+        }
+        redis::cluster::ClusterClient::builder(vec![client.get_connection_info().clone()])
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .build()
+            .map(Some)
+            .map_err(unavailable)
     }
 
     fn handle(&self) -> &tokio::runtime::Handle {
@@ -255,19 +339,27 @@ impl Inner {
         format!("{}:channels", self.prefix)
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection> {
+    async fn connection(&self) -> Result<Connection> {
         let mut guard = self.connection.lock().await;
         if let Some(connection) = &*guard {
             return Ok(connection.clone());
         }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout);
-        let connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(unavailable)?;
+        let connection = match &self.cluster {
+            Some(cluster) => {
+                Connection::Cluster(cluster.get_async_connection().await.map_err(unavailable)?)
+            }
+            None => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(self.timeout)
+                    .set_response_timeout(self.timeout);
+                Connection::Single(
+                    self.client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                        .map_err(unavailable)?,
+                )
+            }
+        };
         *guard = Some(connection.clone());
         Ok(connection)
     }
@@ -789,24 +881,18 @@ impl Engine for RedisEngine {
                 let record = record.ok_or_else(|| Error::InvalidListener(id.clone()))?;
                 let (joined, cursor) = parse::listener(&keys.listeners, &id, &record)?;
                 // The log and its top, read together.
-                let (reply, top): (Value, Option<String>) = {
-                    let mut connection = inner.connection().await?;
-                    let result = redis::pipe()
-                        .atomic()
-                        .cmd("XRANGE")
-                        .arg(&keys.log)
-                        .arg(format!("{}-0", cursor + 1))
-                        .arg("+")
-                        .cmd("HGET")
-                        .arg(&keys.meta)
-                        .arg("s")
-                        .query_async(&mut connection)
-                        .await;
-                    match result {
-                        Ok(pair) => pair,
-                        Err(error) => return Err(inner.fail(error, &keys.log).await),
-                    }
-                };
+                let (reply, top): (Value, Option<String>) = inner
+                    .run(
+                        inner
+                            .scripts
+                            .read_queue
+                            .key(&keys.meta)
+                            .key(&keys.log)
+                            .arg(cursor + 1),
+                        &keys.log,
+                    )
+                    .await
+                    .map_err(|e| failure(&e, &keys.log))?;
                 let top = top.ok_or_else(|| Error::InvalidChannel(channel_id.clone()))?;
                 let top: u64 = top.parse().map_err(|_| {
                     Error::Engine(format!("{}: field s is not a whole number: {top:?}", keys.meta))

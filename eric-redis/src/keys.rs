@@ -112,3 +112,12 @@ if cursor > value.cursor then
 end
 return 1
 "#;
+
+/// What waits for a listener, with the log's top, read together. KEYS: meta, log. ARGV:
+/// the first offset wanted. Returns `{entries, top}` (`top` false if the channel is
+/// gone).
+pub(crate) const READ_QUEUE: &str = r"
+local entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+')
+local top = redis.call('HGET', KEYS[1], 's')
+return {entries, top}
+";

@@ -388,3 +388,109 @@ impl Events {
         events
     }
 }
+
+/// A free port whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A Redis Cluster of three masters of the test's own, made with
+/// `redis-cli --cluster create`; killed on drop.
+pub struct RedisCluster {
+    children: Vec<Child>,
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = RedisCluster {
+            children: Vec::new(),
+            ports: Vec::new(),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        for _ in 0..3 {
+            let port = free_cluster_port();
+            let data = dir.path().join(port.to_string());
+            std::fs::create_dir(&data).unwrap();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .arg("--dir")
+                .arg(&data)
+                .args(["--save", "", "--appendonly", "yes"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs");
+            cluster.children.push(child);
+            cluster.ports.push(port);
+        }
+        cluster._dir = dir;
+        for port in &cluster.ports {
+            wait_until("a cluster node answers", || {
+                cluster.cli(*port, &["PING"]) == "PONG\n"
+            });
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        for port in cluster.ports.clone() {
+            wait_until("the cluster is up", || {
+                cluster
+                    .cli(port, &["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            });
+        }
+        cluster
+    }
+
+    pub fn url(&self, node: usize) -> String {
+        format!("redis://127.0.0.1:{}", self.ports[node])
+    }
+
+    /// `redis-cli -p PORT ARGS` (empty when it cannot run).
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
