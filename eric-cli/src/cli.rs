@@ -430,6 +430,27 @@ pub struct ServeArgs {
     )]
     pub history_age: HumanDuration,
 
+    /// Keep channels, listeners, queues and logs in the Redis at URL (`redis://HOST:PORT`,
+    /// any node of a Redis Cluster, or a Unix socket path), shared by every node given
+    /// the same Redis and prefix [default: in memory].
+    #[arg(
+        long,
+        env = "ERIC_REDIS",
+        value_name = "URL",
+        help_heading = "Redis engine"
+    )]
+    pub redis: Option<String>,
+
+    /// What every Redis key starts with, so that several deployments share a Redis.
+    #[arg(
+        long,
+        env = "ERIC_REDIS_PREFIX",
+        value_name = "PREFIX",
+        default_value = "eric",
+        help_heading = "Redis engine"
+    )]
+    pub redis_prefix: String,
+
     /// The `retry` of every event, in milliseconds.
     #[arg(
         long,

@@ -10,6 +10,7 @@
 
 mod cli;
 mod client;
+mod engine;
 mod error;
 mod http_api;
 mod paths;

@@ -7,8 +7,7 @@ use crate::paths::{default_socket_path, ensure_private_dir};
 use crate::signals;
 use eric_core::{QueueConfig, Retention};
 use eric_socket::{
-    ChannelContainer, ChannelSettings, HttpServer, HttpServerConfig, ShutdownHandle, UnixServer,
-    UnixServerConfig,
+    ChannelSettings, HttpServer, HttpServerConfig, ShutdownHandle, UnixServer, UnixServerConfig,
 };
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -18,13 +17,13 @@ use tokio::task::JoinHandle;
 
 /// Runs both servers until Ctrl-C or SIGTERM, then stops them gracefully.
 ///
-/// Both servers share one [`ChannelContainer`] (what one transport sends, the other
+/// Both servers share one [`ChannelContainer`](eric_socket::ChannelContainer) (what one transport sends, the other
 /// delivers) and one [`ShutdownHandle`]. If either server fails, the other is stopped
 /// too and the failure is reported.
 pub async fn serve(args: &ServeArgs, socket: PathBuf, http: &str) -> Result<(), CliError> {
     // Before anything observable, so that a signal right after start-up is handled.
     let termination = signals::install().await?;
-    let container = Arc::new(ChannelContainer::with_settings(channel_settings(args)));
+    let container = Arc::new(crate::engine::container(args, channel_settings(args))?);
     let shutdown = ShutdownHandle::new();
 
     // HTTP first: binding it cannot leave a file behind if the socket then fails.
@@ -69,6 +68,8 @@ pub async fn serve(args: &ServeArgs, socket: PathBuf, http: &str) -> Result<(), 
             None => Ok(()),
         }
     });
+    // The listeners' consumed positions, stored before the process goes.
+    container.flush_engine();
     unix.and(http)
 }
 

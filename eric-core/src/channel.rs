@@ -174,6 +174,20 @@ fn replay_items(
     items
 }
 
+/// What [`Channel::apply`] did with an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The entry took its offset and reached its listeners.
+    Done,
+    /// The offset was taken already: nothing changed.
+    Duplicate,
+    /// The offset is past the next one: the entries from `next` on are missing.
+    Gap {
+        /// The next offset the channel expects.
+        next: u64,
+    },
+}
+
 /// What a broadcast did: how many listeners got the message and how many did not.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BroadcastReport {
@@ -271,6 +285,7 @@ pub struct ChannelBuilder<A> {
     retention: Retention,
     epoch: Option<Epoch>,
     ledger: Option<Arc<QueueLedger>>,
+    last: u64,
 }
 
 impl<A: Adapter> ChannelBuilder<A> {
@@ -314,6 +329,14 @@ impl<A: Adapter> ChannelBuilder<A> {
         self
     }
 
+    /// Starts the log after offset `last` (0 by default): for an engine that keeps the
+    /// log elsewhere and makes the channel again, then [`applies`](Channel::apply) what
+    /// follows.
+    pub fn starting_after(mut self, last: u64) -> Self {
+        self.last = last;
+        self
+    }
+
     /// The channel.
     pub fn build(self) -> Channel<A> {
         let epoch = self.epoch.unwrap_or_default();
@@ -323,7 +346,7 @@ impl<A: Adapter> ChannelBuilder<A> {
                 serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
                 epoch,
                 adapter: self.adapter,
-                log: Mutex::new(ChannelLog::new(epoch, self.retention)),
+                log: Mutex::new(ChannelLog::starting_after(epoch, self.retention, self.last)),
                 listeners: RwLock::new(ListenerSet::default()),
                 counts_bytes: self.queue_config.max_bytes.is_some()
                     || self.ledger.as_ref().is_some_and(|l| l.counts_bytes()),
@@ -351,6 +374,7 @@ impl<A: Adapter> Channel<A> {
             retention: Retention::none(),
             epoch: None,
             ledger: None,
+            last: 0,
         }
     }
 
@@ -681,6 +705,103 @@ impl<A: Adapter> Channel<A> {
         Ok(delivery)
     }
 
+    /// Publishes `message` at the log offset `offset`, assigned by an engine that keeps
+    /// the channel's log elsewhere: to the listener `to` (if this channel holds it; the
+    /// entry is logged either way, addressed to nobody here otherwise), or to every
+    /// listener for `None`. Offsets must come in order: one already taken is a
+    /// duplicate and changes nothing, one past the next leaves a gap the caller must
+    /// fill first. A full queue applies its overflow policy, as a publish does.
+    pub fn apply(&self, offset: u64, to: Option<&str>, message: &Arc<Message>) -> Applied {
+        let mut to_disconnect = None;
+        let size = self.size_of(message);
+        let mut queued = 0;
+        {
+            let mut log = self.inner.log.lock();
+            let next = log.next_offset();
+            if offset < next {
+                return Applied::Duplicate;
+            }
+            if offset > next {
+                return Applied::Gap { next };
+            }
+            let listeners = self.inner.listeners.read();
+            match to {
+                Some(id) => {
+                    let listener = listeners.get(id);
+                    let address = listener.map_or(0, |l| l.address());
+                    if let Some(listener) = listener {
+                        match listener.push(offset, message, size) {
+                            Ok(()) => queued += 1,
+                            Err(Refused::MustDisconnect) => {
+                                to_disconnect = Some(vec![Arc::clone(listener)]);
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    log.append(message, Addressee::One(address));
+                }
+                None => {
+                    for listener in listeners.iter() {
+                        match listener.push(offset, message, size) {
+                            Ok(()) => queued += 1,
+                            Err(Refused::MustDisconnect) => {
+                                to_disconnect
+                                    .get_or_insert_with(Vec::new)
+                                    .push(Arc::clone(listener));
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    log.append(message, Addressee::All);
+                }
+            }
+        }
+        self.take_bytes(size * queued);
+        for listener in to_disconnect.into_iter().flatten() {
+            self.overflowed(&listener, Refused::MustDisconnect);
+        }
+        Applied::Done
+    }
+
+    /// Adds a listener built by the caller whose queue an engine keeps elsewhere: it
+    /// joined the channel at offset `joined_at`, and `backlog` (offsets increasing, read
+    /// from the engine up to offset `read_through`) is what waits for it. The entries
+    /// this channel has already applied are queued; the later ones will reach the queue
+    /// when applied. Answers `Ok(Err(last))` without adding it when the channel has
+    /// applied more (up to `last`) than the backlog covers: read it again.
+    pub fn register_listener_at(
+        &self,
+        listener: Listener,
+        joined_at: u64,
+        backlog: &[(u64, Arc<Message>)],
+        read_through: u64,
+    ) -> Result<std::result::Result<Arc<Listener>, u64>> {
+        let log = self.inner.log.lock();
+        let last = log.position().offset;
+        if read_through < last {
+            return Ok(Err(last));
+        }
+        let mut listeners = self.inner.listeners.write();
+        if listeners.contains(listener.id()) {
+            return Err(Error::DuplicateId(listener.id().to_owned()));
+        }
+        let listener = Arc::new(listener.joining(
+            self.inner.serial,
+            joined_at,
+            self.inner.epoch,
+            self.inner.ledger.as_ref(),
+        ));
+        for (offset, message) in backlog.iter().take_while(|(offset, _)| *offset <= last) {
+            // A bounded queue keeps what its policy keeps; the engine still holds the rest.
+            let size = self.size_of(message);
+            if listener.push(*offset, message, size).is_ok() {
+                self.take_bytes(size);
+            }
+        }
+        listeners.insert(Arc::clone(&listener));
+        Ok(Ok(listener))
+    }
+
     /// Broadcasts the end-of-stream message (`_eric_channel_closed`): every open stream
     /// yields it and ends.
     pub fn notify_end(&self) -> BroadcastReport {
@@ -708,21 +829,39 @@ impl<A: Adapter> Channel<A> {
         replay_items(resume, log.epoch(), live_from, last_event_id)
     }
 
-    /// A new listener for a watcher that last saw the event with id `last_event_id`,
-    /// and what it yields before its queue (see [`Channel::watch_after`]): it joins
-    /// under the log, so every broadcast after the replay reaches its queue.
+    /// A new listener (`chosen`, or one with a generated id) for a watcher that last
+    /// saw the event with id `last_event_id`, and what it yields before its queue (see
+    /// [`Channel::watch_after`]): it joins under the log, so every broadcast after the
+    /// replay reaches its queue. Fails only if the chosen listener's id is taken.
     pub(crate) fn add_listener_after(
         &self,
         last_event_id: &str,
-    ) -> (Arc<Listener>, VecDeque<Delivery>) {
+        chosen: Option<Listener>,
+    ) -> Result<(Arc<Listener>, VecDeque<Delivery>)> {
         let mut log = self.inner.log.lock();
-        let listener = self.insert_new_listener(&log, self.inner.queue_config);
+        let listener = match chosen {
+            None => self.insert_new_listener(&log, self.inner.queue_config),
+            Some(listener) => {
+                let mut listeners = self.inner.listeners.write();
+                if listeners.contains(listener.id()) {
+                    return Err(Error::DuplicateId(listener.id().to_owned()));
+                }
+                let listener = Arc::new(listener.joining(
+                    self.inner.serial,
+                    log.position().offset,
+                    self.inner.epoch,
+                    self.inner.ledger.as_ref(),
+                ));
+                listeners.insert(Arc::clone(&listener));
+                listener
+            }
+        };
         // A watcher resumes a position of an earlier connection: every broadcast
         // after it is its own, whenever its new listener joined.
         let resume = log.resume(last_event_id, listener.address(), 0, None);
         let live_from = log.next_offset();
         let items = replay_items(resume, log.epoch(), live_from, last_event_id);
-        (listener, items)
+        Ok((listener, items))
     }
 
     /// A handle that does not keep the channel alive (for handlers that call back into

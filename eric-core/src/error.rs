@@ -75,6 +75,13 @@ pub enum Error {
         /// What it holds that an event name cannot, e.g. `a NUL character (U+0000)`.
         what: &'static str,
     },
+    /// The engine that keeps the channels' state outside the process (Redis) cannot be
+    /// reached or did not answer in time: nothing was done.
+    #[error("the engine is unavailable: {0}")]
+    Unavailable(String),
+    /// The engine holds a value it cannot read; the text names the key.
+    #[error("the engine holds a bad value: {0}")]
+    Engine(String),
 }
 
 /// `Result` with eric-core's [`enum@Error`].

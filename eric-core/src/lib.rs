@@ -60,7 +60,8 @@ mod registry;
 mod stream;
 
 pub use channel::{
-    Adapter, BroadcastReport, Channel, ChannelBuilder, Identity, StreamDelay, Timer, WeakChannel,
+    Adapter, Applied, BroadcastReport, Channel, ChannelBuilder, Identity, StreamDelay, Timer,
+    WeakChannel,
 };
 pub use distributed::{Action, DistributedListener, RESERVED_ACTIONS};
 pub use error::{Error, Result};

@@ -843,6 +843,18 @@ impl Listener {
         state.pop()
     }
 
+    /// The log offset up to which every message queued for the listener has left its
+    /// queue: right before the oldest still queued, else the last one queued (0 before
+    /// the first). An engine that keeps queues elsewhere stores it as the listener's
+    /// cursor.
+    pub fn consumed_through(&self) -> u64 {
+        let state = self.queue.lock();
+        match state.entries.front() {
+            Some(first) => first.id - 1,
+            None => state.last_id,
+        }
+    }
+
     /// The log offset at which it joined its channel.
     pub(crate) fn joined_at(&self) -> u64 {
         self.joined_at

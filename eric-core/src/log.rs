@@ -284,10 +284,16 @@ pub(crate) struct Gap {
 }
 
 impl ChannelLog {
+    #[cfg(test)]
     pub(crate) fn new(epoch: Epoch, retention: Retention) -> Self {
+        ChannelLog::starting_after(epoch, retention, 0)
+    }
+
+    /// A log whose last offset taken is `last`, none of it retained.
+    pub(crate) fn starting_after(epoch: Epoch, retention: Retention, last: u64) -> Self {
         ChannelLog {
             epoch,
-            last: 0,
+            last,
             entries: VecDeque::new(),
             retention,
         }

@@ -103,9 +103,27 @@ impl<A: Adapter> Channel<A> {
     /// the live ones, with none twice and none skipped silently (a gap starts the
     /// stream with a marker, as in [`message_stream_after`](Self::message_stream_after)).
     pub fn watch_after(&self, last_event_id: &str) -> MessageStream<A> {
-        let (listener, replay) = self.add_listener_after(last_event_id);
+        let (listener, replay) = self
+            .add_listener_after(last_event_id, None)
+            .expect("a generated id is never taken");
         listener.start();
         MessageStream::new(self.clone(), listener, replay).removing_listener_on_drop()
+    }
+
+    /// [`watch`](Self::watch) or [`watch_after`](Self::watch_after) with a listener the
+    /// caller built (its id chosen so that it cannot meet ids given elsewhere); fails if
+    /// its id is taken on this channel.
+    pub fn watch_as(
+        &self,
+        listener: Listener,
+        last_event_id: Option<&str>,
+    ) -> crate::Result<MessageStream<A>> {
+        let (listener, replay) = match last_event_id {
+            Some(id) => self.add_listener_after(id, Some(listener))?,
+            None => (self.register_listener(listener)?, VecDeque::new()),
+        };
+        listener.start();
+        Ok(MessageStream::new(self.clone(), listener, replay).removing_listener_on_drop())
     }
 }
 

@@ -1,8 +1,11 @@
 //! The set of channels the servers share: the reference's `SSEChannelContainer`.
 
+use crate::engine::{ChannelStream, Engine};
 use crate::losses::LossCounters;
 use crate::refusals::RefusalLog;
-use eric_core::{Error, QueueConfig, QueueLedger, Result, Retention};
+use eric_core::{
+    BroadcastReport, Error, Listener, Message, QueueConfig, QueueLedger, Result, Retention,
+};
 use eric_sse::{SseChannel, DEFAULT_HISTORY};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +50,11 @@ impl Default for ChannelSettings {
 /// assert!(container.add_with_id("news").is_err());
 /// container.remove("news").unwrap();
 /// ```
+///
+/// Every transport reaches channels through it: with an [`Engine`] (see
+/// [`with_engine`](Self::with_engine)) the state lives outside the process and the
+/// container hands each operation to the engine; without one (the default) it lives
+/// in the container's own map.
 #[derive(Debug)]
 pub struct ChannelContainer {
     channels: RwLock<HashMap<String, SseChannel>>,
@@ -58,6 +66,8 @@ pub struct ChannelContainer {
     /// Shared by every channel: the bytes queued against `max_queued_bytes`, and the
     /// observer that counts and logs what publishes lose.
     ledger: Arc<QueueLedger>,
+    /// The engine keeping the state outside the process, if any.
+    engine: Option<Arc<dyn Engine>>,
 }
 
 impl Default for ChannelContainer {
@@ -89,6 +99,122 @@ impl ChannelContainer {
             refusals,
             losses,
             ledger: Arc::new(ledger),
+            engine: None,
+        }
+    }
+
+    /// An empty container whose channels use `settings`, and whose state `engine` keeps.
+    pub fn with_engine(settings: ChannelSettings, engine: Arc<dyn Engine>) -> Self {
+        ChannelContainer {
+            engine: Some(engine),
+            ..ChannelContainer::with_settings(settings)
+        }
+    }
+
+    /// Whether the engine that keeps the channels' state can be reached: always for
+    /// the in-memory engine.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        match &self.engine {
+            None => Ok(()),
+            Some(engine) => engine.readiness(),
+        }
+    }
+
+    /// Whether the state lives outside the process (an engine other than the
+    /// in-memory one).
+    pub fn has_engine(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    /// Registers a new listener on `channel` (stopped, as every new listener); its id.
+    pub fn subscribe(&self, channel: &SseChannel) -> Result<String> {
+        match &self.engine {
+            None => Ok(channel.add_listener().id().to_owned()),
+            Some(engine) => engine.subscribe(channel),
+        }
+    }
+
+    /// The listener `id` of `channel`, ready to stream here.
+    pub fn listener(&self, channel: &SseChannel, id: &str) -> Result<Arc<Listener>> {
+        match &self.engine {
+            None => channel.get_listener(id),
+            Some(engine) => engine.listener(channel, id),
+        }
+    }
+
+    /// The listener `id` of `channel` as a target of [`dispatch_to`](Self::dispatch_to):
+    /// checked to exist, but not made ready to stream here (with an engine, a handle
+    /// that only names it).
+    pub fn dispatch_target(&self, channel: &SseChannel, id: &str) -> Result<Arc<Listener>> {
+        match &self.engine {
+            None => channel.get_listener(id),
+            Some(engine) => {
+                engine.has_listener(channel, id)?;
+                Ok(Arc::new(Listener::with_id(id)))
+            }
+        }
+    }
+
+    /// Removes the listener `id` of `channel`: its streams get `_eric_channel_closed`.
+    pub fn remove_listener(&self, channel: &SseChannel, id: &str) -> Result<()> {
+        match &self.engine {
+            None => channel.remove_listener(id).map(drop),
+            Some(engine) => engine.remove_listener(channel, id),
+        }
+    }
+
+    /// Queues `message` for every listener of `channel`. With an engine the report
+    /// counts nothing: the listeners' queues are the engine's, and the call returns
+    /// once the engine stored the message.
+    pub fn broadcast(&self, channel: &SseChannel, message: Message) -> Result<BroadcastReport> {
+        match &self.engine {
+            None => Ok(channel.broadcast(message)),
+            Some(engine) => engine
+                .publish(channel, None, Arc::new(message))
+                .map(|()| BroadcastReport::default()),
+        }
+    }
+
+    /// Queues `message` for the listener `id` of `channel`.
+    pub fn dispatch(&self, channel: &SseChannel, id: &str, message: Message) -> Result<()> {
+        match &self.engine {
+            None => channel.dispatch(id, message),
+            Some(engine) => engine.publish(channel, Some(id), Arc::new(message)),
+        }
+    }
+
+    /// Queues `message` for a listener the caller already holds (from
+    /// [`listener`](Self::listener)).
+    pub fn dispatch_to(
+        &self,
+        channel: &SseChannel,
+        listener: &Arc<Listener>,
+        message: &Arc<Message>,
+    ) -> Result<()> {
+        match &self.engine {
+            None => channel.dispatch_to(listener, message),
+            Some(engine) => engine.publish(channel, Some(listener.id()), Arc::clone(message)),
+        }
+    }
+
+    /// A new listener of `channel`, started, that lives as long as the stream; after
+    /// the retained broadcasts since `last_event_id` when given.
+    pub fn watch(
+        &self,
+        channel: &SseChannel,
+        last_event_id: Option<&str>,
+    ) -> Result<ChannelStream> {
+        match (&self.engine, last_event_id) {
+            (None, None) => Ok(channel.watch()),
+            (None, Some(id)) => Ok(channel.watch_after(id)),
+            (Some(engine), _) => engine.watch(channel, last_event_id),
+        }
+    }
+
+    /// Stores what the engine must keep past the process (nothing in memory).
+    pub fn flush_engine(&self) {
+        if let Some(engine) = &self.engine {
+            engine.flush();
         }
     }
 
@@ -133,6 +259,9 @@ impl ChannelContainer {
     }
 
     /// Adds a channel with a generated id.
+    ///
+    /// # Panics
+    /// With an engine, when the engine fails: use [`add_with`](Self::add_with) there.
     pub fn add(&self) -> SseChannel {
         self.add_with(None, self.settings.retention)
             .expect("a generated id is never taken")
@@ -147,6 +276,9 @@ impl ChannelContainer {
     /// `retention` of its log; fails if the id is taken. Its log starts a new epoch,
     /// also when the id was used by a channel removed since.
     pub fn add_with(&self, id: Option<&str>, retention: Retention) -> Result<SseChannel> {
+        if let Some(engine) = &self.engine {
+            return engine.create(id, retention, &self.settings);
+        }
         let mut channels = self.channels.write();
         let channel = match id {
             Some(id) if channels.contains_key(id) => return Err(Error::DuplicateId(id.to_owned())),
@@ -165,6 +297,9 @@ impl ChannelContainer {
 
     /// The channel with this id.
     pub fn get(&self, id: &str) -> Result<SseChannel> {
+        if let Some(engine) = &self.engine {
+            return engine.get(id, &self.settings);
+        }
         self.channels
             .read()
             .get(id)
@@ -175,6 +310,11 @@ impl ChannelContainer {
     /// Removes a channel and every listener in it: their streams get
     /// `_eric_channel_closed` and end.
     pub fn remove(&self, id: &str) -> Result<SseChannel> {
+        if let Some(engine) = &self.engine {
+            let channel = engine.remove(id)?;
+            self.refusals.forget(id);
+            return Ok(channel);
+        }
         let channel = self
             .channels
             .write()
@@ -212,14 +352,38 @@ impl ChannelContainer {
 
     /// The ids of all channels, sorted.
     pub fn ids(&self) -> Vec<String> {
+        self.try_ids().unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot list the channels");
+            Vec::new()
+        })
+    }
+
+    /// The ids of all channels, sorted, or why the engine cannot list them.
+    pub fn try_ids(&self) -> Result<Vec<String>> {
+        if let Some(engine) = &self.engine {
+            return Ok(engine.snapshot()?.into_keys().collect());
+        }
         let mut ids: Vec<String> = self.channels.read().keys().cloned().collect();
         ids.sort();
-        ids
+        Ok(ids)
     }
 
     /// Every channel id with its listener ids, sorted.
     pub fn snapshot(&self) -> BTreeMap<String, Vec<String>> {
-        self.channels
+        self.try_snapshot().unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot list the channels");
+            BTreeMap::new()
+        })
+    }
+
+    /// Every channel id with its listener ids, sorted, or why the engine cannot list
+    /// them.
+    pub fn try_snapshot(&self) -> Result<BTreeMap<String, Vec<String>>> {
+        if let Some(engine) = &self.engine {
+            return engine.snapshot();
+        }
+        Ok(self
+            .channels
             .read()
             .iter()
             .map(|(id, channel)| {
@@ -227,25 +391,32 @@ impl ChannelContainer {
                 listeners.sort();
                 (id.clone(), listeners)
             })
-            .collect()
+            .collect())
     }
 
     /// The number of channels.
     pub fn len(&self) -> usize {
-        self.channels.read().len()
+        match &self.engine {
+            None => self.channels.read().len(),
+            Some(_) => self.ids().len(),
+        }
     }
 
     /// Whether there is no channel.
     pub fn is_empty(&self) -> bool {
-        self.channels.read().is_empty()
+        self.len() == 0
     }
 
     /// The total number of listeners over all channels.
     pub fn listener_count(&self) -> usize {
-        self.channels
-            .read()
-            .values()
-            .map(|channel| channel.listener_count())
-            .sum()
+        match &self.engine {
+            None => self
+                .channels
+                .read()
+                .values()
+                .map(|channel| channel.listener_count())
+                .sum(),
+            Some(_) => self.snapshot().values().map(Vec::len).sum(),
+        }
     }
 }

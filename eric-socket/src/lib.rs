@@ -51,6 +51,7 @@
 
 mod accept;
 mod container;
+pub mod engine;
 /// The checks of the fuzz targets, for them and for the tests that replay their corpus:
 /// not API.
 #[doc(hidden)]
@@ -67,6 +68,7 @@ mod timer;
 pub mod unix;
 
 pub use container::{ChannelContainer, ChannelSettings};
+pub use engine::Engine;
 #[cfg(feature = "http")]
 pub use http::{HttpServer, HttpServerConfig};
 pub use losses::{LossCounters, LossTotals};

@@ -199,6 +199,8 @@ impl From<Error> for ProtocolError {
             }
             // A type no SSE event can carry: the reference's name for a bad message.
             Error::InvalidMessageType { .. } => "InvalidMessageFormat",
+            Error::Unavailable(_) => "EngineUnavailableException",
+            Error::Engine(_) => "EngineException",
             _ => "InvalidMessageFormat",
         };
         ProtocolError::new(name, error.to_string())
@@ -489,9 +491,14 @@ pub const ACK: &str = "ack";
 /// counted and logged as a summary, as HTTP's refusals are.
 pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome, ProtocolError> {
     Ok(match command {
-        Command::CreateChannel => Outcome::Text(container.add().id().to_owned()),
+        Command::CreateChannel => Outcome::Text(
+            container
+                .add_with(None, container.settings().retention)?
+                .id()
+                .to_owned(),
+        ),
         Command::Register { channel } => {
-            Outcome::Text(container.get(&channel)?.add_listener().id().to_owned())
+            Outcome::Text(container.subscribe(&container.get(&channel)?)?)
         }
         Command::Dispatch {
             channel: channel_id,
@@ -501,8 +508,8 @@ pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome
             let channel = container.get(&channel_id)?;
             check_message_type(&message.msg_type)?;
             container.admit_publish(&channel_id)?;
-            channel
-                .dispatch(&receiver, message)
+            container
+                .dispatch(&channel, &receiver, message)
                 .inspect_err(|error| container.note_refused(&channel_id, error))?;
             Outcome::Text(ACK.to_owned())
         }
@@ -513,18 +520,20 @@ pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome
             let channel = container.get(&channel_id)?;
             check_message_type(&message.msg_type)?;
             container.admit_publish(&channel_id)?;
-            let report = channel.broadcast(message);
+            let report = container.broadcast(&channel, message)?;
             container.note_refusals(&channel_id, report.rejected, report.disconnected);
             Outcome::Text(ACK.to_owned())
         }
         Command::Listen { channel, receiver } => {
             let channel = container.get(&channel)?;
-            let listener = channel.get_listener(&receiver)?;
+            let listener = container.listener(&channel, &receiver)?;
             // The reference (0.6.0.3) forgets to start the listener; later versions do.
             listener.start();
             Outcome::Stream(channel.message_stream(&listener))
         }
-        Command::Watch { channel } => Outcome::Stream(container.get(&channel)?.watch()),
+        Command::Watch { channel } => {
+            Outcome::Stream(container.watch(&container.get(&channel)?, None)?)
+        }
     })
 }
 

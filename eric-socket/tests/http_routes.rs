@@ -50,9 +50,7 @@ async fn subscribe_registers_a_listener_that_is_not_started_yet() {
     let listener = server.subscribe(&channel).await;
     let listener = server
         .container
-        .get(&channel)
-        .unwrap()
-        .get_listener(&listener)
+        .listener(&server.container.get(&channel).unwrap(), &listener)
         .expect("registered");
     assert!(!listener.is_running());
 }
@@ -68,7 +66,7 @@ async fn broadcast_queues_the_message_for_every_listener_and_answers_null() {
         .await;
     let sse = server.container.get(&channel).unwrap();
     for id in [&a, &b] {
-        let listener = sse.get_listener(id).unwrap();
+        let listener = server.container.listener(&sse, id).unwrap();
         listener.start();
         let delivery = sse.deliver_next(id).unwrap();
         assert_eq!(
@@ -94,8 +92,8 @@ async fn dispatch_queues_the_message_for_one_listener_and_answers_null() {
     reply.assert_ok();
     assert_eq!(reply.json(), Value::Null);
     let sse = server.container.get(&channel).unwrap();
-    assert_eq!(sse.get_listener(&a).unwrap().queue_len(), 1);
-    assert_eq!(sse.get_listener(&b).unwrap().queue_len(), 0);
+    assert_eq!(server.container.listener(&sse, &a).unwrap().queue_len(), 1);
+    assert_eq!(server.container.listener(&sse, &b).unwrap().queue_len(), 0);
 }
 
 #[tokio::test]
@@ -112,7 +110,7 @@ async fn a_missing_payload_is_null() {
         .await
         .assert_ok();
     let sse = server.container.get(&channel).unwrap();
-    sse.get_listener(&listener).unwrap().start();
+    server.container.listener(&sse, &listener).unwrap().start();
     assert_eq!(sse.deliver_next(&listener).unwrap().payload, Value::Null);
 }
 
@@ -280,7 +278,14 @@ async fn a_malformed_body_is_400_saying_what_is_wrong() {
         }
     }
     let sse = server.container.get(&channel).unwrap();
-    assert_eq!(sse.get_listener(&listener).unwrap().queue_len(), 0);
+    assert_eq!(
+        server
+            .container
+            .listener(&sse, &listener)
+            .unwrap()
+            .queue_len(),
+        0
+    );
 }
 
 #[tokio::test]

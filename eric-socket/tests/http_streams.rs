@@ -87,7 +87,11 @@ async fn streaming_starts_the_listener_and_delivers_what_was_queued_since_subscr
     let listener = channel_with_listener(&server).await;
     broadcast_ticks(&server, 1..=3).await;
     let sse = server.container.get("c").unwrap();
-    assert!(!sse.get_listener(&listener).unwrap().is_running());
+    assert!(!server
+        .container
+        .listener(&sse, &listener)
+        .unwrap()
+        .is_running());
 
     let mut client = server.stream(&format!("/stream/c/{listener}")).await;
     let events = client.next_events(3).await;

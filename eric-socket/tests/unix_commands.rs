@@ -31,17 +31,14 @@ async fn r_answers_a_fresh_listener_id_registered_on_the_channel() {
     assert!(is_decimal_id(&answer), "{answer:?}");
     let other = server.listener(&channel).await;
     assert_ne!(answer, other);
-    let mut ids = server.container.get(&channel).unwrap().listener_ids();
-    ids.sort();
+    let ids = server.container.snapshot()[&channel].clone();
     let mut expected = vec![answer.clone(), other];
     expected.sort();
     assert_eq!(ids, expected);
     // A registered listener is not started: `r` only registers.
     let listener = server
         .container
-        .get(&channel)
-        .unwrap()
-        .get_listener(&answer)
+        .listener(&server.container.get(&channel).unwrap(), &answer)
         .unwrap();
     assert!(!listener.is_running());
     server.shutdown().await;
@@ -60,8 +57,22 @@ async fn d_answers_ack_and_queues_for_that_listener_only() {
         .await;
     assert_eq!(answer, "ack");
     let sse = server.container.get(&channel).unwrap();
-    assert_eq!(sse.get_listener(&target).unwrap().queue_len(), 1);
-    assert_eq!(sse.get_listener(&bystander).unwrap().queue_len(), 0);
+    assert_eq!(
+        server
+            .container
+            .listener(&sse, &target)
+            .unwrap()
+            .queue_len(),
+        1
+    );
+    assert_eq!(
+        server
+            .container
+            .listener(&sse, &bystander)
+            .unwrap()
+            .queue_len(),
+        0
+    );
 
     let mut stream = RawStream::listen(&server.path, &channel, &target).await;
     assert_eq!(stream.line().await, line("hello", r#"{"to": "you"}"#));
@@ -243,7 +254,14 @@ async fn a_missing_type_on_d_or_b_is_invalid_message_format_with_the_raw_command
     }
     // Nothing was queued by the refused commands.
     let sse = server.container.get(&channel).unwrap();
-    assert_eq!(sse.get_listener(&listener).unwrap().queue_len(), 0);
+    assert_eq!(
+        server
+            .container
+            .listener(&sse, &listener)
+            .unwrap()
+            .queue_len(),
+        0
+    );
     server.shutdown().await;
 }
 
@@ -444,6 +462,13 @@ async fn b_and_d_refuse_a_type_with_a_line_break_or_a_nul_and_queue_nothing() {
         }
     }
     let queued = server.container.get(&channel).unwrap();
-    assert_eq!(queued.get_listener(&listener).unwrap().queue_len(), 0);
+    assert_eq!(
+        server
+            .container
+            .listener(&queued, &listener)
+            .unwrap()
+            .queue_len(),
+        0
+    );
     server.shutdown().await;
 }

@@ -30,9 +30,7 @@ async fn l_starts_the_listener_and_streams_queued_messages_first_in_order() {
     }
     let registered = server
         .container
-        .get(&channel)
-        .unwrap()
-        .get_listener(&listener)
+        .listener(&server.container.get(&channel).unwrap(), &listener)
         .unwrap();
     assert!(!registered.is_running());
 
@@ -189,9 +187,7 @@ async fn l_listener_stays_registered_after_disconnect_and_keeps_its_queue() {
     );
     let queued = server
         .container
-        .get(&channel)
-        .unwrap()
-        .get_listener(&listener)
+        .listener(&server.container.get(&channel).unwrap(), &listener)
         .unwrap()
         .queue_len();
     assert_eq!(queued, 2);
@@ -273,9 +269,7 @@ async fn stopping_the_listener_ends_its_l_stream_and_keeps_the_rest_queued() {
     assert_eq!(stream.line().await, line("a", "1"));
     let handle = server
         .container
-        .get(&channel)
-        .unwrap()
-        .get_listener(&listener)
+        .listener(&server.container.get(&channel).unwrap(), &listener)
         .unwrap();
     handle.stop();
     stream.assert_ends().await;
@@ -299,7 +293,9 @@ async fn a_big_backlog_streams_in_order_without_loss() {
     let sse = server.container.get(&channel).unwrap();
     // Queue directly: this test is about the stream, not about 5,000 round trips.
     for n in 0..5_000u32 {
-        sse.dispatch(&listener, eric_core::Message::new("n", n))
+        server
+            .container
+            .dispatch(&sse, &listener, eric_core::Message::new("n", n))
             .unwrap();
     }
     let mut stream = RawStream::listen(&server.path, &channel, &listener).await;

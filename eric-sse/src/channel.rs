@@ -1,7 +1,9 @@
 //! The SSE channel: an eric-core channel whose consumers receive [`SseEvent`]s.
 
 use crate::event::{SseEvent, DEFAULT_RETRY_MS};
-use eric_core::{Adapter, Channel, Delivery, QueueConfig, QueueLedger, Retention, StreamDelay};
+use eric_core::{
+    Adapter, Channel, Delivery, Epoch, QueueConfig, QueueLedger, Retention, StreamDelay,
+};
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -131,6 +133,8 @@ pub struct SseChannelBuilder {
     stream_delay: Option<StreamDelay>,
     retention: Retention,
     ledger: Option<Arc<QueueLedger>>,
+    epoch: Option<Epoch>,
+    last: u64,
 }
 
 impl Default for SseChannelBuilder {
@@ -142,6 +146,8 @@ impl Default for SseChannelBuilder {
             stream_delay: None,
             retention: Retention::entries(DEFAULT_HISTORY),
             ledger: None,
+            epoch: None,
+            last: 0,
         }
     }
 }
@@ -185,11 +191,23 @@ impl SseChannelBuilder {
         self
     }
 
+    /// Starts the log in `epoch` after offset `last`: for an engine that keeps the log
+    /// elsewhere (see [`eric_core::ChannelBuilder::starting_after`]).
+    pub fn log_from(mut self, epoch: Epoch, last: u64) -> Self {
+        self.epoch = Some(epoch);
+        self.last = last;
+        self
+    }
+
     /// The channel.
     pub fn build(self) -> SseChannel {
         let mut builder = Channel::builder(SseAdapter::new(self.retry_ms))
             .queue_config(self.queue)
-            .retention(self.retention);
+            .retention(self.retention)
+            .starting_after(self.last);
+        if let Some(epoch) = self.epoch {
+            builder = builder.epoch(epoch);
+        }
         if let Some(id) = self.id {
             builder = builder.id(id);
         }

@@ -20,16 +20,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The publishable crates, in dependency order (each depends only on earlier ones).
-const CRATES: [&str; 5] = [
+const CRATES: [&str; 6] = [
     "eric-core",
     "eric-sse",
     "eric-processing",
     "eric-socket",
+    "eric-redis",
     "eric-cli",
 ];
 
 /// The library crates, checked alone and without default features.
-const LIBRARIES: [&str; 4] = ["eric-core", "eric-sse", "eric-processing", "eric-socket"];
+const LIBRARIES: [&str; 5] = [
+    "eric-core",
+    "eric-sse",
+    "eric-processing",
+    "eric-socket",
+    "eric-redis",
+];
 
 /// The README's test command, run by `ci` (keep the two in step).
 const TEST_COMMAND: [&str; 2] = ["test", "--workspace"];

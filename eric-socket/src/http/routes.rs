@@ -254,6 +254,12 @@ impl ApiError {
             error @ Error::Disconnected { .. } => {
                 ApiError::new(StatusCode::GONE, error.to_string())
             }
+            error @ Error::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+            }
+            error @ Error::Engine(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+            }
             error => ApiError::bad_request(error.to_string()),
         }
     }
@@ -369,8 +375,16 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
     }
     let container = &state.container;
     match resource {
-        Resource::Root => Ok(json_response(StatusCode::OK, &container.snapshot())),
-        Resource::Channels => Ok(json_response(StatusCode::OK, &container.ids())),
+        Resource::Root => Ok(json_response(
+            StatusCode::OK,
+            &container
+                .try_snapshot()
+                .map_err(|e| ApiError::core(e, ""))?,
+        )),
+        Resource::Channels => Ok(json_response(
+            StatusCode::OK,
+            &container.try_ids().map_err(|e| ApiError::core(e, ""))?,
+        )),
         Resource::Create => {
             let retention = retention_of(&request, container.settings().retention)?;
             let channel = match query_param(&request, "channel_id")? {
@@ -390,11 +404,14 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             ))
         }
         Resource::Subscribe => {
-            let channel = channel_of(state, &required_param(&request, "channel_id")?)?;
-            let listener = channel.add_listener();
+            let channel_id = required_param(&request, "channel_id")?;
+            let channel = channel_of(state, &channel_id)?;
+            let listener = container
+                .subscribe(&channel)
+                .map_err(|e| ApiError::core(e, &channel_id))?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({ "listener_id": listener.id() }),
+                &json!({ "listener_id": listener }),
             ))
         }
         Resource::Broadcast => {
@@ -402,7 +419,9 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             let channel = channel_of(state, &channel_id)?;
             let message = parse_message(&read_body(state, request).await?)?;
             let _admitted = admit_publish(state, &channel_id)?;
-            let report = channel.broadcast(message);
+            let report = container
+                .broadcast(&channel, message)
+                .map_err(|e| ApiError::core(e, &channel_id))?;
             container.note_refusals(&channel_id, report.rejected, report.disconnected);
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
@@ -410,13 +429,13 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             let channel_id = required_param(&request, "channel_id")?;
             let listener_id = required_param(&request, "listener_id")?;
             let channel = channel_of(state, &channel_id)?;
-            let listener = channel
-                .get_listener(&listener_id)
+            let listener = container
+                .dispatch_target(&channel, &listener_id)
                 .map_err(|e| ApiError::core(e, &channel_id))?;
             let message = parse_message(&read_body(state, request).await?)?;
             let _admitted = admit_publish(state, &channel_id)?;
-            channel
-                .dispatch_to(&listener, &Arc::new(message))
+            container
+                .dispatch_to(&channel, &listener, &Arc::new(message))
                 .map_err(|e| {
                     container.note_refused(&channel_id, &e);
                     ApiError::core(e, &channel_id)
@@ -429,8 +448,8 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
         }
         Resource::Watch { channel } => watch(state, &channel, last_event_id(&request)?),
         Resource::DeleteListener { channel, listener } => {
-            channel_of(state, &channel)?
-                .remove_listener(&listener)
+            container
+                .remove_listener(&channel_of(state, &channel)?, &listener)
                 .map_err(|e| ApiError::core(e, &channel))?;
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
@@ -452,8 +471,9 @@ async fn stream(
     last_event_id: Option<String>,
 ) -> RouteResult {
     let channel = channel_of(state, channel_id)?;
-    let listener = channel
-        .get_listener(listener_id)
+    let listener = state
+        .container
+        .listener(&channel, listener_id)
         .map_err(|e| ApiError::core(e, channel_id))?;
     let permit = stream_permit(state)?;
     // Ends the listener's previous stream, if any, and waits until it is gone, so that
@@ -483,10 +503,10 @@ fn watch(state: &Arc<State>, channel_id: &str, last_event_id: Option<String>) ->
     let channel = channel_of(state, channel_id)?;
     let permit = stream_permit(state)?;
     // Registered and started here, before the response head leaves.
-    let events = match &last_event_id {
-        Some(id) => channel.watch_after(id),
-        None => channel.watch(),
-    };
+    let events = state
+        .container
+        .watch(&channel, last_event_id.as_deref())
+        .map_err(|e| ApiError::core(e, channel_id))?;
     tracing::debug!(
         channel = ?channel_id,
         listener = ?events.listener().id(),
@@ -520,10 +540,10 @@ fn sse(state: &State, events: LiveEvents) -> Response<ResponseBody> {
 }
 
 fn channel_of(state: &State, channel_id: &str) -> Result<SseChannel, ApiError> {
-    state
-        .container
-        .get(channel_id)
-        .map_err(|_| ApiError::unknown_channel(channel_id))
+    state.container.get(channel_id).map_err(|e| match e {
+        Error::InvalidChannel(_) => ApiError::unknown_channel(channel_id),
+        e => ApiError::core(e, channel_id),
+    })
 }
 
 /// The position a client resumes from: the `Last-Event-ID` header (what an

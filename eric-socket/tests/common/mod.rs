@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use eric_socket::unix::ConnectionGauge;
-use eric_socket::{ChannelContainer, ShutdownHandle, SocketClient, UnixServer, UnixServerConfig};
+use eric_socket::{
+    ChannelContainer, ChannelSettings, ShutdownHandle, SocketClient, UnixServer, UnixServerConfig,
+};
 #[cfg(feature = "http")]
 use eric_socket::{HttpServer, HttpServerConfig};
 use std::io;
@@ -48,23 +50,58 @@ pub struct TestServer {
     pub gauge: ConnectionGauge,
     tasks: Vec<(&'static str, JoinHandle<io::Result<()>>)>,
     _dir: tempfile::TempDir,
+    /// The test's own Redis, when the container keeps its state there.
+    _redis: Option<eric_redis::testing::RedisServer>,
+}
+
+/// The container of a test server: in memory, or on the Redis engine over a Redis of
+/// the test's own when `ERIC_TEST_ENGINE=redis` (run the same tests on either engine).
+pub fn container_for_tests(
+    settings: ChannelSettings,
+) -> (
+    Arc<ChannelContainer>,
+    Option<eric_redis::testing::RedisServer>,
+) {
+    match std::env::var("ERIC_TEST_ENGINE").as_deref() {
+        Ok("redis") => {
+            let redis = eric_redis::testing::RedisServer::start();
+            let engine =
+                eric_redis::RedisEngine::connect(eric_redis::RedisConfig::new(redis.url()))
+                    .expect("the test's Redis answers");
+            (
+                Arc::new(ChannelContainer::with_engine(settings, Arc::new(engine))),
+                Some(redis),
+            )
+        }
+        Ok("memory") | Err(_) => (Arc::new(ChannelContainer::with_settings(settings)), None),
+        Ok(other) => panic!("ERIC_TEST_ENGINE is memory or redis, not {other:?}"),
+    }
+}
+
+type Engine = (
+    Arc<ChannelContainer>,
+    Option<eric_redis::testing::RedisServer>,
+);
+
+fn default_container() -> Engine {
+    container_for_tests(ChannelSettings::default())
 }
 
 impl TestServer {
     /// Both servers with default settings.
     pub async fn start() -> TestServer {
-        TestServer::launch(Arc::new(ChannelContainer::new()), |_| {}, |_| {}).await
+        TestServer::launch(default_container(), |_| {}, |_| {}).await
     }
 
     /// Both servers, the Unix one with the settings `configure` adjusts.
     pub async fn start_unix_with(configure: impl FnOnce(&mut UnixServerConfig)) -> TestServer {
-        TestServer::launch(Arc::new(ChannelContainer::new()), configure, |_| {}).await
+        TestServer::launch(default_container(), configure, |_| {}).await
     }
 
     /// Both servers, the HTTP one with the settings `configure` adjusts.
     #[cfg(feature = "http")]
     pub async fn start_with(configure: impl FnOnce(&mut HttpServerConfig)) -> TestServer {
-        TestServer::start_on(Arc::new(ChannelContainer::new()), configure).await
+        TestServer::launch(default_container(), |_| {}, configure).await
     }
 
     /// Both servers over `container`, the HTTP one with the settings `configure`
@@ -74,7 +111,7 @@ impl TestServer {
         container: Arc<ChannelContainer>,
         configure: impl FnOnce(&mut HttpServerConfig),
     ) -> TestServer {
-        TestServer::launch(container, |_| {}, configure).await
+        TestServer::launch((container, None), |_| {}, configure).await
     }
 
     /// Both servers, each with the settings its closure adjusts.
@@ -83,16 +120,11 @@ impl TestServer {
         configure_unix: impl FnOnce(&mut UnixServerConfig),
         configure_http: impl FnOnce(&mut HttpServerConfig),
     ) -> TestServer {
-        TestServer::launch(
-            Arc::new(ChannelContainer::new()),
-            configure_unix,
-            configure_http,
-        )
-        .await
+        TestServer::launch(default_container(), configure_unix, configure_http).await
     }
 
     async fn launch(
-        container: Arc<ChannelContainer>,
+        (container, redis): Engine,
         configure_unix: impl FnOnce(&mut UnixServerConfig),
         configure_http: impl FnOnce(&mut HttpConfig),
     ) -> TestServer {
@@ -134,6 +166,7 @@ impl TestServer {
             gauge,
             tasks,
             _dir: dir,
+            _redis: redis,
         }
     }
 
@@ -172,7 +205,7 @@ impl TestServer {
 
     /// The number of listeners of `channel`.
     pub fn listeners_of(&self, channel: &str) -> usize {
-        self.container.get(channel).unwrap().listener_count()
+        self.container.snapshot().get(channel).map_or(0, Vec::len)
     }
 
     /// Stops both servers and waits for each `run` to return `Ok`.

@@ -1,0 +1,496 @@
+//! What the Redis engine's tests share: their own `redis-server`, `eric serve --redis`
+//! nodes as child processes, and small HTTP, SSE and socket clients. Every wait is
+//! bounded by [`WAIT`]; every process started is killed on drop.
+
+#![allow(dead_code)]
+
+use rustix::process::Signal;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ERIC: &str = env!("CARGO_BIN_EXE_eric");
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, sent: Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let _ = rustix::process::kill_process(pid, sent);
+}
+
+fn wait_for_exit(child: &mut Child) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "a process did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A `redis-server` of its own, on a free port, with its data (AOF on) in a temporary
+/// directory that outlives a stop, so it can start again on what it stored.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        redis.launch();
+        redis
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package) runs");
+        self.child = Some(child);
+        wait_until("redis-server answers", || self.ping());
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let _ = tcp.write_all(b"PING\r\n");
+        let mut answer = [0; 7];
+        tcp.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+    }
+
+    /// Stops it (SIGTERM: it writes what it holds) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, Signal::TERM);
+            wait_for_exit(&mut child);
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Runs `redis-cli` against it; its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli (Debian's redis-tools package) runs");
+        assert!(output.status.success(), "redis-cli {args:?} failed");
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An `eric serve --redis URL` node in a temporary directory, on a free port.
+pub struct Node {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub http: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn start(redis: &Redis) -> Node {
+        Node::start_with(&redis.url(), &[])
+    }
+
+    pub fn start_with(url: &str, flags: &[&str]) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("eric.sock");
+        let http = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(ERIC)
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--http", &http, "--redis", url])
+            .args(flags)
+            .env_remove("ERIC_REDIS")
+            .env_remove("ERIC_REDIS_PREFIX")
+            .env_remove("ERIC_SOCKET")
+            .env_remove("ERIC_HTTP")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let node = Node {
+            child: Some(child),
+            socket,
+            http,
+            _dir: dir,
+        };
+        wait_until("the node answers", || {
+            TcpStream::connect(&node.http).is_ok() && node.socket.exists()
+        });
+        node
+    }
+
+    /// One HTTP request on a new connection: the status and the body.
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        request(&self.http, method, path, body, &[])
+    }
+
+    /// `PUT /create?channel_id=ID`.
+    pub fn create(&self, id: &str) {
+        let (status, body) = self.request("PUT", &format!("/create?channel_id={id}"), None);
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// `POST /subscribe`: the new listener's id.
+    pub fn subscribe(&self, channel: &str) -> String {
+        let (status, body) =
+            self.request("POST", &format!("/subscribe?channel_id={channel}"), None);
+        assert_eq!(status, 200, "{body}");
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        value["listener_id"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /broadcast` of `{"type": "n", "payload": n}`: the status.
+    pub fn broadcast(&self, channel: &str, n: u64) -> u16 {
+        let body = format!(r#"{{"type":"n","payload":{n}}}"#);
+        self.request(
+            "POST",
+            &format!("/broadcast?channel_id={channel}"),
+            Some(&body),
+        )
+        .0
+    }
+
+    /// `POST /dispatch` of `{"type": "d", "payload": n}`: the status.
+    pub fn dispatch(&self, channel: &str, listener: &str, n: u64) -> u16 {
+        let body = format!(r#"{{"type":"d","payload":{n}}}"#);
+        self.request(
+            "POST",
+            &format!("/dispatch?channel_id={channel}&listener_id={listener}"),
+            Some(&body),
+        )
+        .0
+    }
+
+    /// An event stream of `path`, resuming from `last_event_id` when given.
+    pub fn events(&self, path: &str, last_event_id: Option<&str>) -> Events {
+        Events::open(&self.http, path, last_event_id)
+    }
+
+    /// One socket command, written whole and half-closed; the answer.
+    pub fn command(&self, command: &str) -> String {
+        let mut unix = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
+        unix.set_read_timeout(Some(WAIT)).unwrap();
+        unix.write_all(command.as_bytes()).unwrap();
+        unix.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        unix.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    /// Stops the node with SIGTERM and waits for it.
+    pub fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, Signal::TERM);
+            wait_for_exit(&mut child);
+        }
+    }
+
+    /// Kills the node with SIGKILL.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`: the status and the body.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let body = body.unwrap_or("");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes()).unwrap();
+    tcp.write_all(body.as_bytes()).unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    // A chunked body of one chunk (what the server sends for JSON answers).
+    let body = match body.split_once("\r\n") {
+        Some((size, rest)) if usize::from_str_radix(size.trim(), 16).is_ok() => {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            rest.get(..size).unwrap_or(rest).to_owned()
+        }
+        _ => body,
+    };
+    (status, body)
+}
+
+/// An SSE event: its id, type and data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+/// An open event stream, read event by event.
+pub struct Events {
+    reader: BufReader<TcpStream>,
+    pub status: u16,
+}
+
+impl Events {
+    pub fn open(addr: &str, path: &str, last_event_id: Option<&str>) -> Events {
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+        if let Some(id) = last_event_id {
+            head.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        head.push_str("\r\n");
+        tcp.write_all(head.as_bytes()).unwrap();
+        let mut reader = BufReader::new(tcp);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+        }
+        Events { reader, status }
+    }
+
+    /// The next event (chunk framing and comments skipped).
+    pub fn next(&mut self) -> Event {
+        let mut id = None;
+        let mut event = String::from("message");
+        let mut data = Vec::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = self.reader.read_line(&mut line).expect("an event in time");
+            assert!(read > 0, "the stream ended");
+            let text = line.trim_end_matches(['\r', '\n']);
+            if let Some(value) = text.strip_prefix("id: ") {
+                id = Some(value.to_owned());
+            } else if let Some(value) = text.strip_prefix("event: ") {
+                event = value.to_owned();
+            } else if let Some(value) = text.strip_prefix("data: ") {
+                data.push(value.to_owned());
+            } else if text.is_empty() && !data.is_empty() {
+                return Event {
+                    id,
+                    event,
+                    data: data.join("\n"),
+                };
+            }
+        }
+    }
+
+    /// The data of the next `count` events of type `kind` (other events skipped).
+    pub fn take(&mut self, kind: &str, count: usize) -> Vec<Event> {
+        let mut events = Vec::new();
+        while events.len() < count {
+            let event = self.next();
+            if event.event == kind {
+                events.push(event);
+            }
+        }
+        events
+    }
+}
+
+/// A free port whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A Redis Cluster of three masters of the test's own, made with
+/// `redis-cli --cluster create`; killed on drop.
+pub struct RedisCluster {
+    children: Vec<Child>,
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = RedisCluster {
+            children: Vec::new(),
+            ports: Vec::new(),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        for _ in 0..3 {
+            let port = free_cluster_port();
+            let data = dir.path().join(port.to_string());
+            std::fs::create_dir(&data).unwrap();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .arg("--dir")
+                .arg(&data)
+                .args(["--save", "", "--appendonly", "yes"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs");
+            cluster.children.push(child);
+            cluster.ports.push(port);
+        }
+        cluster._dir = dir;
+        for port in &cluster.ports {
+            wait_until("a cluster node answers", || {
+                cluster.cli(*port, &["PING"]) == "PONG\n"
+            });
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        for port in cluster.ports.clone() {
+            wait_until("the cluster is up", || {
+                cluster
+                    .cli(port, &["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            });
+        }
+        cluster
+    }
+
+    pub fn url(&self, node: usize) -> String {
+        format!("redis://127.0.0.1:{}", self.ports[node])
+    }
+
+    /// `redis-cli -p PORT ARGS` (empty when it cannot run).
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
