@@ -1,5 +1,6 @@
 //! The settings of an [`HttpServer`](super::HttpServer).
 
+use super::auth::AccessConfig;
 use eric_sse::http::SseBodyConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -59,6 +60,9 @@ pub struct HttpServerConfig {
     /// (a laptop lid shut, a network gone) acknowledges nothing: this bounds how long its
     /// stream and `/watch` listener outlive it, counted from the next keep-alive.
     pub tcp_user_timeout: Option<Duration>,
+    /// Who may do what: JWT bearer tokens (see [`super::auth`]). Default: no key, every
+    /// request is served.
+    pub access: AccessConfig,
 }
 
 impl HttpServerConfig {
@@ -76,6 +80,7 @@ impl HttpServerConfig {
             allowed_hosts: Vec::new(),
             shutdown_grace: crate::limits::SHUTDOWN_GRACE,
             tcp_user_timeout: Some(Duration::from_secs(30)),
+            access: AccessConfig::default(),
         }
     }
 }

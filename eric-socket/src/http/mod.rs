@@ -114,6 +114,7 @@
 //! # });
 //! ```
 
+pub mod auth;
 mod body;
 mod config;
 pub(crate) mod direct;

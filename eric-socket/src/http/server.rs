@@ -110,6 +110,7 @@ impl HttpServer {
             .header_read_timeout(config.header_read_timeout);
         let undelivered = Undelivered::default();
         let state = Arc::new(State {
+            gate: super::auth::Gate::new(config.access.clone()),
             streams: Arc::new(Semaphore::new(config.max_streams)),
             slots: Arc::default(),
             hosts: HostPolicy::new(local_addr, &config.allowed_hosts),

@@ -1,6 +1,7 @@
 //! What every connection of a server shares: the settings, the channels, and the
 //! bookkeeping of open streams.
 
+use super::auth::Gate;
 use super::config::HttpServerConfig;
 use super::host::HostPolicy;
 use super::stream::StreamSlots;
@@ -25,4 +26,6 @@ pub(crate) struct State {
     pub(crate) slots: Arc<StreamSlots>,
     /// How hyper serves the connections that are not a lone event stream.
     pub(crate) hyper: http1::Builder,
+    /// The token checks.
+    pub(crate) gate: Gate,
 }
