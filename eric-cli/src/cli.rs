@@ -362,6 +362,57 @@ pub struct ServeArgs {
     )]
     pub allowed_hosts: Vec<String>,
 
+    /// Verify JWT bearer tokens signed with this shared secret (HS256). Prefer the
+    /// variable: a flag shows in the process list. Without a key, every HTTP request is
+    /// served.
+    #[arg(
+        long,
+        env = "ERIC_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key",
+        help_heading = "Access"
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Verify JWT bearer tokens with this PEM public key: RSA (RS256), EC P-256 (ES256)
+    /// or Ed25519 (EdDSA), the algorithm fixed by the key.
+    #[arg(
+        long,
+        env = "ERIC_JWT_PUBLIC_KEY",
+        value_name = "PATH",
+        help_heading = "Access"
+    )]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// The `iss` every token must carry.
+    #[arg(
+        long,
+        env = "ERIC_JWT_ISSUER",
+        value_name = "ISS",
+        help_heading = "Access"
+    )]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` every token must carry (or list).
+    #[arg(
+        long,
+        env = "ERIC_JWT_AUDIENCE",
+        value_name = "AUD",
+        help_heading = "Access"
+    )]
+    pub jwt_audience: Option<String>,
+
+    /// Let clients without a token subscribe (streams, listings, POST /subscribe);
+    /// publishing still needs a token.
+    #[arg(long, env = "ERIC_ANONYMOUS_SUBSCRIBE", help_heading = "Access")]
+    pub anonymous_subscribe: bool,
+
+    /// Also read tokens from the `access_token` query parameter. Off by default: URLs
+    /// end up in access logs, proxy logs and browser history.
+    #[arg(long, env = "ERIC_JWT_QUERY_TOKEN", help_heading = "Access")]
+    pub jwt_query_token: bool,
+
     /// Bound every listener's queue to N messages [default: unbounded].
     #[arg(
         long,

@@ -8,6 +8,7 @@
 //! client verbs (over [`eric_socket::SocketClient`], and [`http_api`] for the verbs the
 //! socket protocol lacks), [`error`] the failures and their exit codes.
 
+mod access;
 mod cli;
 mod client;
 mod error;

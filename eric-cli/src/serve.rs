@@ -34,7 +34,9 @@ pub async fn serve(args: &ServeArgs, socket: PathBuf, http: &str) -> Result<(), 
         let mut config = http_config(args, parse_http_addr(http)?);
         // A name given to --http is one the server answers to, whatever it resolved to.
         config.allowed_hosts.extend(host_name(http));
+        config.access = crate::access::access_config(args)?;
         let addr = config.addr;
+        crate::access::warn_if_open(&config);
         let server = HttpServer::bind(config, Arc::clone(&container))
             .await
             .map_err(|error| http_bind_error(addr, error))?;
