@@ -123,7 +123,9 @@ mod routes;
 mod server;
 mod state;
 mod stream;
+mod tls;
 
 pub use config::{HttpServerConfig, DEFAULT_MAX_BODY_BYTES};
 pub use routes::{Route, ROUTES};
 pub use server::HttpServer;
+pub use tls::{TlsConfig, TlsReloader};
