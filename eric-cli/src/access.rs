@@ -3,7 +3,9 @@
 use crate::cli::ServeArgs;
 use crate::error::CliError;
 use eric_socket::http::auth::{AccessConfig, JwtKey};
+use eric_socket::http::{TlsConfig, TlsReloader};
 use eric_socket::HttpServerConfig;
+use std::future::Future;
 
 /// The [`AccessConfig`] the flags ask for; a key that cannot be read or used is invalid
 /// input.
@@ -45,6 +47,34 @@ pub fn access_config(args: &ServeArgs) -> Result<AccessConfig, CliError> {
         audience: args.jwt_audience.clone(),
         anonymous_subscribe: args.anonymous_subscribe,
         query_token: args.jwt_query_token,
+    })
+}
+
+/// The certificate and key of `--tls-cert` and `--tls-key` (clap requires both or none).
+pub fn tls_config(args: &ServeArgs) -> Option<TlsConfig> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsConfig::new(cert, key)),
+        _ => None,
+    }
+}
+
+/// Installs the SIGHUP handler now; the future re-reads the certificate at each SIGHUP
+/// (a renewal), keeping the one in use when the new files are unusable.
+pub fn reload_on_hangup(
+    reloader: TlsReloader,
+) -> Result<impl Future<Output = ()> + Send + 'static, CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup())
+        .map_err(|error| CliError::io("cannot install the SIGHUP handler", error))?;
+    Ok(async move {
+        while hangups.recv().await.is_some() {
+            match reloader.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Err(error) => {
+                    tracing::warn!(%error, "SIGHUP: TLS certificate not reloaded; the one in use stays")
+                }
+            }
+        }
     })
 }
 
