@@ -68,7 +68,11 @@ impl HttpServer {
         // A deep backlog: thousands of EventSource clients reconnect at once after a restart.
         let listener = socket.listen(4096)?;
         let local_addr = listener.local_addr()?;
-        tracing::info!(addr = %local_addr, tls = tls.is_some(), "HTTP server listening");
+        if tls.is_some() {
+            tracing::info!(addr = %local_addr, "HTTP server listening with TLS (HTTP/2 and HTTP/1.1)");
+        } else {
+            tracing::info!(addr = %local_addr, "HTTP server listening");
+        }
         Ok(HttpServer {
             listener,
             local_addr,
