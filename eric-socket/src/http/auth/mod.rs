@@ -187,8 +187,8 @@ pub(crate) enum Access {
     /// A valid token.
     Token {
         grants: Grants,
-        /// Its `exp`.
-        expires: SystemTime,
+        /// Its `exp` (`None` past what `SystemTime` holds).
+        expires: Option<SystemTime>,
     },
 }
 
@@ -260,7 +260,8 @@ fn verify(gate: &Gate, key: &JwtKey, token: &str) -> Result<Access, Refusal> {
         .claims;
     Ok(Access::Token {
         grants: claims.eric,
-        expires: UNIX_EPOCH + Duration::from_secs(claims.exp),
+        // An `exp` past what the clock can hold never comes: no expiry.
+        expires: UNIX_EPOCH.checked_add(Duration::from_secs(claims.exp)),
     })
 }
 
@@ -409,7 +410,7 @@ impl Access {
     /// When the token expires, for a token.
     pub(crate) fn expires(&self) -> Option<SystemTime> {
         match self {
-            Access::Token { expires, .. } => Some(*expires),
+            Access::Token { expires, .. } => *expires,
             _ => None,
         }
     }

@@ -120,6 +120,15 @@ fn a_valid_token_grants_its_claim_until_its_exp() {
 }
 
 #[test]
+fn an_exp_beyond_the_clock_is_no_expiry_and_no_panic() {
+    let access = check(&secret_gate(), &hs256(&claims(json!({"exp": u64::MAX})))).unwrap();
+    assert_eq!(access.expires(), None);
+    for exp in [json!(-1), json!(1.5e300), json!("soon")] {
+        assert!(check(&secret_gate(), &hs256(&claims(json!({ "exp": exp })))).is_err());
+    }
+}
+
+#[test]
 fn alg_none_is_refused() {
     let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
     let body = b64(claims(json!({})).to_string().as_bytes());
