@@ -353,3 +353,26 @@ async fn tokens_are_checked_over_http2_as_over_http11() {
     drop(events);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_http2_streams_after_what_they_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (files, _) = ca.server_files(dir.path(), "server");
+    let server = Running::tls(&files).await;
+    let mut sender = h2(ca.connect(server.addr, &[b"h2"]).await).await;
+    let mut events = Events::new(sender.send_request(get("/watch/c", &[])).await.unwrap());
+    server.tick(1);
+    server.stop().await;
+    // What was queued before the stop is written, then the stream ends cleanly.
+    assert_eq!(events.next().await.data, r#"{"n":1}"#);
+    let rest = bounded("the end of the stream", async {
+        let mut rest = Vec::new();
+        while let Some(frame) = events.body.frame().await {
+            rest.extend_from_slice(&frame.unwrap().into_data().unwrap_or_default());
+        }
+        rest
+    })
+    .await;
+    assert!(rest.is_empty(), "nothing after the queued event: {rest:?}");
+}
