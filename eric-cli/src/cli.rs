@@ -65,6 +65,25 @@ pub struct Cli {
     )]
     pub http: String,
 
+    /// A JWT for the HTTP verbs (sent as `Authorization: Bearer`), for a server that
+    /// checks tokens.
+    #[arg(
+        long,
+        global = true,
+        env = "ERIC_TOKEN",
+        value_name = "JWT",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Speak HTTPS to --http (the HTTP verbs), trusting the system's CA certificates.
+    #[arg(long, global = true, env = "ERIC_HTTPS")]
+    pub https: bool,
+
+    /// Speak HTTPS to --http, trusting the CA certificates (PEM) in PATH only.
+    #[arg(long, global = true, env = "ERIC_CACERT", value_name = "PATH")]
+    pub cacert: Option<PathBuf>,
+
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives
     /// (`eric_socket=debug,info`) [default: info for `serve`, warn for the clients].
     /// RUST_LOG, when set, wins.
@@ -132,6 +151,9 @@ pub enum Command {
         #[command(flatten)]
         output: StreamOutput,
     },
+    /// Print a JWT for a server that checks tokens (`eric serve --jwt-secret`), e.g.
+    /// `eric token --secret S --publish 'news.*' --subscribe '*' --ttl 1h`.
+    Token(TokenArgs),
     /// Print a shell completion script (e.g. `eric completions bash > /etc/bash_completion.d/eric`).
     Completions {
         /// The shell.
@@ -203,6 +225,45 @@ pub struct StreamOutput {
     /// Exit after this many events.
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
+}
+
+/// `eric token`: what the token grants, for how long, signed with what.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Sign with this shared secret (HS256): the server's --jwt-secret.
+    #[arg(
+        long,
+        env = "ERIC_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        conflicts_with = "private_key"
+    )]
+    pub secret: Option<String>,
+    /// Sign with this PEM private key (RSA: RS256, EC P-256: ES256, Ed25519: EdDSA); the
+    /// server holds its public key (--jwt-public-key).
+    #[arg(long, value_name = "PATH")]
+    pub private_key: Option<std::path::PathBuf>,
+    /// A channel id or glob (`news.*`, `*`) the token may publish to; repeat the flag.
+    #[arg(long, value_name = "PATTERN")]
+    pub publish: Vec<String>,
+    /// A channel id or glob the token may subscribe to; repeat the flag.
+    #[arg(long, value_name = "PATTERN")]
+    pub subscribe: Vec<String>,
+    /// Every right on every channel.
+    #[arg(long)]
+    pub admin: bool,
+    /// How long the token is valid (`90s`, `15m`, `1h`).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub ttl: HumanDuration,
+    /// The `iss` claim (the server's --jwt-issuer).
+    #[arg(long, value_name = "ISS")]
+    pub issuer: Option<String>,
+    /// The `aud` claim (the server's --jwt-audience).
+    #[arg(long, value_name = "AUD")]
+    pub audience: Option<String>,
+    /// The `sub` claim: who the token is for (eric does not read it).
+    #[arg(long, value_name = "SUB")]
+    pub subject: Option<String>,
 }
 
 /// Every setting of `eric serve`.
@@ -361,6 +422,78 @@ pub struct ServeArgs {
         help_heading = "HTTP server"
     )]
     pub allowed_hosts: Vec<String>,
+
+    /// Verify JWT bearer tokens signed with this shared secret (HS256). Prefer the
+    /// variable: a flag shows in the process list. Without a key, every HTTP request is
+    /// served.
+    #[arg(
+        long,
+        env = "ERIC_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key",
+        help_heading = "Access"
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Verify JWT bearer tokens with this PEM public key: RSA (RS256), EC P-256 (ES256)
+    /// or Ed25519 (EdDSA), the algorithm fixed by the key.
+    #[arg(
+        long,
+        env = "ERIC_JWT_PUBLIC_KEY",
+        value_name = "PATH",
+        help_heading = "Access"
+    )]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// The `iss` every token must carry.
+    #[arg(
+        long,
+        env = "ERIC_JWT_ISSUER",
+        value_name = "ISS",
+        help_heading = "Access"
+    )]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` every token must carry (or list).
+    #[arg(
+        long,
+        env = "ERIC_JWT_AUDIENCE",
+        value_name = "AUD",
+        help_heading = "Access"
+    )]
+    pub jwt_audience: Option<String>,
+
+    /// Let clients without a token subscribe (streams, listings, POST /subscribe);
+    /// publishing still needs a token.
+    #[arg(long, env = "ERIC_ANONYMOUS_SUBSCRIBE", help_heading = "Access")]
+    pub anonymous_subscribe: bool,
+
+    /// Also read tokens from the `access_token` query parameter. Off by default: URLs
+    /// end up in access logs, proxy logs and browser history.
+    #[arg(long, env = "ERIC_JWT_QUERY_TOKEN", help_heading = "Access")]
+    pub jwt_query_token: bool,
+
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first):
+    /// HTTP/2 or HTTP/1.1 as the client chooses. Re-read on SIGHUP.
+    #[arg(
+        long,
+        env = "ERIC_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key",
+        help_heading = "TLS"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM). Re-read on SIGHUP.
+    #[arg(
+        long,
+        env = "ERIC_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert",
+        help_heading = "TLS"
+    )]
+    pub tls_key: Option<PathBuf>,
 
     /// Bound every listener's queue to N messages [default: unbounded].
     #[arg(

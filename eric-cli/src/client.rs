@@ -2,7 +2,7 @@
 
 use crate::cli::{ChannelCommand, ListenerCommand, StreamOutput};
 use crate::error::{CliError, Exit};
-use crate::http_api::HttpApi;
+use crate::http_api::{HttpApi, HttpClient};
 use crate::payload::read_payload;
 use crate::signals;
 use eric_socket::{EventStream, SocketClient};
@@ -16,11 +16,13 @@ pub struct Endpoints {
     pub socket: SocketClient,
     /// The HTTP address (`host:port`).
     pub http: String,
+    /// TLS and token for the HTTP verbs.
+    pub http_client: HttpClient,
 }
 
 impl Endpoints {
     fn http(&self, verb: &'static str) -> HttpApi {
-        HttpApi::new(&self.http, verb)
+        HttpApi::new(&self.http, verb).with_client(self.http_client.clone())
     }
 }
 

@@ -2,7 +2,8 @@
 //! a channel id, listing channels, removing channels and listeners.
 //!
 //! One HTTP/1.1 connection per request (hyper's connection API, no pool): a CLI run makes
-//! one request.
+//! one request. Over TLS when asked ([`HttpClient::tls`], from `--https` / `--cacert`),
+//! with a bearer token when given (`--token`).
 
 use crate::error::{CliError, Exit};
 use bytes::Bytes;
@@ -14,11 +15,68 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// How long a connection or a whole request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the HTTP verbs reach the server: TLS or not, a token or not.
+#[derive(Clone, Debug, Default)]
+pub struct HttpClient {
+    /// Sent as `Authorization: Bearer`.
+    pub token: Option<String>,
+    /// Speak HTTPS, trusting what this configuration trusts.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A TLS client configuration trusting the CA certificates (PEM) in `cacert`, or, with
+/// none given, the system's.
+pub fn tls_client(cacert: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, CliError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match cacert {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect())
+                .map_err(|error| {
+                    CliError::invalid_input(format!(
+                        "--cacert {}: cannot read it as PEM certificates: {error}",
+                        path.display()
+                    ))
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(CliError::invalid_input(format!(
+                    "--cacert {}: no usable certificate in it",
+                    path.display()
+                )));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(CliError::invalid_input(
+                    "--https: no CA certificate found on this system; give one with --cacert",
+                ));
+            }
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| CliError::new(Exit::Other, error.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
 
 /// The HTTP API of a server at `host:port`.
 #[derive(Clone, Debug)]
@@ -26,6 +84,7 @@ pub struct HttpApi {
     authority: String,
     /// The CLI verb being run, named in the error when nothing answers.
     verb: &'static str,
+    client: HttpClient,
 }
 
 impl HttpApi {
@@ -35,7 +94,14 @@ impl HttpApi {
         HttpApi {
             authority: authority(address).to_owned(),
             verb,
+            client: HttpClient::default(),
         }
+    }
+
+    /// This API reached as `client` says.
+    pub fn with_client(mut self, client: HttpClient) -> Self {
+        self.client = client;
+        self
     }
 
     /// `PUT /create?channel_id=ID`: creates a channel with a chosen id.
@@ -110,7 +176,46 @@ impl HttpApi {
         let stream = TcpStream::connect(&addresses[..])
             .await
             .map_err(|error| self.connect_error(error))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (status, body) = match &self.client.tls {
+            None => self.send_on(stream, method, path).await?,
+            Some(config) => {
+                let host = self
+                    .authority
+                    .rsplit_once(':')
+                    .map_or(self.authority.as_str(), |(host, _)| host)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|error| CliError::invalid_input(format!("--http {host}: {error}")))?;
+                let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                    .connect(name, stream)
+                    .await
+                    .map_err(|error| {
+                        CliError::new(
+                            Exit::Io,
+                            format!(
+                                "TLS with the HTTP API at {} failed: {error} (trust its CA with --cacert)",
+                                self.authority
+                            ),
+                        )
+                    })?;
+                self.send_on(tls, method, path).await?
+            }
+        };
+        self.answer(status, &body)
+    }
+
+    /// Sends the request on a connection; the status and body of the answer.
+    async fn send_on<I>(
+        &self,
+        io: I,
+        method: Method,
+        path: &str,
+    ) -> Result<(StatusCode, Bytes), CliError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|error| self.http_error(error))?;
         let driver = tokio::spawn(async move {
@@ -118,13 +223,17 @@ impl HttpApi {
                 tracing::debug!(%error, "HTTP connection ended with an error");
             }
         });
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, &self.authority)
-            .header(hyper::header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::new()))
-            .expect("a request from valid parts");
+            .header(hyper::header::ACCEPT, "application/json");
+        if let Some(token) = &self.client.token {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(Bytes::new())).map_err(|_| {
+            CliError::invalid_input("--token: not a value an HTTP header can carry")
+        })?;
         let response = sender
             .send_request(request)
             .await
@@ -137,16 +246,21 @@ impl HttpApi {
             .map_err(|error| self.http_error(error))?
             .to_bytes();
         driver.abort();
+        Ok((status, body))
+    }
+
+    /// The JSON answer of a 2xx response; the refusal of any other.
+    fn answer(&self, status: StatusCode, body: &Bytes) -> Result<Value, CliError> {
         let answer: Value = if body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&body).map_err(|_| {
+            serde_json::from_slice(body).map_err(|_| {
                 CliError::new(
                     Exit::Other,
                     format!(
                         "the HTTP API at {} answered {status} with a body that is not JSON: {:?}",
                         self.authority,
-                        String::from_utf8_lossy(&body)
+                        String::from_utf8_lossy(body)
                     ),
                 )
             })?

@@ -8,6 +8,7 @@
 //! client verbs (over [`eric_socket::SocketClient`], and [`http_api`] for the verbs the
 //! socket protocol lacks), [`error`] the failures and their exit codes.
 
+mod access;
 mod cli;
 mod client;
 mod engine;
@@ -17,6 +18,7 @@ mod paths;
 mod payload;
 mod serve;
 mod signals;
+mod token;
 
 use clap::{CommandFactory, Parser};
 use cli::{Cli, Command};
@@ -57,13 +59,25 @@ fn init_logging(level: &str) {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
+    let tls = match (cli.https, &cli.cacert) {
+        (false, None) => None,
+        (_, cacert) => Some(http_api::tls_client(cacert.as_deref())?),
+    };
     let endpoints = Endpoints {
         socket: SocketClient::new(&cli.socket),
         http: cli.http.clone(),
+        http_client: http_api::HttpClient {
+            token: cli.token.clone(),
+            tls,
+        },
     };
     match cli.command {
         Command::Serve(args) => {
             multi_thread_runtime()?.block_on(serve::serve(&args, cli.socket, &cli.http))
+        }
+        Command::Token(args) => {
+            println!("{}", token::mint(&args)?);
+            Ok(())
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "eric", &mut std::io::stdout());

@@ -33,10 +33,18 @@ pub async fn serve(args: &ServeArgs, socket: PathBuf, http: &str) -> Result<(), 
         let mut config = http_config(args, parse_http_addr(http)?);
         // A name given to --http is one the server answers to, whatever it resolved to.
         config.allowed_hosts.extend(host_name(http));
+        config.access = crate::access::access_config(args)?;
+        config.tls = crate::access::tls_config(args);
         let addr = config.addr;
+        crate::access::warn_if_open(&config);
         let server = HttpServer::bind(config, Arc::clone(&container))
             .await
             .map_err(|error| http_bind_error(addr, error))?;
+        if let Some(reloader) = server.tls_reloader() {
+            // Installed now, so that a SIGHUP right after start-up reloads rather than
+            // ending the process.
+            tokio::spawn(crate::access::reload_on_hangup(reloader)?);
+        }
         Some(server.with_shutdown_handle(shutdown.clone()))
     };
 
@@ -55,7 +63,8 @@ pub async fn serve(args: &ServeArgs, socket: PathBuf, http: &str) -> Result<(), 
         banner(
             &socket,
             http_server.as_ref().map(HttpServer::local_addr),
-            http
+            http,
+            args.tls_cert.is_some(),
         )
     );
 
@@ -213,7 +222,9 @@ fn http_bind_error(addr: SocketAddr, error: io::Error) -> CliError {
 }
 
 /// What `serve` prints on stderr once it listens: where, and how to try it.
-fn banner(socket: &Path, http: Option<SocketAddr>, http_flag: &str) -> String {
+fn banner(socket: &Path, http: Option<SocketAddr>, http_flag: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let curl = if tls { "curl -Nk" } else { "curl -N" };
     // The client commands need the same --socket / --http as the server, unless default.
     let mut flags = String::new();
     if socket != default_socket_path() {
@@ -232,8 +243,8 @@ fn banner(socket: &Path, http: Option<SocketAddr>, http_flag: &str) -> String {
             if authority(http_flag) != http_defaults().addr.to_string() {
                 flags.push_str(&format!(" --http {addr}"));
             }
-            text.push_str(&format!("  http    http://{addr}\n"));
-            format!("  # watch it (or: eric{flags} watch 1)\n  curl -N http://{addr}/watch/1\n")
+            text.push_str(&format!("  http    {scheme}://{addr}\n"));
+            format!("  # watch it (or: eric{flags} watch 1)\n  {curl} {scheme}://{addr}/watch/1\n")
         }
         None => {
             text.push_str("  http    off (--no-http)\n");
@@ -421,6 +432,7 @@ mod tests {
             Path::new("/tmp/my dir/e.sock"),
             Some("127.0.0.1:9000".parse().unwrap()),
             "127.0.0.1:9000",
+            false,
         );
         assert!(
             text.contains(

@@ -164,8 +164,20 @@ impl Reply {
 /// Sends one request on a fresh connection. A `text/event-stream` answer is read up to
 /// the end of its head only (the stream would not end); others are read to the end.
 async fn request(addr: SocketAddr, method: &str, target: &str, body: Option<&Json>) -> Reply {
+    request_with(addr, method, target, body, "").await
+}
+
+/// [`request`] with more header lines (each ending in CRLF).
+async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    body: Option<&Json>,
+    headers: &str,
+) -> Reply {
     let mut socket = TcpStream::connect(addr).await.unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut head =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}");
     let body = body.map(|b| serde_json::to_vec(b).unwrap());
     if let Some(body) = &body {
         head.push_str(&format!(
@@ -245,13 +257,20 @@ async fn start() -> (
     Arc<ChannelContainer>,
     eric_socket::ShutdownHandle,
 ) {
+    start_with(HttpServerConfig::new("127.0.0.1:0".parse().unwrap())).await
+}
+
+async fn start_with(
+    config: HttpServerConfig,
+) -> (
+    SocketAddr,
+    Arc<ChannelContainer>,
+    eric_socket::ShutdownHandle,
+) {
     let container = Arc::new(ChannelContainer::new());
-    let server = HttpServer::bind(
-        HttpServerConfig::new("127.0.0.1:0".parse().unwrap()),
-        Arc::clone(&container),
-    )
-    .await
-    .unwrap();
+    let server = HttpServer::bind(config, Arc::clone(&container))
+        .await
+        .unwrap();
     let addr = server.local_addr();
     let stop = server.shutdown_handle();
     tokio::spawn(server.run());
@@ -543,5 +562,76 @@ async fn the_server_answers_on_each_spec_path_exactly_the_spec_methods() {
     let reply = request(addr, "GET", "/no/such/route", None).await;
     assert_eq!(reply.status, 404);
     assert_eq!(reply.message(), "no route for /no/such/route");
+    stop.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_every_operation_answers_its_documented_401_and_403() {
+    use eric_socket::http::auth::{AccessConfig, JwtKey};
+    let spec = spec();
+    let mut config = HttpServerConfig::new("127.0.0.1:0".parse().unwrap());
+    config.access = AccessConfig {
+        key: Some(JwtKey::hs256(b"docs").unwrap()),
+        ..AccessConfig::default()
+    };
+    let (addr, container, stop) = start_with(config).await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    // A valid token that grants nothing.
+    let nothing = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"exp": exp, "eric": {}}),
+        &jsonwebtoken::EncodingKey::from_secret(b"docs"),
+    )
+    .unwrap();
+    let channel = container.add();
+    let listener = channel.add_listener();
+    let ids = [("channel_id", channel.id()), ("listener_id", listener.id())];
+    for operation in operations(&spec) {
+        let what = format!("{} {}", operation.method, operation.path);
+        let body = (!operation.spec["requestBody"].is_null())
+            .then(|| json!({"type": "docs-check", "payload": {"n": 1}}));
+        let target = target(&spec, &operation, &ids, None);
+        let statuses = documented_statuses(&operation);
+        for (token, status) in [("", 401), (nothing.as_str(), 403)] {
+            let headers = if token.is_empty() {
+                String::new()
+            } else {
+                format!("Authorization: Bearer {token}\r\n")
+            };
+            let reply =
+                request_with(addr, &operation.method, &target, body.as_ref(), &headers).await;
+            if status == 403 && ["/", "/channels"].contains(&operation.path.as_str()) {
+                // The listings answer, showing what the token may use: nothing.
+                assert_eq!(reply.status, 200, "{what}");
+                continue;
+            }
+            assert_eq!(reply.status, status, "{what} with token {token:?}");
+            assert!(
+                statuses.contains(&status),
+                "{what}: {status} is not documented"
+            );
+            let response = documented(&spec, &operation, status);
+            let challenge = reply.header("www-authenticate").expect("a challenge");
+            let documented_header = response["headers"]["WWW-Authenticate"]["schema"]["pattern"]
+                .as_str()
+                .expect("the challenge is documented");
+            assert!(
+                challenge.contains(documented_header),
+                "{what}: {challenge} against {documented_header}"
+            );
+            if operation.method != "HEAD" {
+                check_schema(
+                    &spec,
+                    &response["content"]["application/json"]["schema"],
+                    &reply.json(),
+                    &what,
+                );
+            }
+        }
+    }
     stop.shutdown();
 }

@@ -17,6 +17,7 @@
 mod http_support;
 
 use eric_core::{Listener, Message, MESSAGE_TYPE_CLOSED};
+use eric_socket::http::auth::{AccessConfig, JwtKey};
 use eric_socket::http::ROUTES;
 use eric_socket::{ChannelContainer, HttpServerConfig};
 use http_support::{bounded, TestServer};
@@ -229,6 +230,30 @@ fn small_bodies(config: &mut HttpServerConfig) {
     config.max_body_bytes = 16;
 }
 
+const SECRET: &[u8] = b"direct and hyper";
+
+fn secured(config: &mut HttpServerConfig) {
+    config.access = AccessConfig {
+        key: Some(JwtKey::hs256(SECRET).unwrap()),
+        ..AccessConfig::default()
+    };
+}
+
+/// A token granting `eric` for ten minutes: the same bytes in both runs of a case.
+fn token(eric: Value) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({ "exp": exp, "eric": eric }),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
+
 /// What every case starts with: channel `c` with listener `l1` (ids chosen, so that
 /// both servers hold the same ones; the channel's queue settings, as a subscribed
 /// listener has), and channel `d`.
@@ -430,6 +455,70 @@ fn cases() -> Vec<Case> {
         )
         .with_config(cors),
     ];
+    // With tokens checked: refusals on both paths, and streams opened with a token.
+    let on_c = token(json!({"subscribe": ["c"]}));
+    let on_d = token(json!({"subscribe": ["d"], "publish": ["d"]}));
+    let bearer_c = format!("authorization: Bearer {on_c}\r\n");
+    cases.extend([
+        Case::one("GET /watch, no token: 401", "GET", "/watch/c", "", "").with_config(secured),
+        Case::one(
+            "GET /stream, malformed token: 401",
+            "GET",
+            "/stream/c/l1",
+            "authorization: Bearer not-a-token\r\n",
+            "",
+        )
+        .with_config(secured),
+        Case::one(
+            "GET /watch, token for another channel: 403",
+            "GET",
+            "/watch/c",
+            &format!("authorization: Bearer {on_d}\r\n"),
+            "",
+        )
+        .with_config(secured),
+        Case::one(
+            "POST /broadcast, subscribe-only token: 403",
+            "POST",
+            "/broadcast?channel_id=c",
+            &bearer_c,
+            MESSAGE,
+        )
+        .with_config(secured),
+        Case::one("GET /channels, filtered", "GET", "/channels", &bearer_c, "")
+            .with_config(secured),
+        Case::one(
+            "GET /watch, query token not allowed: 401",
+            "GET",
+            &format!("/watch/c?access_token={on_c}"),
+            "",
+            "",
+        )
+        .with_config(secured),
+        Case::new(
+            "GET /watch, cookie token",
+            vec![
+                Send(get(
+                    "/watch/c",
+                    &format!("cookie: a=1; eric_token={on_c}\r\n{CLOSE}"),
+                )),
+                Await("retry:", 1),
+                Tick(1),
+                Await(tick_data(1), 1),
+                RemoveChannel,
+            ],
+        )
+        .with_config(secured),
+        Case::new(
+            "GET /stream, bearer token",
+            vec![
+                Send(get("/stream/c/l1", &format!("{bearer_c}{CLOSE}"))),
+                Await(tick_data(2), 1),
+                RemoveListener,
+            ],
+        )
+        .with_config(secured),
+    ]);
     cases.extend([
         // Streams, ended by the server.
         Case::new(

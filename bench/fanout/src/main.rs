@@ -15,6 +15,7 @@
 //! eric-fanout --target eric|nchan --url http://127.0.0.1:8080 --subscribers N --messages M
 //!             [--rate R] [--channel fanout] [--server-pid PID] [--idle-seconds 3]
 //!             [--connect-concurrency 256] [--drain-timeout 10] [--publishers 4]
+//!             [--token JWT]
 //! eric-fanout --target eric --url http://127.0.0.1:8080 --subscribers N --resume-behind K
 //!             [--channel fanout] [--server-pid PID] [--connect-concurrency 256]
 //!             [--drain-timeout 10]
@@ -52,6 +53,8 @@ enum Target {
 struct Options {
     target: Target,
     addr: SocketAddr,
+    /// The `Host` value, followed by `\r\nAuthorization: Bearer ...` with `--token`: every
+    /// request (streams and publishes) writes it as `Host: {host}\r\n`.
     host: String,
     channel: String,
     subscribers: usize,
@@ -71,7 +74,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: eric-fanout --target eric|nchan --url http://HOST:PORT --subscribers N --messages M \
          [--rate R] [--channel NAME] [--server-pid PID] [--idle-seconds S] \
-         [--connect-concurrency N] [--drain-timeout S] [--publishers P]\n       \
+         [--connect-concurrency N] [--drain-timeout S] [--publishers P] [--token JWT]\n       \
          eric-fanout --target eric --url http://HOST:PORT --subscribers N --resume-behind K \
          [--channel NAME] [--server-pid PID] [--connect-concurrency N] [--drain-timeout S]"
     );
@@ -116,6 +119,11 @@ fn parse_options() -> Options {
     let addr: SocketAddr = host
         .parse()
         .unwrap_or_else(|_| usage("--url must be http://IP:PORT"));
+    // With a token (a server that checks tokens), every request carries it.
+    let host = match take("token") {
+        Some(token) => format!("{host}\r\nAuthorization: Bearer {token}"),
+        None => host,
+    };
     let resume_behind = take("resume-behind").map(|_| num("resume-behind", None) as usize);
     if resume_behind.is_some() && target != Target::Eric {
         usage("--resume-behind needs --target eric (it checks eric's <epoch>-<offset> ids)");

@@ -1,5 +1,7 @@
 //! The settings of an [`HttpServer`](super::HttpServer).
 
+use super::auth::AccessConfig;
+use super::tls::TlsConfig;
 use eric_sse::http::SseBodyConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -59,6 +61,13 @@ pub struct HttpServerConfig {
     /// (a laptop lid shut, a network gone) acknowledges nothing: this bounds how long its
     /// stream and `/watch` listener outlive it, counted from the next keep-alive.
     pub tcp_user_timeout: Option<Duration>,
+    /// Who may do what: JWT bearer tokens (see [`super::auth`]). Default: no key, every
+    /// request is served.
+    pub access: AccessConfig,
+    /// Speak TLS with this certificate and key (HTTP/2 or HTTP/1.1, as ALPN chooses);
+    /// `None` (the default): plain HTTP/1.1, and HTTP/2 for clients that start with its
+    /// preface (h2c with prior knowledge).
+    pub tls: Option<TlsConfig>,
 }
 
 impl HttpServerConfig {
@@ -76,6 +85,8 @@ impl HttpServerConfig {
             allowed_hosts: Vec::new(),
             shutdown_grace: crate::limits::SHUTDOWN_GRACE,
             tcp_user_timeout: Some(Duration::from_secs(30)),
+            access: AccessConfig::default(),
+            tls: None,
         }
     }
 }

@@ -2,7 +2,10 @@
 //! [`ChannelContainer`](crate::ChannelContainer) as the Unix server, with
 //! `text/event-stream` streams for browsers.
 //!
-//! [`HttpServer`] is an HTTP/1.1 server on hyper 1.x and tokio. Channel and listener ids
+//! [`HttpServer`] is an HTTP/1.1 and HTTP/2 server on hyper 1.x and tokio, over TLS
+//! when [`HttpServerConfig::tls`] is set (see [TLS and HTTP/2](#tls-and-http2)), checking
+//! JWT bearer tokens when [`HttpServerConfig::access`] has a key (see [`auth`]). Channel
+//! and listener ids
 //! travel in the query (`channel_id`, `listener_id`) or in the path, percent-encoded.
 //! [`ROUTES`] lists the routes (a test checks this table, the router and
 //! docs/openapi.yaml against it).
@@ -29,6 +32,8 @@
 //! | status | when |
 //! |---|---|
 //! | 400 | a missing or empty `channel_id` / `listener_id`, a body that is not a JSON object with a string `"type"` |
+//! | 401 | tokens are checked and the request's is missing, malformed, badly signed, expired, not yet valid, or for another issuer or audience (`WWW-Authenticate: Bearer ... error="invalid_token"`) |
+//! | 403 | a valid token without the right the route needs on the channel (`error="insufficient_scope"`) |
 //! | 404 | an unknown channel or listener, an unknown path |
 //! | 405 | a known path with another method (the `Allow` header lists the right ones) |
 //! | 408 | the body did not arrive within [`HttpServerConfig::body_read_timeout`] |
@@ -97,6 +102,18 @@
 //! preflight; so a page served elsewhere can use `fetch` and `EventSource`. The list is
 //! empty by default: no CORS headers.
 //!
+//! Origins listed by name (not through `*`) also get
+//! `Access-Control-Allow-Credentials: true`: their pages may send the `eric_token`
+//! cookie (an `EventSource` with `withCredentials`).
+//!
+//! # TLS and HTTP/2
+//! With [`HttpServerConfig::tls`] the server speaks TLS (rustls on ring), offering HTTP/2
+//! then HTTP/1.1 by ALPN; hyper serves those connections. On plain TCP a client that
+//! starts with the HTTP/2 preface (h2c with prior knowledge) gets HTTP/2 too, and every
+//! other connection starts on the direct path above. [`HttpServer::tls_reloader`]
+//! re-reads the certificate and key: later handshakes use them, open connections keep
+//! theirs.
+//!
 //! # Example
 //! ```
 //! use eric_socket::{ChannelContainer, HttpServer, HttpServerConfig};
@@ -114,6 +131,7 @@
 //! # });
 //! ```
 
+pub mod auth;
 mod body;
 mod config;
 pub(crate) mod direct;
@@ -122,7 +140,9 @@ mod routes;
 mod server;
 mod state;
 mod stream;
+mod tls;
 
 pub use config::{HttpServerConfig, DEFAULT_MAX_BODY_BYTES};
 pub use routes::{Route, ROUTES};
 pub use server::HttpServer;
+pub use tls::{TlsConfig, TlsReloader};

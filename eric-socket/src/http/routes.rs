@@ -1,6 +1,7 @@
 //! The routes: from a request to its answer. Every failure becomes a JSON
 //! `{"message": ...}` answer with its status; nothing here panics on client input.
 
+use super::auth::{self, Right};
 use super::body::ResponseBody;
 use super::host;
 use super::state::State;
@@ -204,6 +205,16 @@ pub(crate) struct ApiError {
     close: bool,
     /// The `Allow` header of a 405.
     allow: Option<String>,
+    /// The `WWW-Authenticate` header of a 401 or 403.
+    challenge: Option<HeaderValue>,
+}
+
+impl From<auth::Refusal> for ApiError {
+    fn from(refusal: auth::Refusal) -> Self {
+        let mut error = ApiError::new(refusal.status, refusal.message);
+        error.challenge = Some(refusal.challenge);
+        error
+    }
 }
 
 impl ApiError {
@@ -213,6 +224,7 @@ impl ApiError {
             message: message.into(),
             close: false,
             allow: None,
+            challenge: None,
         }
     }
 
@@ -273,6 +285,9 @@ impl ApiError {
         if let Some(allow) = self.allow.and_then(|a| HeaderValue::try_from(a).ok()) {
             headers.insert(header::ALLOW, allow);
         }
+        if let Some(challenge) = self.challenge {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
         response
     }
 }
@@ -312,6 +327,14 @@ pub(crate) async fn handle(
         let headers = response.headers_mut();
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
         if let Some(origin) = origin {
+            // Cookies (an EventSource `withCredentials`) only for the origins listed by
+            // name: never for one let in by `*`.
+            if credentials_allowed(state, &origin) {
+                headers.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+            }
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         }
     }
@@ -373,30 +396,40 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
         error.allow = Some(resource.allow());
         return Err(error);
     }
+    // Once per request (a stream's token once, when it opens), never per event.
+    let access = auth::authenticate(&state.gate, &request)?;
     let container = &state.container;
     match resource {
-        Resource::Root => Ok(json_response(
-            StatusCode::OK,
-            &container
+        Resource::Root => {
+            let mut snapshot = container
                 .try_snapshot()
-                .map_err(|e| ApiError::core(e, ""))?,
-        )),
-        Resource::Channels => Ok(json_response(
-            StatusCode::OK,
-            &container.try_ids().map_err(|e| ApiError::core(e, ""))?,
-        )),
+                .map_err(|e| ApiError::core(e, ""))?;
+            snapshot.retain(|channel, _| access.may_see(channel));
+            Ok(json_response(StatusCode::OK, &snapshot))
+        }
+        Resource::Channels => {
+            let mut ids = container.try_ids().map_err(|e| ApiError::core(e, ""))?;
+            ids.retain(|channel| access.may_see(channel));
+            Ok(json_response(StatusCode::OK, &ids))
+        }
         Resource::Create => {
             let retention = retention_of(&request, container.settings().retention)?;
             let channel = match query_param(&request, "channel_id")? {
-                None => container.add_with(None, retention).map_err(|e| ApiError::core(e, ""))?,
+                None => {
+                    access.require_every(Right::Publish)?;
+                    container.add_with(None, retention).map_err(|e| ApiError::core(e, ""))?
+                }
                 Some(id) if id.is_empty() => {
                     return Err(ApiError::bad_request(
                         "the query parameter channel_id is empty: give an id, or leave it out for a generated one",
                     ))
                 }
-                Some(id) => container
-                    .add_with(Some(&id), retention)
-                    .map_err(|e| ApiError::core(e, &id))?,
+                Some(id) => {
+                    access.require(Right::Publish, &id)?;
+                    container
+                        .add_with(Some(&id), retention)
+                        .map_err(|e| ApiError::core(e, &id))?
+                }
             };
             Ok(json_response(
                 StatusCode::OK,
@@ -405,6 +438,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
         }
         Resource::Subscribe => {
             let channel_id = required_param(&request, "channel_id")?;
+            access.require(Right::Subscribe, &channel_id)?;
             let channel = channel_of(state, &channel_id)?;
             let listener = container
                 .subscribe(&channel)
@@ -416,6 +450,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
         }
         Resource::Broadcast => {
             let channel_id = required_param(&request, "channel_id")?;
+            access.require(Right::Publish, &channel_id)?;
             let channel = channel_of(state, &channel_id)?;
             let message = parse_message(&read_body(state, request).await?)?;
             let _admitted = admit_publish(state, &channel_id)?;
@@ -428,6 +463,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
         Resource::Dispatch => {
             let channel_id = required_param(&request, "channel_id")?;
             let listener_id = required_param(&request, "listener_id")?;
+            access.require(Right::Publish, &channel_id)?;
             let channel = channel_of(state, &channel_id)?;
             let listener = container
                 .dispatch_target(&channel, &listener_id)
@@ -443,17 +479,31 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
         Resource::Stream { channel, listener } => {
+            access.require(Right::Subscribe, &channel)?;
             let last_event_id = last_event_id(&request)?;
-            stream(state, &channel, &listener, last_event_id).await
+            stream(state, &channel, &listener, last_event_id)
+                .await
+                .map(|events| sse(state, events.expiring_at(access.expires())))
         }
-        Resource::Watch { channel } => watch(state, &channel, last_event_id(&request)?),
+        Resource::Watch { channel } => {
+            access.require(Right::Subscribe, &channel)?;
+            watch(state, &channel, last_event_id(&request)?)
+                .map(|events| sse(state, events.expiring_at(access.expires())))
+        }
         Resource::DeleteListener { channel, listener } => {
+            // A subscriber removes its listener; a publisher may too.
+            if let Err(refusal) = access.require(Right::Subscribe, &channel) {
+                access
+                    .require(Right::Publish, &channel)
+                    .map_err(|_| refusal)?;
+            }
             container
                 .remove_listener(&channel_of(state, &channel)?, &listener)
                 .map_err(|e| ApiError::core(e, &channel))?;
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
         Resource::DeleteChannel { channel } => {
+            access.require(Right::Publish, &channel)?;
             container
                 .remove(&channel)
                 .map_err(|e| ApiError::core(e, &channel))?;
@@ -469,7 +519,7 @@ async fn stream(
     channel_id: &str,
     listener_id: &str,
     last_event_id: Option<String>,
-) -> RouteResult {
+) -> Result<LiveEvents, ApiError> {
     let channel = channel_of(state, channel_id)?;
     let listener = state
         .container
@@ -491,15 +541,16 @@ async fn stream(
         "stream opened"
     );
     let stop = stop_future(state, Some(superseded));
-    Ok(sse(
-        state,
-        LiveEvents::new(events, stop, permit, Some(slot)),
-    ))
+    Ok(LiveEvents::new(events, stop, permit, Some(slot)))
 }
 
 /// `GET /watch/{channel}`: a new listener, started, that lives as long as the stream;
 /// after the retained broadcasts since `last_event_id` when the client resumes.
-fn watch(state: &Arc<State>, channel_id: &str, last_event_id: Option<String>) -> RouteResult {
+fn watch(
+    state: &Arc<State>,
+    channel_id: &str,
+    last_event_id: Option<String>,
+) -> Result<LiveEvents, ApiError> {
     let channel = channel_of(state, channel_id)?;
     let permit = stream_permit(state)?;
     // Registered and started here, before the response head leaves.
@@ -514,7 +565,7 @@ fn watch(state: &Arc<State>, channel_id: &str, last_event_id: Option<String>) ->
         "watch opened"
     );
     let stop = stop_future(state, None);
-    Ok(sse(state, LiveEvents::new(events, stop, permit, None)))
+    Ok(LiveEvents::new(events, stop, permit, None))
 }
 
 fn stream_permit(state: &State) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
@@ -741,6 +792,26 @@ fn allowed_origin(state: &State, headers: &HeaderMap) -> Option<HeaderValue> {
         .iter()
         .any(|a| a == "*" || a.eq_ignore_ascii_case(text))
         .then(|| origin.clone())
+}
+
+/// Whether `origin` (one CORS allows) may send credentials: it is listed by name.
+fn credentials_allowed(state: &State, origin: &HeaderValue) -> bool {
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    state
+        .config
+        .cors_allowed_origins
+        .iter()
+        .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+}
+
+/// Refuses a request that may not use the admin routes (`/metrics`, the monitor page):
+/// with tokens checked, it needs one granting `"admin": true`. The check those routes
+/// call before answering.
+#[allow(dead_code)]
+pub(crate) fn require_admin<B>(state: &State, request: &Request<B>) -> Result<(), ApiError> {
+    auth::require_admin(&state.gate, request).map_err(ApiError::from)
 }
 
 /// `OPTIONS` on a known path: its methods, and the CORS preflight answer when the

@@ -6,21 +6,22 @@ use super::direct::{self, NextRequest, ResponseWriter, Rewound};
 use super::host::HostPolicy;
 use super::routes;
 use super::state::State;
+use super::tls::{Tls, TlsReloader};
 use crate::accept::{serve_connections, ConnectionLimits};
 use crate::container::ChannelContainer;
 use crate::shutdown::{ShutdownHandle, Undelivered};
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
-/// An HTTP/1.1 server for the routes of eric-api, with `text/event-stream` streams,
+/// An HTTP/1.1 and HTTP/2 server (TLS optional) for the routes of eric-api, with `text/event-stream` streams,
 /// over a [`ChannelContainer`] that the [`UnixServer`](crate::UnixServer) may share.
 /// See the [module documentation](crate::http) for the routes and their semantics.
 ///
@@ -46,15 +47,18 @@ pub struct HttpServer {
     config: HttpServerConfig,
     container: Arc<ChannelContainer>,
     shutdown: ShutdownHandle,
+    tls: Option<Tls>,
 }
 
 impl HttpServer {
     /// Listens on `config.addr` (port 0 picks a free port: see
-    /// [`local_addr`](Self::local_addr)).
+    /// [`local_addr`](Self::local_addr)); with [`HttpServerConfig::tls`], reads the
+    /// certificate and key first (an unusable one fails here, naming the file).
     pub async fn bind(
         config: HttpServerConfig,
         container: Arc<ChannelContainer>,
     ) -> io::Result<Self> {
+        let tls = config.tls.clone().map(Tls::new).transpose()?;
         let socket = match config.addr {
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
             SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -64,14 +68,24 @@ impl HttpServer {
         // A deep backlog: thousands of EventSource clients reconnect at once after a restart.
         let listener = socket.listen(4096)?;
         let local_addr = listener.local_addr()?;
-        tracing::info!(addr = %local_addr, "HTTP server listening");
+        if tls.is_some() {
+            tracing::info!(addr = %local_addr, "HTTP server listening with TLS (HTTP/2 and HTTP/1.1)");
+        } else {
+            tracing::info!(addr = %local_addr, "HTTP server listening");
+        }
         Ok(HttpServer {
             listener,
             local_addr,
             config,
             container,
             shutdown: ShutdownHandle::new(),
+            tls,
         })
+    }
+
+    /// What re-reads the certificate and key, for a server with TLS.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.as_ref().map(Tls::reloader)
     }
 
     /// The address the server listens on.
@@ -103,13 +117,17 @@ impl HttpServer {
             config,
             container,
             shutdown,
+            tls,
         } = self;
-        let mut builder = http1::Builder::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
+            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout);
+        builder.http2().timer(TokioTimer::new());
         let undelivered = Undelivered::default();
         let state = Arc::new(State {
+            gate: super::auth::Gate::new(config.access.clone()),
             streams: Arc::new(Semaphore::new(config.max_streams)),
             slots: Arc::default(),
             hosts: HostPolicy::new(local_addr, &config.allowed_hosts),
@@ -118,6 +136,7 @@ impl HttpServer {
             container,
             shutdown: shutdown.clone(),
             hyper: builder,
+            tls: tls.map(|tls| tls.server),
         });
         let limits = ConnectionLimits {
             max_connections: state.config.max_connections,
@@ -139,6 +158,22 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
     let _ = stream.set_nodelay(true);
     if let Some(timeout) = state.config.tcp_user_timeout {
         set_user_timeout(&stream, timeout);
+    }
+    if let Some(server) = state.tls.clone() {
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        // The direct path writes plain HTTP/1.1 on the socket: over TLS, hyper serves
+        // (HTTP/2 when ALPN chose it).
+        let timeout = state.config.header_read_timeout;
+        let handshake = tokio::select! {
+            handshake = tokio::time::timeout(timeout, acceptor.accept(stream)) => handshake,
+            () = state.shutdown.wait() => return,
+        };
+        match handshake {
+            Ok(Ok(tls)) => Box::pin(serve_with_hyper(tls, state)).await,
+            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+            Err(_) => tracing::debug!(?timeout, "no TLS handshake in time: connection closed"),
+        }
+        return;
     }
     // Stream requests are served here one after another (an EventSource that
     // reconnects on the same connection stays off hyper); the first other request
@@ -165,8 +200,13 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<State>) {
     Box::pin(serve_with_hyper(Rewound::new(read, stream), state)).await;
 }
 
-/// Serves the rest of a connection with hyper.
-async fn serve_with_hyper(io: Rewound<TcpStream>, state: Arc<State>) {
+/// Serves the rest of a connection with hyper: HTTP/1.1, or HTTP/2 when the client
+/// starts with the HTTP/2 preface (the direct path hands over a `PRI * HTTP/2.0` at once,
+/// since it is no HTTP/1.1 head).
+async fn serve_with_hyper<I>(io: I, state: Arc<State>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let shutdown = state.shutdown.clone();
     let builder = state.hyper.clone();
     let service = hyper::service::service_fn(move |request| {

@@ -1,12 +1,14 @@
 //! What every connection of a server shares: the settings, the channels, and the
 //! bookkeeping of open streams.
 
+use super::auth::Gate;
 use super::config::HttpServerConfig;
 use super::host::HostPolicy;
 use super::stream::StreamSlots;
 use crate::container::ChannelContainer;
 use crate::shutdown::{ShutdownHandle, Undelivered};
-use hyper::server::conn::http1;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -23,6 +25,12 @@ pub(crate) struct State {
     /// One permit per open event stream.
     pub(crate) streams: Arc<Semaphore>,
     pub(crate) slots: Arc<StreamSlots>,
-    /// How hyper serves the connections that are not a lone event stream.
-    pub(crate) hyper: http1::Builder,
+    /// How hyper serves the connections that are not a lone event stream: HTTP/1.1, or
+    /// HTTP/2 when the client opens with its preface (after ALPN, or h2c with prior
+    /// knowledge).
+    pub(crate) hyper: auto::Builder<TokioExecutor>,
+    /// The TLS handshake of every connection, when the server speaks TLS.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// The token checks.
+    pub(crate) gate: Gate,
 }

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 /// How long a new stream of a listener waits for the listener's previous stream to go.
@@ -79,6 +79,16 @@ pub(crate) struct LiveEvents {
     phase: Phase,
     _permit: OwnedSemaphorePermit,
     _slot: Option<SlotGuard>,
+    /// The expiry of the token that opened the stream, and its `exp`. Boxed: a stream
+    /// without a token pays one pointer for it.
+    expiry: Option<Box<Expiry>>,
+}
+
+/// When a stream's token expires.
+struct Expiry {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// The token's `exp`, sent in the closing event.
+    exp: u64,
 }
 
 impl LiveEvents {
@@ -96,7 +106,25 @@ impl LiveEvents {
             phase: Phase::Live,
             _permit: permit,
             _slot: slot,
+            expiry: None,
         }
+    }
+
+    /// These events, ended at `expires` (the `exp` of the token that opened the stream)
+    /// after an [`EVENT_TOKEN_EXPIRED`](super::auth::EVENT_TOKEN_EXPIRED) event: the
+    /// client reconnects with a fresh token.
+    pub(crate) fn expiring_at(mut self, expires: Option<SystemTime>) -> Self {
+        if let Some(expires) = expires {
+            let exp = expires
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            let left = expires
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            let sleep = Box::pin(tokio::time::sleep(left));
+            self.expiry = Some(Box::new(Expiry { sleep, exp }));
+        }
+        self
     }
 }
 
@@ -106,6 +134,16 @@ impl Stream for LiveEvents {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SseEvent>> {
         let this = self.get_mut();
         if this.phase == Phase::Live {
+            if let Some(expiry) = this.expiry.as_mut() {
+                if expiry.sleep.as_mut().poll(cx).is_ready() {
+                    this.phase = Phase::Ended;
+                    let exp = expiry.exp;
+                    return Poll::Ready(Some(SseEvent::new(
+                        super::auth::EVENT_TOKEN_EXPIRED,
+                        serde_json::json!({ "exp": exp }),
+                    )));
+                }
+            }
             // A newer stream first: once it took over, not one more message leaves the
             // queue here (the new stream reads the log from where this one stopped).
             let superseded = this
