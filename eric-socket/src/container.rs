@@ -1,5 +1,6 @@
 //! The set of channels the servers share: the reference's `SSEChannelContainer`.
 
+use crate::metrics::{DisconnectReason, DroppedReason, Metrics};
 use crate::refusals::RefusalLog;
 use eric_core::{Error, QueueConfig, Result, Retention};
 use eric_sse::{SseChannel, DEFAULT_HISTORY};
@@ -47,6 +48,8 @@ pub struct ChannelContainer {
     settings: ChannelSettings,
     /// What full queues refused, logged as summaries by both transports alike.
     refusals: Arc<RefusalLog>,
+    /// What the transports serving the container count.
+    metrics: Arc<Metrics>,
 }
 
 impl ChannelContainer {
@@ -61,6 +64,7 @@ impl ChannelContainer {
             channels: RwLock::default(),
             settings,
             refusals: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -141,11 +145,52 @@ impl ChannelContainer {
     /// a line per channel every 10 s (see `refusals.rs`).
     pub(crate) fn note_refusals(&self, channel: &str, rejected: usize, disconnected: usize) {
         self.refusals.record(channel, rejected, disconnected);
+        self.count_refusals(rejected, disconnected);
     }
 
     /// Counts a dispatch on `channel` that `error` refused, if a full queue refused it.
     pub(crate) fn note_refused(&self, channel: &str, error: &Error) {
         self.refusals.record_error(channel, error);
+        match error {
+            Error::QueueFull { .. } => self.count_refusals(1, 0),
+            Error::Disconnected { .. } => self.count_refusals(0, 1),
+            _ => {}
+        }
+    }
+
+    fn count_refusals(&self, rejected: usize, disconnected: usize) {
+        self.metrics
+            .dropped(DroppedReason::Rejected, rejected as u64);
+        self.metrics
+            .dropped(DroppedReason::Disconnected, disconnected as u64);
+        for _ in 0..disconnected {
+            self.metrics.disconnected(DisconnectReason::Overflow);
+        }
+    }
+
+    /// What the servers over this container count: see [`Metrics`].
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Whether the channels can be served: `Ok` for the in-memory channels, which are
+    /// always reachable; the reason otherwise. `/readyz` answers with it.
+    pub fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Calls `f` on every channel, with its id (outside the container's lock, so that
+    /// `f` may lock the channel).
+    pub(crate) fn for_each_channel(&self, mut f: impl FnMut(&str, &SseChannel)) {
+        let channels: Vec<(String, SseChannel)> = self
+            .channels
+            .read()
+            .iter()
+            .map(|(id, channel)| (id.clone(), channel.clone()))
+            .collect();
+        for (id, channel) in &channels {
+            f(id, channel);
+        }
     }
 
     /// Logs the refusals not logged yet (a server stops).

@@ -58,6 +58,7 @@ pub mod fuzzing;
 #[cfg(feature = "http")]
 pub mod http;
 mod limits;
+pub mod metrics;
 pub mod protocol;
 mod pyjson;
 mod refusals;

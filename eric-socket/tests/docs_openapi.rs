@@ -98,6 +98,10 @@ fn check_schema(spec: &Yaml, schema: &Yaml, value: &Json, at: &str) {
         };
         assert!(ok, "{at}: {value} is not of type {kind}");
     }
+    if let Some(constant) = schema.get("const") {
+        let constant: Json = serde_yaml::from_value(constant.clone()).unwrap();
+        assert_eq!(value, &constant, "{at}: not the documented constant");
+    }
     if let Some(required) = schema["required"].as_sequence() {
         for key in required {
             let key = key.as_str().unwrap();
@@ -376,6 +380,14 @@ async fn every_operation_of_the_spec_answers_as_documented() {
         );
         if media == "application/json" {
             check_schema(&spec, &media_spec["schema"], &reply.json(), &what);
+        } else if media.starts_with("text/plain") || media.starts_with("text/html") {
+            // A document of its own (the metrics exposition, the monitor page).
+            assert_eq!(
+                media_spec["schema"]["type"].as_str(),
+                Some("string"),
+                "{what}"
+            );
+            assert!(!reply.body.is_empty(), "{what}: an empty body");
         } else {
             assert_eq!(media, "text/event-stream");
             for (name, header) in response["headers"].as_mapping().into_iter().flatten() {

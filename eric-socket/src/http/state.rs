@@ -3,6 +3,7 @@
 
 use super::config::HttpServerConfig;
 use super::host::HostPolicy;
+use super::observe::Monitor;
 use super::stream::StreamSlots;
 use crate::container::ChannelContainer;
 use crate::shutdown::{ShutdownHandle, Undelivered};
@@ -25,4 +26,6 @@ pub(crate) struct State {
     pub(crate) slots: Arc<StreamSlots>,
     /// How hyper serves the connections that are not a lone event stream.
     pub(crate) hyper: http1::Builder,
+    /// The snapshots of `/monitor/events`.
+    pub(crate) monitor: Monitor,
 }

@@ -2,6 +2,7 @@
 //! one stream per listener.
 
 use super::state::State;
+use crate::metrics::{DisconnectReason, Metrics, Transport};
 use crate::shutdown::{ShutdownHandle, Undelivered};
 use eric_core::MessageStream;
 use eric_sse::{SseAdapter, SseEvent};
@@ -63,24 +64,40 @@ pub(crate) struct LiveEvents {
     phase: Phase,
     _permit: OwnedSemaphorePermit,
     _slot: Option<SlotGuard>,
+    /// Where its events and its life are counted; `None` for the monitor's own streams,
+    /// which are not the hub's traffic.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl LiveEvents {
     /// `events`, ended early by `stop`, holding `permit` (one of the open-stream
-    /// permits) and `slot` (the listener's one-stream slot, for `/stream`) while it lives.
+    /// permits) and `slot` (the listener's one-stream slot, for `/stream`) while it
+    /// lives, counted as an open stream and its events as deliveries in `metrics`.
     pub(crate) fn new(
         events: MessageStream<SseAdapter>,
         stop: Stop,
         permit: OwnedSemaphorePermit,
         slot: Option<SlotGuard>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Self {
+        if let Some(metrics) = &metrics {
+            metrics.stream_opened(Transport::Http, events.channel().id());
+        }
         LiveEvents {
             events,
             stop,
             phase: Phase::Live,
             _permit: permit,
             _slot: slot,
+            metrics,
         }
+    }
+
+    fn delivered(&self, event: SseEvent) -> Poll<Option<SseEvent>> {
+        if let Some(metrics) = &self.metrics {
+            metrics.delivered(Transport::Http, 1);
+        }
+        Poll::Ready(Some(event))
     }
 }
 
@@ -101,14 +118,20 @@ impl Stream for LiveEvents {
                 this.phase = Phase::Ended;
             } else if this.stop.settled.as_mut().poll(cx).is_ready() {
                 this.phase = Phase::Draining;
+                if let Some(metrics) = &this.metrics {
+                    metrics.disconnected(DisconnectReason::Shutdown);
+                }
             } else {
-                return Pin::new(&mut this.events).poll_next(cx);
+                return match Pin::new(&mut this.events).poll_next(cx) {
+                    Poll::Ready(Some(event)) => this.delivered(event),
+                    other => other,
+                };
             }
         }
         if this.phase == Phase::Draining {
             // Nothing more is published once shutdown has settled: the queue only shrinks.
             if let Some(event) = this.events.try_recv() {
-                return Poll::Ready(Some(event));
+                return this.delivered(event);
             }
             this.phase = Phase::Ended;
         }
@@ -123,6 +146,9 @@ impl Drop for LiveEvents {
             self.stop
                 .undelivered
                 .add(self.events.listener().stats().queued);
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.stream_closed(Transport::Http, self.events.channel().id());
         }
     }
 }
