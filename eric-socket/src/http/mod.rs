@@ -123,6 +123,7 @@ mod body;
 mod config;
 pub(crate) mod direct;
 mod host;
+mod metrics_server;
 mod observe;
 mod routes;
 mod server;
@@ -130,6 +131,7 @@ mod state;
 mod stream;
 
 pub use config::{HttpServerConfig, DEFAULT_MAX_BODY_BYTES};
+pub use metrics_server::MetricsServer;
 pub use observe::SNAPSHOT_EVENT;
 pub use routes::{Route, ROUTES};
 pub use server::HttpServer;

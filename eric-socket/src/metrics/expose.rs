@@ -177,10 +177,15 @@ fn gauge_family(
     Ok(())
 }
 
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> fmt::Result {
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: &impl prometheus_client::encoding::EncodeGaugeValue,
+) -> fmt::Result {
     encoder
         .encode_descriptor(name, help, None, MetricType::Gauge)?
-        .encode_gauge(&value)
+        .encode_gauge(value)
 }
 
 impl Collector for Scrape {
@@ -190,20 +195,20 @@ impl Collector for Scrape {
             e,
             "eric_ready",
             "1 while /readyz answers 200, else 0",
-            f64::from(u8::from(self.ready)),
+            &u64::from(self.ready),
         )?;
         gauge(
             e,
             "eric_uptime_seconds",
             "Seconds since the server's channels were made",
-            self.uptime,
+            &self.uptime,
         )?;
-        gauge(e, "eric_channels", "Channels", self.channels as f64)?;
+        gauge(e, "eric_channels", "Channels", &(self.channels as u64))?;
         gauge(
             e,
             "eric_listeners",
             "Listeners over all channels",
-            self.listeners as f64,
+            &(self.listeners as u64),
         )?;
         let by_transport = |pairs: &[(Transport, u64); 2]| pairs.map(|(t, n)| (t.label(), n));
         gauge_family(
