@@ -103,7 +103,6 @@ pub(crate) fn monitor_page() -> Response<ResponseBody> {
 pub(crate) struct Monitor {
     channel: SseChannel,
     sampler: Mutex<Sampler>,
-    latest: Mutex<Option<Arc<Message>>>,
 }
 
 impl Default for Monitor {
@@ -115,7 +114,6 @@ impl Default for Monitor {
                 .retention(eric_core::Retention::entries(0))
                 .build(),
             sampler: Mutex::default(),
-            latest: Mutex::default(),
         }
     }
 }
@@ -130,10 +128,9 @@ impl Monitor {
                 .lock()
                 .sample(container, readiness(container, shutdown), watched);
         let payload = serde_json::to_value(&snapshot).unwrap_or_default();
-        let message = Arc::new(Message::new(SNAPSHOT_EVENT, payload));
-        *self.latest.lock() = Some(Arc::clone(&message));
         if watched {
-            self.channel.broadcast(message);
+            self.channel
+                .broadcast(Message::new(SNAPSHOT_EVENT, payload));
         }
     }
 }
@@ -156,16 +153,16 @@ pub(crate) async fn run_monitor(state: Arc<State>) {
     }
 }
 
-/// `GET /monitor/events`: a snapshot at once (the latest), then one a second.
+/// `GET /monitor/events`: a snapshot at once (with the channels listed), then one a
+/// second.
 pub(crate) fn monitor_events(
     state: &Arc<State>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Response<ResponseBody> {
     let monitor = &state.monitor;
     let events = monitor.channel.watch();
-    if let Some(latest) = monitor.latest.lock().clone() {
-        let _ = monitor.channel.dispatch_to(events.listener(), &latest);
-    }
+    // Now that somebody watches, a snapshot with the channels, for every watcher.
+    monitor.tick(&state.container, &state.shutdown);
     let live = LiveEvents::new(events, stop_future(state, None), permit, None, None);
     sse_response(SseBody::with_config(live, state.config.sse.clone())).map(ResponseBody::Sse)
 }

@@ -10,6 +10,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// How many past rates a snapshot carries (one a second: a minute).
 pub(crate) const HISTORY: usize = 60;
 
+/// The shortest interval over which rates are measured, in seconds.
+const MIN_INTERVAL_SECONDS: f64 = 0.5;
+
 /// How many channels a snapshot lists, the most subscribed first.
 pub(crate) const CHANNELS_LISTED: usize = 100;
 
@@ -151,25 +154,45 @@ impl Sampler {
         readiness: Result<(), String>,
         with_channels: bool,
     ) -> Snapshot {
+        self.sample_at(Instant::now(), container, readiness, with_channels)
+    }
+
+    /// [`sample`](Self::sample) as if it were `now`.
+    fn sample_at(
+        &mut self,
+        now: Instant,
+        container: &ChannelContainer,
+        readiness: Result<(), String>,
+        with_channels: bool,
+    ) -> Snapshot {
         let metrics = container.metrics();
-        let now = Instant::now();
         let totals = metrics.totals();
-        let (publish_rate, delivery_rate, seconds) = match self.previous {
-            Some((then, before)) => {
-                let seconds = now.duration_since(then).as_secs_f64().max(1e-3);
-                (
-                    totals.published().saturating_sub(before.published()) as f64 / seconds,
-                    totals.delivered().saturating_sub(before.delivered()) as f64 / seconds,
-                    Some(seconds),
-                )
+        let since = self
+            .previous
+            .map(|(then, before)| (now.duration_since(then).as_secs_f64(), before));
+        let (publish_rate, delivery_rate, seconds) = match since {
+            // A snapshot right after another (a new watcher): the last rates stand, and
+            // the interval goes on.
+            Some((seconds, _)) if seconds < MIN_INTERVAL_SECONDS => (
+                self.publish_history.back().copied().unwrap_or(0.0),
+                self.delivery_history.back().copied().unwrap_or(0.0),
+                None,
+            ),
+            Some((seconds, before)) => {
+                let publish =
+                    totals.published().saturating_sub(before.published()) as f64 / seconds;
+                let delivery =
+                    totals.delivered().saturating_sub(before.delivered()) as f64 / seconds;
+                push_bounded(&mut self.publish_history, publish);
+                push_bounded(&mut self.delivery_history, delivery);
+                self.previous = Some((now, totals));
+                (publish, delivery, Some(seconds))
             }
-            None => (0.0, 0.0, None),
+            None => {
+                self.previous = Some((now, totals));
+                (0.0, 0.0, None)
+            }
         };
-        if seconds.is_some() {
-            push_bounded(&mut self.publish_history, publish_rate);
-            push_bounded(&mut self.delivery_history, delivery_rate);
-        }
-        self.previous = Some((now, totals));
         let channel_list = if with_channels {
             self.channels(container, seconds)
         } else {
@@ -206,7 +229,11 @@ impl Sampler {
         seconds: Option<f64>,
     ) -> Vec<ChannelFigures> {
         let streams = container.metrics().channel_streams();
-        let mut positions = HashMap::with_capacity(self.positions.len());
+        // A new interval starts only with one long enough to measure rates over.
+        let mut positions = match seconds {
+            Some(_) => HashMap::with_capacity(self.positions.len()),
+            None => std::mem::take(&mut self.positions),
+        };
         let mut list = Vec::new();
         container.for_each_channel(|id, channel| {
             let published = channel.position().offset;
@@ -216,7 +243,9 @@ impl Sampler {
                 }
                 _ => None,
             };
-            positions.insert(id.to_owned(), published);
+            if seconds.is_some() || !positions.contains_key(id) {
+                positions.insert(id.to_owned(), published);
+            }
             list.push(ChannelFigures {
                 id: id.to_owned(),
                 listeners: channel.listener_count(),
@@ -288,7 +317,8 @@ mod tests {
         busy.add_listener();
         container.add_with_id("quiet").unwrap();
         let mut sampler = Sampler::default();
-        let first = sampler.sample(&container, Ok(()), true);
+        let start = Instant::now();
+        let first = sampler.sample_at(start, &container, Ok(()), true);
         assert_eq!(first.publish_rate, 0.0);
         assert!(first.publish_history.is_empty());
         assert_eq!(first.channel_list[0].id, "busy");
@@ -300,12 +330,19 @@ mod tests {
                 .metrics()
                 .published(PublishKind::Broadcast, Duration::from_micros(3));
         }
-        let second = sampler.sample(&container, Err("shutting down".into()), true);
+        // Too soon after the first to measure a rate: none yet.
+        let soon = sampler.sample_at(start + Duration::from_millis(100), &container, Ok(()), true);
+        assert_eq!(soon.publish_rate, 0.0);
+        assert!(soon.publish_history.is_empty());
+        assert_eq!(soon.channel_list[0].publish_rate, None);
+        let later = start + Duration::from_secs(1);
+        let second = sampler.sample_at(later, &container, Err("shutting down".into()), true);
+        assert_eq!(second.publish_rate, 3.0);
         assert!(second.publish_rate > 0.0);
         assert_eq!(second.publish_history.len(), 1);
         assert_eq!(second.totals.published_broadcast, 3);
         assert_eq!(second.channel_list[0].published, 3);
-        assert!(second.channel_list[0].publish_rate.unwrap() > 0.0);
+        assert_eq!(second.channel_list[0].publish_rate, Some(3.0));
         assert_eq!(second.channel_list[1].publish_rate, Some(0.0));
         assert!(!second.ready);
         assert_eq!(second.state, "shutting down");
