@@ -69,7 +69,7 @@ fn status_label(slot: usize) -> String {
 #[derive(Debug)]
 struct Scrape {
     ready: bool,
-    uptime: f64,
+    uptime: u64,
     channels: usize,
     listeners: usize,
     counters: Vec<(Counter, u64)>,
@@ -111,7 +111,7 @@ impl Scrape {
             .collect();
         Scrape {
             ready,
-            uptime: metrics.uptime().as_secs_f64(),
+            uptime: metrics.uptime().as_secs(),
             channels: container.len(),
             listeners: container.listener_count(),
             counters,
@@ -200,7 +200,7 @@ impl Collector for Scrape {
         gauge(
             e,
             "eric_uptime_seconds",
-            "Seconds since the server's channels were made",
+            "Whole seconds since the server's channels were made",
             &self.uptime,
         )?;
         gauge(e, "eric_channels", "Channels", &(self.channels as u64))?;
