@@ -417,6 +417,30 @@ pub struct ServeArgs {
     )]
     pub overflow: Overflow,
 
+    /// The most bytes queued for one stream: a stream further behind is ended with an
+    /// `_eric_error` `too_slow` event and resumes from the channel's log when it
+    /// reconnects (`Last-Event-ID`). 0: no bound.
+    #[arg(
+        long,
+        env = "ERIC_MAX_LAG_BYTES",
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_LAG_BYTES,
+        help_heading = "Channels and queues"
+    )]
+    pub max_lag_bytes: usize,
+
+    /// The most bytes queued over every stream of the server: while the queues hold
+    /// that much, publishes are refused (HTTP 503, a socket `QueueFullException`) until
+    /// subscribers catch up. 0: no bound.
+    #[arg(
+        long,
+        env = "ERIC_MAX_QUEUED_BYTES",
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_QUEUED_BYTES,
+        help_heading = "Channels and queues"
+    )]
+    pub max_queued_bytes: usize,
+
     /// Messages each channel retains for resume (`Last-Event-ID`), its last N;
     /// `PUT /create?history_size=N` sets it per channel.
     #[arg(
@@ -458,6 +482,12 @@ fn unix_defaults() -> UnixServerConfig {
 pub(crate) fn http_defaults() -> HttpServerConfig {
     HttpServerConfig::default()
 }
+
+/// `--max-lag-bytes` unless set: 1 MiB a stream.
+pub const DEFAULT_MAX_LAG_BYTES: usize = 1 << 20;
+
+/// `--max-queued-bytes` unless set: 256 MiB over the server.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 256 << 20;
 
 /// `--overflow`: the [`OverflowPolicy`] of bounded queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

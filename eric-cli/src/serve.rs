@@ -139,10 +139,11 @@ async fn stop_on_signal(termination: signals::Termination, shutdown: ShutdownHan
 
 /// The settings of every channel the servers create.
 fn channel_settings(args: &ServeArgs) -> ChannelSettings {
-    let queue = match args.queue_capacity {
+    let mut queue = match args.queue_capacity {
         Some(capacity) => QueueConfig::bounded(capacity, args.overflow.into()),
         None => QueueConfig::unbounded(),
     };
+    queue.max_bytes = Some(args.max_lag_bytes).filter(|&bytes| bytes > 0);
     let mut retention = Retention::entries(args.history);
     if !args.history_age.0.is_zero() {
         retention = retention.max_age(args.history_age.0);
@@ -151,6 +152,7 @@ fn channel_settings(args: &ServeArgs) -> ChannelSettings {
         retry_ms: args.retry_ms,
         queue,
         retention,
+        max_queued_bytes: Some(args.max_queued_bytes).filter(|&bytes| bytes > 0),
     }
 }
 
@@ -351,9 +353,42 @@ mod tests {
     }
 
     #[test]
+    fn byte_bounds_come_from_their_flags_and_zero_lifts_them() {
+        let settings = channel_settings(&serve_args(&[
+            "--max-lag-bytes",
+            "4096",
+            "--max-queued-bytes",
+            "0",
+        ]));
+        assert_eq!(settings.queue.max_bytes, Some(4096));
+        assert_eq!(settings.max_queued_bytes, None);
+        let settings = channel_settings(&serve_args(&["--max-lag-bytes", "0"]));
+        assert_eq!(settings.queue.max_bytes, None);
+    }
+
+    #[test]
     fn defaults_are_the_libraries_defaults() {
         let args = serve_args(&[]);
-        assert_eq!(channel_settings(&args), ChannelSettings::default());
+        let settings = channel_settings(&args);
+        // The server bounds the bytes queued, where the library does not; all else is
+        // the library's.
+        assert_eq!(
+            settings.queue.max_bytes,
+            Some(crate::cli::DEFAULT_MAX_LAG_BYTES)
+        );
+        assert_eq!(
+            settings.max_queued_bytes,
+            Some(crate::cli::DEFAULT_MAX_QUEUED_BYTES)
+        );
+        let unbounded = ChannelSettings {
+            queue: QueueConfig {
+                max_bytes: None,
+                ..settings.queue
+            },
+            max_queued_bytes: None,
+            ..settings
+        };
+        assert_eq!(unbounded, ChannelSettings::default());
         let unix = unix_config(&args, "/x".into());
         let reference = UnixServerConfig::new("/x");
         assert_eq!(unix.mode, reference.mode);

@@ -951,3 +951,112 @@ fn the_metrics_address_serves_metrics_health_and_readiness() {
     server.signal(Signal::TERM);
     assert!(server.wait().success());
 }
+
+#[test]
+fn drop_oldest_losses_are_marked_in_the_stream_and_logged_as_counted_summaries() {
+    let server = Server::start_logged(&["--queue-capacity", "2", "--overflow", "drop-oldest"]);
+    let channel = server.create_channel();
+    let listener = server.add_listener(&channel);
+    // Ten messages for a queue of two, half over the socket, half over HTTP: eight are
+    // discarded.
+    let mut http = server.http_connection();
+    for n in 1..=10 {
+        if n % 2 == 0 {
+            let reply = http.request(
+                "POST",
+                &format!("/dispatch?channel_id={channel}&listener_id={listener}"),
+                Some(&format!(r#"{{"type": "t", "payload": {n}}}"#)),
+            );
+            assert_eq!(reply, (200, "null".to_owned()));
+        } else {
+            let command =
+                format!(r#"{{"v": "d", "c": "{channel}", "r": "{listener}", "t": "t", "p": {n}}}"#);
+            assert_eq!(server.command(&command), "ack");
+        }
+    }
+    let printed = server.output(&["listen", &channel, &listener, "--count", "3"]);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 3, "{printed}");
+    assert!(
+        lines[0].starts_with("_eric_error ")
+            && lines[0].contains(r#""reason":"dropped""#)
+            && lines[0].contains(r#""dropped":8"#),
+        "the stream says what it lost before the next message: {printed}"
+    );
+    assert_eq!(&lines[1..], ["t 9", "t 10"]);
+    let log = server.stop_and_read_log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("full queues")).collect();
+    let discarded: u64 = lines.iter().map(|l| logged_count(l, "discarded")).sum();
+    assert_eq!(discarded, 8, "{log}");
+    assert!(
+        lines.len() <= 3,
+        "counted summaries, not a line per message:\n{log}"
+    );
+}
+
+#[test]
+fn dispatches_refused_by_a_full_queue_are_logged_over_the_socket_as_over_http() {
+    const REFUSED: u64 = 200;
+    let server = Server::start_logged(&["--queue-capacity", "1", "--overflow", "reject"]);
+    let channel = server.create_channel();
+    let listener = server.add_listener(&channel);
+    server.output(&["dispatch", &channel, &listener, "fill"]);
+    let mut http = server.http_connection();
+    let command = format!(r#"{{"v": "d", "c": "{channel}", "r": "{listener}", "t": "t"}}"#);
+    for _ in 0..REFUSED / 2 {
+        let answer = server.command(&command);
+        assert!(answer.starts_with("QueueFullException("), "{answer}");
+        let (status, _) = http.request(
+            "POST",
+            &format!("/dispatch?channel_id={channel}&listener_id={listener}"),
+            Some(r#"{"type": "t"}"#),
+        );
+        assert_eq!(status, 503);
+    }
+    let log = server.stop_and_read_log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("full queues")).collect();
+    let publishes: u64 = lines.iter().map(|l| logged_count(l, "publishes")).sum();
+    let rejected: u64 = lines.iter().map(|l| logged_count(l, "rejected")).sum();
+    assert_eq!((publishes, rejected), (REFUSED, REFUSED), "{log}");
+    assert!(
+        lines.len() <= 3,
+        "counted summaries, not a line per refusal:\n{log}"
+    );
+}
+
+#[test]
+fn a_server_whose_queues_hold_their_budget_refuses_publishes_with_503_and_an_error() {
+    // A listener nobody reads, a budget of 4 KiB: after a few 1 KiB messages, publishes
+    // are refused on both transports, and counted in the log.
+    let server = Server::start_logged(&["--max-queued-bytes", "4096"]);
+    let channel = server.create_channel();
+    let _listener = server.add_listener(&channel);
+    let body = format!(r#"{{"type": "t", "payload": "{}"}}"#, "x".repeat(1024));
+    let mut http = server.http_connection();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let (status, answer) = http.request(
+            "POST",
+            &format!("/broadcast?channel_id={channel}"),
+            Some(&body),
+        );
+        if status == 503 {
+            assert!(answer.contains("queues are full"), "{answer}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 503, 503, 503, 503]);
+    server
+        .eric()
+        .args(["broadcast", &channel, "t"])
+        .assert()
+        .code(4)
+        .stderr(predicate::str::contains("queues are full"));
+    let log = server.stop_and_read_log();
+    let overloaded: u64 = log
+        .lines()
+        .filter(|l| l.contains("full queues"))
+        .map(|l| logged_count(l, "overloaded"))
+        .sum();
+    assert_eq!(overloaded, 5, "{log}");
+}

@@ -1,7 +1,7 @@
 //! Channels: a set of listeners, each with its queue, and an adapter for what consumers see.
 
 use crate::error::{Error, Result};
-use crate::listener::{Listener, QueueConfig, Refused};
+use crate::listener::{message_size, Listener, Losses, QueueConfig, QueueLedger, Refused};
 use crate::log::{Addressee, ChannelLog, Epoch, Position, Retention};
 use crate::message::{Delivery, Message};
 use crate::registry::ListenerSet;
@@ -37,6 +37,14 @@ pub trait Adapter: Send + Sync + 'static {
     /// Adapts one delivered message. A `Delivery` with id 0 is synthetic: the
     /// `_eric_channel_closed` message of a removed listener, or a resume marker.
     fn adapt(&self, delivery: &Delivery) -> Self::Output;
+
+    /// Adapts a delivery the stream no longer needs: what streams call. The default
+    /// lends it to [`adapt`](Self::adapt); an adapter whose output keeps the shared
+    /// message implements it to move the message instead of cloning it, which saves two
+    /// atomic operations per delivery on a count every listener of a broadcast shares.
+    fn adapt_owned(&self, delivery: Delivery) -> Self::Output {
+        self.adapt(&delivery)
+    }
 }
 
 impl<F, T> Adapter for F
@@ -59,6 +67,10 @@ impl Adapter for Identity {
 
     fn adapt(&self, delivery: &Delivery) -> Delivery {
         delivery.clone()
+    }
+
+    fn adapt_owned(&self, delivery: Delivery) -> Delivery {
+        delivery
     }
 }
 
@@ -172,6 +184,13 @@ pub struct BroadcastReport {
     /// Listeners removed because their queue overflowed
     /// ([`OverflowPolicy::Disconnect`](crate::OverflowPolicy::Disconnect)).
     pub disconnected: usize,
+    /// Listeners whose full queue took it by discarding its oldest message
+    /// ([`OverflowPolicy::DropOldest`](crate::OverflowPolicy::DropOldest)); counted in
+    /// `delivered` too.
+    pub discarded: usize,
+    /// Listeners whose queue it did not reach because the queue is over its byte bound
+    /// (their stream ends as too slow; see [`QueueConfig::max_bytes`]).
+    pub too_slow: usize,
 }
 
 /// Serial numbers of channels, unique in the process (unlike ids, which callers
@@ -191,6 +210,12 @@ struct Inner<A> {
     listeners: RwLock<ListenerSet>,
     queue_config: QueueConfig,
     stream_delay: Option<StreamDelay>,
+    /// Shared with other channels: the bytes queued against a budget, and the observer
+    /// of losses.
+    ledger: Option<Arc<QueueLedger>>,
+    /// Whether publishes measure their message for byte bounds and the budget;
+    /// otherwise every message counts 0 bytes.
+    counts_bytes: bool,
 }
 
 /// A set of listeners, one queue each, and the adapter that shapes what they receive:
@@ -245,6 +270,7 @@ pub struct ChannelBuilder<A> {
     stream_delay: Option<StreamDelay>,
     retention: Retention,
     epoch: Option<Epoch>,
+    ledger: Option<Arc<QueueLedger>>,
 }
 
 impl<A: Adapter> ChannelBuilder<A> {
@@ -273,6 +299,14 @@ impl<A: Adapter> ChannelBuilder<A> {
         self
     }
 
+    /// Counts the bytes queued for the channel's listeners in `ledger` (which other
+    /// channels may share), against its budget, and tells its observer what publishes
+    /// lose to full or too slow queues.
+    pub fn ledger(mut self, ledger: Arc<QueueLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
     /// Starts the log in `epoch` instead of a new one: for an engine that keeps the
     /// log's epoch elsewhere and makes the channel again.
     pub fn epoch(mut self, epoch: Epoch) -> Self {
@@ -291,6 +325,9 @@ impl<A: Adapter> ChannelBuilder<A> {
                 adapter: self.adapter,
                 log: Mutex::new(ChannelLog::new(epoch, self.retention)),
                 listeners: RwLock::new(ListenerSet::default()),
+                counts_bytes: self.queue_config.max_bytes.is_some()
+                    || self.ledger.as_ref().is_some_and(|l| l.counts_bytes()),
+                ledger: self.ledger,
                 queue_config: self.queue_config,
                 stream_delay: self.stream_delay,
             }),
@@ -313,6 +350,7 @@ impl<A: Adapter> Channel<A> {
             stream_delay: None,
             retention: Retention::none(),
             epoch: None,
+            ledger: None,
         }
     }
 
@@ -378,6 +416,7 @@ impl<A: Adapter> Channel<A> {
             self.inner.serial,
             log.position().offset,
             self.inner.epoch,
+            self.inner.ledger.as_ref(),
         ));
         listeners.insert(Arc::clone(&listener));
         listener
@@ -390,8 +429,12 @@ impl<A: Adapter> Channel<A> {
         if listeners.contains(listener.id()) {
             return Err(Error::DuplicateId(listener.id().to_owned()));
         }
-        let listener =
-            Arc::new(listener.joining(self.inner.serial, log.position().offset, self.inner.epoch));
+        let listener = Arc::new(listener.joining(
+            self.inner.serial,
+            log.position().offset,
+            self.inner.epoch,
+            self.inner.ledger.as_ref(),
+        ));
         listeners.insert(Arc::clone(&listener));
         Ok(listener)
     }
@@ -451,18 +494,76 @@ impl<A: Adapter> Channel<A> {
         let listener = listeners
             .get(listener_id)
             .ok_or_else(|| Error::InvalidListener(listener_id.to_owned()))?;
-        match listener.push(log.next_offset(), &message) {
+        let size = self.size_of(&message);
+        match listener.push(log.next_offset(), &message, size) {
             Ok(()) => {
                 log.append(&message, Addressee::One(listener.address()));
+                self.take_bytes(size);
                 Ok(())
             }
             Err(refused) => {
                 let listener = Arc::clone(listener);
                 // Overflow handling may remove the listener: release the map first.
                 drop(listeners);
-                drop(log);
-                Err(self.overflowed(&listener, refused))
+                self.dispatch_refused(log, &listener, &message, size, refused)
             }
+        }
+    }
+
+    /// The rest of a dispatch whose push did more than queue (`log` still held): a
+    /// message the consumer will find in the log is the channel's all the same.
+    #[cold]
+    fn dispatch_refused(
+        &self,
+        mut log: parking_lot::MutexGuard<'_, ChannelLog>,
+        listener: &Arc<Listener>,
+        message: &Arc<Message>,
+        size: usize,
+        refused: Refused,
+    ) -> Result<()> {
+        let mut losses = Losses::default();
+        match refused {
+            Refused::Discarded => {
+                self.take_bytes(size);
+                losses.discarded = 1;
+            }
+            Refused::Cut => {
+                losses.too_slow = 1;
+                losses.too_slow_discarded = listener.cut_discarded();
+            }
+            Refused::WhileCut => losses.too_slow_discarded = 1,
+            refused => {
+                drop(log);
+                return Err(self.overflowed(listener, refused));
+            }
+        }
+        log.append(message, Addressee::One(listener.address()));
+        drop(log);
+        self.report_losses(losses);
+        Ok(())
+    }
+
+    /// The size a publish counts its message at: 0 unless the channel counts bytes.
+    fn size_of(&self, message: &Message) -> usize {
+        if self.inner.counts_bytes {
+            message_size(message)
+        } else {
+            0
+        }
+    }
+
+    /// Counts `bytes` newly queued against the ledger's budget.
+    fn take_bytes(&self, bytes: usize) {
+        if bytes > 0 {
+            if let Some(ledger) = &self.inner.ledger {
+                ledger.take(bytes);
+            }
+        }
+    }
+
+    fn report_losses(&self, losses: Losses) {
+        if let Some(ledger) = &self.inner.ledger {
+            ledger.report(self.id(), losses);
         }
     }
 
@@ -476,15 +577,14 @@ impl<A: Adapter> Channel<A> {
             return Err(foreign_listener(listener, self.id()));
         }
         let mut log = self.inner.log.lock();
-        match listener.push(log.next_offset(), message) {
+        let size = self.size_of(message);
+        match listener.push(log.next_offset(), message, size) {
             Ok(()) => {
                 log.append(message, Addressee::One(listener.address()));
+                self.take_bytes(size);
                 Ok(())
             }
-            Err(refused) => {
-                drop(log);
-                Err(self.overflowed(listener, refused))
-            }
+            Err(refused) => self.dispatch_refused(log, listener, message, size, refused),
         }
     }
 
@@ -509,6 +609,9 @@ impl<A: Adapter> Channel<A> {
                 }
             }
             Refused::Removed => Error::InvalidListener(id),
+            Refused::Discarded | Refused::Cut | Refused::WhileCut => {
+                unreachable!("a publish keeps what a discarding or cut queue did not take")
+            }
         }
     }
 
@@ -520,25 +623,40 @@ impl<A: Adapter> Channel<A> {
         let message = message.into();
         let mut report = BroadcastReport::default();
         let mut to_disconnect = Vec::new();
+        let mut losses = Losses::default();
         {
             let mut log = self.inner.log.lock();
             let offset = log.next_offset();
+            let size = self.size_of(&message);
             let listeners = self.inner.listeners.read();
             for listener in listeners.iter() {
-                match listener.push(offset, &message) {
+                match listener.push(offset, &message, size) {
                     Ok(()) => report.delivered += 1,
                     Err(Refused::Full) => report.rejected += 1,
                     Err(Refused::MustDisconnect) => to_disconnect.push(Arc::clone(listener)),
                     Err(Refused::Removed) => {}
+                    Err(Refused::Discarded) => {
+                        report.delivered += 1;
+                        report.discarded += 1;
+                    }
+                    Err(Refused::Cut) => {
+                        report.too_slow += 1;
+                        losses.too_slow += 1;
+                        losses.too_slow_discarded += listener.cut_discarded();
+                    }
+                    Err(Refused::WhileCut) => losses.too_slow_discarded += 1,
                 }
             }
             drop(listeners);
             log.append(&message, Addressee::All);
+            self.take_bytes(size * report.delivered);
         }
         for listener in to_disconnect {
             self.overflowed(&listener, Refused::MustDisconnect);
             report.disconnected += 1;
         }
+        losses.discarded = report.discarded as u64;
+        self.report_losses(losses);
         report
     }
 
@@ -551,7 +669,7 @@ impl<A: Adapter> Channel<A> {
         let Some(listener) = listeners.get(listener_id) else {
             return Err(invalid_listener(listener_id));
         };
-        let Some(crate::listener::Next::Message(delivery)) = listener.try_next() else {
+        let Some(crate::listener::Next::Message(delivery)) = listener.try_next(false) else {
             return Err(no_messages(listener_id));
         };
         if listener.has_handler() {
@@ -579,7 +697,7 @@ impl<A: Adapter> Channel<A> {
         last_event_id: &str,
     ) -> VecDeque<Delivery> {
         let mut log = self.inner.log.lock();
-        let first_queued = listener.first_queued();
+        let first_queued = listener.resume_point();
         let resume = log.resume(
             last_event_id,
             listener.address(),

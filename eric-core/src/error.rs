@@ -52,6 +52,15 @@ pub enum Error {
         /// The channel it was dispatched on.
         channel: String,
     },
+    /// The queues sharing a [`QueueLedger`](crate::QueueLedger) hold its budget or
+    /// more: the message was refused, not queued, until consumers catch up.
+    #[error("the queues are full ({queued} bytes queued over all channels, the budget is {limit}): the message was refused; retry when subscribers catch up")]
+    Overloaded {
+        /// Bytes queued.
+        queued: usize,
+        /// The budget.
+        limit: usize,
+    },
     /// `stop` and `remove` are built-in actions and cannot be replaced.
     #[error("Action {0:?} is reserved and cannot be overridden")]
     ReservedAction(String),

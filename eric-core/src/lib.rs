@@ -64,7 +64,10 @@ pub use channel::{
 };
 pub use distributed::{Action, DistributedListener, RESERVED_ACTIONS};
 pub use error::{Error, Result};
-pub use listener::{Handler, Listener, ListenerStats, OverflowPolicy, QueueConfig};
+pub use listener::{
+    message_size, Handler, Listener, ListenerStats, LossObserver, Losses, OverflowPolicy,
+    QueueConfig, QueueLedger,
+};
 pub use log::{Epoch, InvalidPosition, Position, Retention};
 pub use message::{
     check_message_type, Delivery, Message, SignedMessage, MESSAGE_TYPE_CLOSED, MESSAGE_TYPE_ERROR,

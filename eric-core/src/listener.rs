@@ -16,12 +16,51 @@
 //!   [`Error::QueueFull`](crate::Error::QueueFull); a broadcast skips this listener and
 //!   reports it in [`BroadcastReport::rejected`](crate::BroadcastReport::rejected).
 //! * [`DropOldest`](OverflowPolicy::DropOldest): the oldest queued message is discarded to
-//!   make room. The new message is accepted.
+//!   make room. The new message is accepted. A stream's next item is then a gap marker
+//!   for what was discarded since its previous item (see below).
 //! * [`Disconnect`](OverflowPolicy::Disconnect): the listener is removed from its channel;
 //!   its open streams yield one `_eric_channel_closed` item and end.
 //!
 //! Every message lost in these ways is counted in [`ListenerStats::dropped`]; nothing is
 //! dropped silently.
+//!
+//! ## The gap marker of `DropOldest`
+//!
+//! A [`MessageStream`](crate::MessageStream) whose queue discarded messages since its
+//! previous item yields, before its next message, one item of type
+//! [`MESSAGE_TYPE_ERROR`](crate::MESSAGE_TYPE_ERROR): the channel log's `history_gap`
+//! marker (see [`crate::log`]) with reason `"dropped"`, one for a whole run of discards:
+//! `{"error": "history_gap", "last_event_id": ..., "first_available": ..., "reason": "dropped", "dropped": n}`.
+//!
+//! * its id, echoed in `last_event_id`, is the position just before the first message
+//!   discarded: a consumer that resumes from it
+//!   ([`Channel::message_stream_after`](crate::Channel::message_stream_after)) gets them
+//!   back from the channel's log while the log retains them;
+//! * `first_available` is the position of the message the stream yields next;
+//! * `dropped` counts the messages discarded.
+//!
+//! Pull consumers ([`Channel::deliver_next`](crate::Channel::deliver_next),
+//! [`Listener::take_next`]) get no marker: they see the ids jump, and the counter.
+//!
+//! ## A bound in bytes: consumers too slow
+//!
+//! [`QueueConfig::max_bytes`] bounds the bytes a queue holds, each message counted at
+//! [`message_size`] (computed once per publish, not per queue), whatever the policy. A
+//! push that would take a non-empty queue over it ends the consumer's turn: everything
+//! queued is discarded, and so is every message that comes until a stream takes the
+//! marker (all counted in [`ListenerStats::dropped`], the event in
+//! [`ListenerStats::too_slow`]). The stream's next item is an `_eric_error` item
+//! `{"error": "too_slow", "last_event_id": ..., "max_lag_bytes": ..., "message": ...}`,
+//! and then it ends. Its id, echoed in `last_event_id`, is the position just before the
+//! first message discarded, so a consumer that resumes from it gets them back from the
+//! channel's log while the log retains them. The listener stays in its channel (a
+//! [`Channel::watch`](crate::Channel::watch) stream removes it as it ends), and its queue
+//! takes messages again once the marker is taken or a stream resumes.
+//!
+//! A [`QueueLedger`] shared by channels counts the bytes all their queues hold, against
+//! an optional budget that publishers check ([`QueueLedger::admit`]), and tells an
+//! observer what publishes lost. Queues count bytes only when they have a byte bound or
+//! their channel a ledger with a budget: the default costs nothing.
 //!
 //! # Resume
 //!
@@ -30,12 +69,12 @@
 //! [`Channel::message_stream_after`](crate::Channel::message_stream_after) replays it.
 
 use crate::id_key::IdKey;
-use crate::log::Epoch;
+use crate::log::{Epoch, Position};
 use crate::message::{Delivery, Message};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -73,6 +112,10 @@ pub struct QueueConfig {
     pub capacity: Option<usize>,
     /// What happens when a bounded queue is full.
     pub overflow: OverflowPolicy,
+    /// The most bytes of messages (as [`message_size`] counts them) the queue holds
+    /// before its consumer counts as too slow; `None` (the default) is unbounded. See
+    /// the [module documentation](self#a-bound-in-bytes-consumers-too-slow).
+    pub max_bytes: Option<usize>,
 }
 
 impl QueueConfig {
@@ -86,7 +129,15 @@ impl QueueConfig {
         QueueConfig {
             capacity: Some(at_least_one(capacity)),
             overflow,
+            max_bytes: None,
         }
+    }
+
+    /// The same configuration with a bound of `max_bytes` on the bytes queued.
+    #[must_use]
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = Some(max_bytes);
+        self
     }
 
     /// The most messages the queue holds: the capacity (a capacity of 0, which the
@@ -113,6 +164,152 @@ pub struct ListenerStats {
     pub dropped: u64,
     /// The log offset of the last message queued (0 before the first).
     pub last_event_id: u64,
+    /// Bytes of the messages waiting, as [`message_size`] counts them; 0 in a queue
+    /// that does not count bytes (no byte bound, no budget).
+    pub queued_bytes: usize,
+    /// How many times the queue went over its byte bound and its stream was ended as
+    /// too slow.
+    pub too_slow: u64,
+}
+
+/// The size of a message as byte bounds and budgets count it: its type and payload as
+/// JSON text, estimated without writing it (strings by their length, numbers as 8
+/// bytes), plus a fixed overhead; at most `u32::MAX`.
+pub fn message_size(message: &Message) -> usize {
+    fn value_size(value: &serde_json::Value) -> usize {
+        use serde_json::Value;
+        match value {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 8,
+            Value::String(text) => text.len() + 2,
+            Value::Array(items) => 2 + items.iter().map(|v| value_size(v) + 1).sum::<usize>(),
+            Value::Object(map) => {
+                2 + map
+                    .iter()
+                    .map(|(k, v)| k.len() + 4 + value_size(v))
+                    .sum::<usize>()
+            }
+        }
+    }
+    (message.msg_type.len() + value_size(&message.payload) + 24).min(u32::MAX as usize)
+}
+
+/// What a publish lost to queues: what [`QueueLedger`]'s observer is told.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Messages discarded as oldest by [`OverflowPolicy::DropOldest`].
+    pub discarded: u64,
+    /// Queues that went over their byte bound now: their streams end as too slow.
+    pub too_slow: u64,
+    /// Messages discarded by queues cut as too slow (what they held then, and what came
+    /// until their stream took the marker); the channel's log still has them.
+    pub too_slow_discarded: u64,
+}
+
+impl Losses {
+    /// Whether nothing was lost.
+    pub fn is_empty(&self) -> bool {
+        *self == Losses::default()
+    }
+}
+
+/// Called with the channel's id and what one publish lost; see [`QueueLedger::observe`].
+pub type LossObserver = Box<dyn Fn(&str, Losses) + Send + Sync>;
+
+/// Shared by many channels (a server's): the bytes all their queues hold, against an
+/// optional budget, and an observer of what publishes lost to full or too slow queues.
+///
+/// Publishers ask [`admit`](Self::admit) first and refuse the message while the queues
+/// hold the budget. The count is kept without a shared write per delivery: a publish
+/// adds its bytes once for all the queues that took it, and a queue gives back what its
+/// consumer took when the queue runs empty or every 64 KiB, so the count may run a
+/// little above the truth while consumers read, never below it for long.
+pub struct QueueLedger {
+    max_bytes: Option<usize>,
+    queued: AtomicI64,
+    observer: Option<LossObserver>,
+}
+
+/// Bytes a queue takes before it gives them back to its ledger even though it is not
+/// empty yet.
+const RELEASE_BATCH: usize = 64 * 1024;
+
+impl QueueLedger {
+    /// A ledger with a budget of `max_bytes` over every queue (`None`: no budget, only
+    /// the observer).
+    pub fn new(max_bytes: Option<usize>) -> Self {
+        QueueLedger {
+            max_bytes,
+            queued: AtomicI64::new(0),
+            observer: None,
+        }
+    }
+
+    /// The same ledger, calling `observer` after every publish that lost messages (with
+    /// no lock of the channel held).
+    #[must_use]
+    pub fn observe(mut self, observer: impl Fn(&str, Losses) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// The budget: the most bytes the queues may hold before publishes are refused.
+    pub fn max_bytes(&self) -> Option<usize> {
+        self.max_bytes
+    }
+
+    /// The bytes the queues hold now (as counted: see the type's documentation).
+    pub fn queued_bytes(&self) -> usize {
+        usize::try_from(self.queued.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// `Ok` while the queues hold less than the budget;
+    /// [`Error::Overloaded`](crate::Error::Overloaded) once they hold it.
+    pub fn admit(&self) -> crate::Result<()> {
+        let Some(limit) = self.max_bytes else {
+            return Ok(());
+        };
+        let queued = self.queued_bytes();
+        if queued >= limit {
+            return Err(crate::Error::Overloaded { queued, limit });
+        }
+        Ok(())
+    }
+
+    /// Whether queues of channels with this ledger count their bytes.
+    pub(crate) fn counts_bytes(&self) -> bool {
+        self.max_bytes.is_some()
+    }
+
+    pub(crate) fn take(&self, bytes: usize) {
+        if bytes > 0 {
+            self.queued.fetch_add(bytes as i64, Ordering::Relaxed);
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        if bytes > 0 {
+            self.queued.fetch_sub(bytes as i64, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn report(&self, channel: &str, losses: Losses) {
+        if let Some(observer) = &self.observer {
+            if !losses.is_empty() {
+                observer(channel, losses);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for QueueLedger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueLedger")
+            .field("max_bytes", &self.max_bytes)
+            .field("queued_bytes", &self.queued_bytes())
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 /// A consumer of one queue in a channel.
@@ -173,24 +370,47 @@ struct QueueState {
     entries: VecDeque<Queued>,
     last_id: u64,
     /// A push takes its fast path while fewer messages than this are queued: the
-    /// capacity, or 0 while the listener is removed or anyone waits for a push, which
-    /// the slow path handles. One field for the three conditions keeps what a push
-    /// reads within the listener's first 64 bytes; `refresh_gate` recomputes it after
-    /// each change of any of them.
+    /// capacity, or 0 while the listener is removed, the queue counts bytes or anyone
+    /// waits for a push, which the slow path handles. One field for these conditions
+    /// keeps what a push reads within the listener's first 64 bytes; `refresh_gate`
+    /// recomputes it after each change of any of them.
     fast_below: usize,
     /// The configuration's capacity (at least 1), `usize::MAX` for an unbounded queue:
     /// copied here, like the fields below from the configuration, so that a push or a
     /// pop reads it beside the ring it works on.
     capacity: usize,
     removed: bool,
+    /// Whether pushes and pops count the bytes of messages (a byte bound or a budget).
+    counts_bytes: bool,
     /// The epoch of the channel's log, which every delivery carries: kept once, beside
     /// what a pop writes, rather than in each queued entry, which stays two words.
     epoch: Epoch,
     delivered: u64,
+    /// Whether a pop has more to do than take the front entry: a marker is due or the
+    /// queue counts bytes. One flag read beside `delivered`, which every pop writes;
+    /// `refresh_extra` recomputes it.
+    extra: bool,
+    /// The marker a stream's next item is, if one is due.
+    mark: Mark,
     dropped: u64,
     waker: Option<Waker>,
     more_wakers: Vec<Waker>,
     blocked_threads: usize,
+    /// Bytes of the messages waiting, when the queue counts them.
+    bytes: usize,
+    /// The size of each message waiting, when the queue counts bytes, in the order of
+    /// `entries`: a pop gives back what its push took without measuring the message
+    /// again, and the entries stay two words.
+    sizes: VecDeque<u32>,
+    /// The configuration's byte bound, `usize::MAX` for none.
+    max_bytes: usize,
+    too_slow: u64,
+    /// How many messages the last cut discarded (for the channel's report).
+    cut_discarded: u64,
+    /// The ledger the queued bytes count against, if it has a budget.
+    ledger: Option<Arc<QueueLedger>>,
+    /// Bytes taken by consumers and not yet given back to the ledger.
+    unreleased: usize,
 }
 
 impl Default for QueueState {
@@ -201,28 +421,70 @@ impl Default for QueueState {
             fast_below: usize::MAX,
             capacity: usize::MAX,
             removed: false,
+            counts_bytes: false,
             epoch: Epoch::from_u64(0),
             delivered: 0,
             dropped: 0,
             waker: None,
             more_wakers: Vec::new(),
             blocked_threads: 0,
+            extra: false,
+            mark: Mark::None,
+            bytes: 0,
+            sizes: VecDeque::new(),
+            max_bytes: usize::MAX,
+            too_slow: 0,
+            cut_discarded: 0,
+            ledger: None,
+            unreleased: 0,
         }
     }
+}
+
+/// A marker due before a stream's next message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mark {
+    None,
+    /// `DropOldest` discarded `count` messages since the last pop, the first at offset
+    /// `first`: a gap marker.
+    Dropped {
+        first: u64,
+        count: u64,
+    },
+    /// The queue was cut for a consumer too slow; the first message discarded was at
+    /// offset `first`. Nothing is queued until a stream takes the marker.
+    Cut {
+        first: u64,
+    },
 }
 
 /// What the queue has for a consumer.
 pub(crate) enum Next {
     Message(Delivery),
+    /// The gap marker of messages discarded by `DropOldest` (streams only).
+    Gap(Delivery),
+    /// The marker of a queue cut as too slow: the stream ends after it (streams only).
+    TooSlow(Delivery),
     Stopped,
     Removed,
 }
 
-/// Why a push did not queue the message.
+/// What a push did other than queue the message plainly.
 pub(crate) enum Refused {
+    /// Not queued: the queue is full (`Reject`).
     Full,
+    /// Not queued: the listener must be disconnected (`Disconnect`).
     MustDisconnect,
+    /// Not queued: the listener was removed.
     Removed,
+    /// Queued, and the oldest message discarded to make room (`DropOldest`).
+    Discarded,
+    /// Not queued: the queue went over its byte bound now and was cut, discarding what
+    /// it held (see `Listener::cut_discarded`). The message is the channel's all the
+    /// same (in its log).
+    Cut,
+    /// Not queued: the queue is cut and waits for its stream to take the marker.
+    WhileCut,
 }
 
 /// Wakers taken out of the queue under its lock, woken after it is released.
@@ -254,7 +516,7 @@ impl QueueState {
     /// Brings `fast_below` up to date after a change of the waiters, the capacity or
     /// `removed`.
     fn refresh_gate(&mut self) {
-        self.fast_below = if self.removed || self.has_waiters() {
+        self.fast_below = if self.removed || self.counts_bytes || self.has_waiters() {
             0
         } else {
             self.capacity
@@ -293,7 +555,9 @@ impl QueueState {
         self.entries.len()
     }
 
-    fn pop(&mut self) -> Option<Delivery> {
+    /// Takes the front entry, with no marker or byte count to mind (`extra` unset).
+    #[inline]
+    fn pop_plain(&mut self) -> Option<Delivery> {
         let Queued { id, message } = self.entries.pop_front()?;
         self.delivered += 1;
         Some(Delivery {
@@ -301,6 +565,131 @@ impl QueueState {
             epoch: self.epoch,
             message,
         })
+    }
+
+    /// Takes the front entry and counts its bytes out.
+    fn pop(&mut self) -> Option<Delivery> {
+        let delivery = self.pop_plain()?;
+        if self.counts_bytes {
+            self.popped_bytes();
+        }
+        Some(delivery)
+    }
+
+    fn set_mark(&mut self, mark: Mark) {
+        self.mark = mark;
+        self.refresh_extra();
+    }
+
+    fn refresh_extra(&mut self) {
+        self.extra = self.counts_bytes || self.mark != Mark::None;
+    }
+
+    /// Counts out the bytes of a message that left the queue; gives them back to the
+    /// ledger when the queue ran empty or enough have gathered.
+    #[cold]
+    fn popped_bytes(&mut self) {
+        let size = self.sizes.pop_front().unwrap_or(0) as usize;
+        self.bytes -= size;
+        self.unreleased += size;
+        if self.entries.is_empty() || self.unreleased >= RELEASE_BATCH {
+            self.release_all();
+        }
+    }
+
+    fn release_all(&mut self) {
+        if let Some(ledger) = &self.ledger {
+            ledger.release(self.unreleased);
+        }
+        self.unreleased = 0;
+    }
+
+    /// Discards every queued message; returns how many.
+    fn discard_all(&mut self) -> u64 {
+        let count = self.entries.len() as u64;
+        self.entries.clear();
+        self.sizes.clear();
+        self.unreleased += self.bytes;
+        self.bytes = 0;
+        self.release_all();
+        count
+    }
+
+    /// Discards the oldest message (`DropOldest`), noting it for the gap marker.
+    fn discard_oldest(&mut self) {
+        let Some(oldest) = self.entries.pop_front() else {
+            return;
+        };
+        if self.counts_bytes {
+            let size = self.sizes.pop_front().unwrap_or(0) as usize;
+            self.bytes -= size;
+            self.unreleased += size;
+            self.release_all();
+        }
+        self.dropped += 1;
+        match &mut self.mark {
+            Mark::Dropped { count, .. } => *count += 1,
+            _ => self.set_mark(Mark::Dropped {
+                first: oldest.id,
+                count: 1,
+            }),
+        }
+    }
+
+    /// Cuts the queue for a consumer too slow: what it holds is discarded, and so is
+    /// what comes until a stream takes the marker. `next_id` is the offset of the
+    /// message that went over the bound. Returns how many messages were discarded.
+    fn cut(&mut self, next_id: u64) {
+        let first = match self.mark {
+            Mark::Dropped { first, .. } => first,
+            _ => self.entries.front().map_or(next_id, |q| q.id),
+        };
+        let discarded = self.discard_all() + 1;
+        self.dropped += discarded;
+        self.cut_discarded = discarded;
+        self.set_mark(Mark::Cut { first });
+        self.too_slow += 1;
+    }
+
+    /// The `too_slow` marker of a queue that was cut, if it was; the queue takes
+    /// messages again.
+    fn take_cut(&mut self) -> Option<Delivery> {
+        let Mark::Cut { first } = self.mark else {
+            return None;
+        };
+        self.set_mark(Mark::None);
+        let after = Position::new(self.epoch, first - 1);
+        let max_bytes = self.max_bytes;
+        Some(self.marker(after, crate::log::too_slow_payload(after, max_bytes)))
+    }
+
+    /// The gap marker for what `DropOldest` discarded since the last pop, if anything.
+    fn take_gap(&mut self) -> Option<Delivery> {
+        let Mark::Dropped { first, count } = self.mark else {
+            return None;
+        };
+        self.set_mark(Mark::None);
+        let next = self.entries.front().map_or(self.last_id + 1, |q| q.id);
+        let after = Position::new(self.epoch, first - 1);
+        let next = Position::new(self.epoch, next);
+        Some(self.marker(after, crate::log::dropped_payload(after, next, count)))
+    }
+
+    fn marker(&self, at: Position, payload: serde_json::Value) -> Delivery {
+        Delivery {
+            id: at.offset,
+            epoch: at.epoch,
+            message: Arc::new(Message::new(crate::MESSAGE_TYPE_ERROR, payload)),
+        }
+    }
+}
+
+impl Drop for QueueState {
+    fn drop(&mut self) {
+        // What is still queued stops counting against the ledger with the queue.
+        if self.ledger.is_some() {
+            self.discard_all();
+        }
     }
 }
 
@@ -327,11 +716,23 @@ impl Listener {
     }
 
     /// The same listener, held by the channel with serial number `channel`, whose log
-    /// is at `offset` as it joins.
-    pub(crate) fn joining(mut self, channel: u64, offset: u64, epoch: Epoch) -> Self {
+    /// is at `offset` as it joins, of `epoch`,
+    /// counting its bytes against `ledger` if that has a budget.
+    pub(crate) fn joining(
+        mut self,
+        channel: u64,
+        offset: u64,
+        epoch: Epoch,
+        ledger: Option<&Arc<QueueLedger>>,
+    ) -> Self {
         self.channel = channel;
         self.joined_at = offset;
-        self.queue.get_mut().epoch = epoch;
+        let state = self.queue.get_mut();
+        state.epoch = epoch;
+        state.ledger = ledger.filter(|l| l.counts_bytes()).cloned();
+        state.counts_bytes = state.max_bytes != usize::MAX || state.ledger.is_some();
+        state.refresh_extra();
+        state.refresh_gate();
         self
     }
 
@@ -354,6 +755,9 @@ impl Listener {
         self.config = config;
         let state = self.queue.get_mut();
         state.capacity = config.limit();
+        state.max_bytes = config.max_bytes.unwrap_or(usize::MAX);
+        state.counts_bytes = state.max_bytes != usize::MAX || state.ledger.is_some();
+        state.refresh_extra();
         state.refresh_gate();
         self
     }
@@ -414,6 +818,8 @@ impl Listener {
             delivered: state.delivered,
             dropped: state.dropped,
             last_event_id: state.last_id,
+            queued_bytes: state.bytes,
+            too_slow: state.too_slow,
         }
     }
 
@@ -429,8 +835,12 @@ impl Listener {
 
     /// Pops the next queued message whether or not the listener runs, without calling
     /// the handler. Meant for executors that run handlers elsewhere (eric-processing).
+    /// Like [`Channel::deliver_next`](crate::Channel::deliver_next) it yields no marker
+    /// (see the [module documentation](self)).
     pub fn take_next(&self) -> Option<Delivery> {
-        self.queue.lock().pop()
+        let mut state = self.queue.lock();
+        Self::forget_markers(&mut state);
+        state.pop()
     }
 
     /// The log offset at which it joined its channel.
@@ -443,17 +853,36 @@ impl Listener {
         self as *const Listener as usize
     }
 
-    /// The log offset of the oldest queued message, if any.
-    pub(crate) fn first_queued(&self) -> Option<u64> {
-        self.queue.lock().entries.front().map(|d| d.id)
+    /// The log offset of the oldest queued message, if any, for a stream that resumes
+    /// from the log: the log covers what was discarded before it, so no marker is due
+    /// any more.
+    pub(crate) fn resume_point(&self) -> Option<u64> {
+        let mut state = self.queue.lock();
+        Self::forget_markers(&mut state);
+        state.entries.front().map(|q| q.id)
     }
 
-    /// Queues `message`, which took offset `id` of its channel's log, applying the
-    /// overflow policy.
-    pub(crate) fn push(&self, id: u64, message: &Arc<Message>) -> Result<(), Refused> {
+    /// Drops the markers due: a pull consumer sees the gap in the ids, a resume reads
+    /// the log instead.
+    fn forget_markers(state: &mut QueueState) {
+        if state.mark != Mark::None {
+            state.set_mark(Mark::None);
+        }
+    }
+
+    /// How many messages the queue's last cut discarded (what it held, and the message
+    /// that went over the bound).
+    pub(crate) fn cut_discarded(&self) -> u64 {
+        self.queue.lock().cut_discarded
+    }
+
+    /// Queues `message`, which took offset `id` of its channel's log and counts `size`
+    /// bytes (0 in a channel that does not count them), applying the overflow policy
+    /// and the byte bound.
+    pub(crate) fn push(&self, id: u64, message: &Arc<Message>, size: usize) -> Result<(), Refused> {
         let mut state = self.queue.lock();
         if state.queued() >= state.fast_below {
-            return self.push_slow(state, id, message);
+            return self.push_slow(state, id, message, size);
         }
         state.last_id = id;
         state.entries.push_back(Queued {
@@ -463,17 +892,32 @@ impl Listener {
         Ok(())
     }
 
-    /// `push` to a removed listener, a full queue or one somebody waits on.
+    /// `push` to a removed listener, a full queue, one that counts bytes or one
+    /// somebody waits on.
     #[inline(never)]
     fn push_slow(
         &self,
         mut state: MutexGuard<'_, QueueState>,
         id: u64,
         message: &Arc<Message>,
+        size: usize,
     ) -> Result<(), Refused> {
         if state.removed {
             return Err(Refused::Removed);
         }
+        if let Mark::Cut { .. } = state.mark {
+            state.dropped += 1;
+            return Err(Refused::WhileCut);
+        }
+        // A single message over the bound is taken: the bound is on falling behind.
+        if state.bytes + size > state.max_bytes && !state.entries.is_empty() {
+            state.cut(id);
+            let wakeup = state.take_wakeup();
+            drop(state);
+            wakeup.run(&self.ready);
+            return Err(Refused::Cut);
+        }
+        let mut discarded = false;
         if state.queued() >= state.capacity {
             match self.config.overflow {
                 OverflowPolicy::Reject => {
@@ -481,14 +925,18 @@ impl Listener {
                     return Err(Refused::Full);
                 }
                 OverflowPolicy::DropOldest => {
-                    state.entries.pop_front();
-                    state.dropped += 1;
+                    state.discard_oldest();
+                    discarded = true;
                 }
                 OverflowPolicy::Disconnect => {
                     state.dropped += 1;
                     return Err(Refused::MustDisconnect);
                 }
             }
+        }
+        if state.counts_bytes {
+            state.bytes += size;
+            state.sizes.push_back(size as u32);
         }
         state.last_id = id;
         state.entries.push_back(Queued {
@@ -500,7 +948,11 @@ impl Listener {
             drop(state);
             wakeup.run(&self.ready);
         }
-        Ok(())
+        if discarded {
+            Err(Refused::Discarded)
+        } else {
+            Ok(())
+        }
     }
 
     /// Marks the listener as removed from its channel and wakes its consumers. The
@@ -510,10 +962,10 @@ impl Listener {
         let mut state = self.queue.lock();
         state.removed = true;
         state.refresh_gate();
+        let discarded = state.discard_all();
         if by_overflow {
-            state.dropped += state.queued() as u64;
+            state.dropped += discarded;
         }
-        state.entries.clear();
         let wakeup = state.take_wakeup();
         drop(state);
         wakeup.run(&self.ready);
@@ -524,26 +976,50 @@ impl Listener {
         wakeup.run(&self.ready);
     }
 
-    fn next_locked(&self, state: &mut QueueState) -> Option<Next> {
+    /// What a consumer gets next; a stream (`markers`) gets a marker first when one is
+    /// due, a pull consumer forgets it.
+    #[inline]
+    fn next_locked(&self, state: &mut QueueState, markers: bool) -> Option<Next> {
         if state.removed {
             return Some(Next::Removed);
         }
         if !self.is_running() {
             return Some(Next::Stopped);
         }
+        if state.extra {
+            return Self::next_extra(state, markers);
+        }
+        state.pop_plain().map(Next::Message)
+    }
+
+    /// `next_locked` when a marker is due (a stream gets it, a pull consumer forgets
+    /// it) or the queue counts bytes.
+    #[inline(never)]
+    fn next_extra(state: &mut QueueState, markers: bool) -> Option<Next> {
+        if state.mark != Mark::None {
+            if !markers {
+                Self::forget_markers(state);
+            } else if let Some(marker) = state.take_cut() {
+                return Some(Next::TooSlow(marker));
+            } else if let Some(marker) = state.take_gap() {
+                return Some(Next::Gap(marker));
+            }
+        }
         state.pop().map(Next::Message)
     }
 
-    /// The next message for a running listener, if one is queued.
-    pub(crate) fn try_next(&self) -> Option<Next> {
-        self.next_locked(&mut self.queue.lock())
+    /// The next message for a running listener, if one is queued; for a stream
+    /// (`markers`), a marker first when one is due.
+    #[inline]
+    pub(crate) fn try_next(&self, markers: bool) -> Option<Next> {
+        self.next_locked(&mut self.queue.lock(), markers)
     }
 
     /// The next message, or registers `cx`'s waker to be woken by the next push, stop or
     /// removal.
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
         let mut state = self.queue.lock();
-        match self.next_locked(&mut state) {
+        match self.next_locked(&mut state, true) {
             Some(next) => Poll::Ready(next),
             None => {
                 state.register(cx.waker());
@@ -557,7 +1033,7 @@ impl Listener {
     pub(crate) fn wait_next(&self, deadline: Option<Instant>) -> Option<Next> {
         let mut state = self.queue.lock();
         loop {
-            if let Some(next) = self.next_locked(&mut state) {
+            if let Some(next) = self.next_locked(&mut state, true) {
                 return Some(next);
             }
             state.blocked_threads += 1;
@@ -572,7 +1048,7 @@ impl Listener {
             state.blocked_threads -= 1;
             state.refresh_gate();
             if timed_out {
-                return self.next_locked(&mut state);
+                return self.next_locked(&mut state, true);
             }
         }
     }

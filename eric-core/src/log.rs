@@ -36,6 +36,14 @@
 //! is the position of the oldest retained entry (or of the next one when none is
 //! retained). The marker's own id is the position just before what follows it, so a
 //! client that reconnects after reading only the marker does not get it again.
+//!
+//! The same marker, with reason `"dropped"`, comes in the middle of a stream whose
+//! bounded queue discarded messages ([`OverflowPolicy::DropOldest`](crate::OverflowPolicy::DropOldest)):
+//! there `last_event_id` is the marker's own id, the position just before the first
+//! message discarded, so a client that reconnects with it resumes them from the log
+//! while the log retains them; `first_available` is the position of the message that
+//! follows it; and a fifth key, `dropped`, counts the messages discarded (see
+//! [`crate::listener`]).
 
 use crate::message::Message;
 use std::collections::VecDeque;
@@ -417,6 +425,34 @@ impl Gap {
         payload.insert("reason".into(), self.reason.as_str().into());
         serde_json::Value::Object(payload)
     }
+}
+
+/// The payload of a `"dropped"` gap marker: `count` messages discarded after `after`,
+/// the stream going on at `next`.
+pub(crate) fn dropped_payload(after: Position, next: Position, count: u64) -> serde_json::Value {
+    let mut payload = serde_json::Map::with_capacity(5);
+    payload.insert("error".into(), "history_gap".into());
+    payload.insert("last_event_id".into(), after.to_string().into());
+    payload.insert("first_available".into(), next.to_string().into());
+    payload.insert("reason".into(), "dropped".into());
+    payload.insert("dropped".into(), count.into());
+    serde_json::Value::Object(payload)
+}
+
+/// The payload of the marker that ends a stream too slow: what it missed follows
+/// `after`, in the log.
+pub(crate) fn too_slow_payload(after: Position, max_bytes: usize) -> serde_json::Value {
+    let mut payload = serde_json::Map::with_capacity(4);
+    payload.insert("error".into(), "too_slow".into());
+    payload.insert("last_event_id".into(), after.to_string().into());
+    payload.insert("max_lag_bytes".into(), max_bytes.into());
+    payload.insert(
+        "message".into(),
+        "the stream fell more than max_lag_bytes behind and was ended: reconnect with \
+         last_event_id to resume from the channel's log"
+            .into(),
+    );
+    serde_json::Value::Object(payload)
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@ use crate::error::{Error, Result};
 use crate::log::{Epoch, Position};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::any::Any;
+use std::fmt;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The reserved message type that marks the end of a stream.
 ///
@@ -54,7 +56,7 @@ pub fn check_message_type(msg_type: &str) -> Result<()> {
 /// (the reference accepts `dict | list | str | int | float | None`).
 ///
 /// Serialised with serde it reads `{"type": ..., "payload": ...}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// What the message is; receivers and adapters select on it.
     #[serde(rename = "type")]
@@ -62,6 +64,38 @@ pub struct Message {
     /// The content; `null` when absent.
     #[serde(default)]
     pub payload: Value,
+    /// What a transport made of the message, kept for the next reader of the same
+    /// shared message (see [`Message::rendering`]).
+    #[serde(skip)]
+    rendering: Rendering,
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("msg_type", &self.msg_type)
+            .field("payload", &self.payload)
+            .finish()
+    }
+}
+
+/// One rendering of a message (its bytes on some wire), made by the first reader that
+/// needs it and shared by every later one: a message broadcast to N listeners is
+/// encoded once, not N times. Its type belongs to the transport that made it; a clone
+/// of the message starts without one, and it never takes part in comparisons.
+#[derive(Default)]
+struct Rendering(OnceLock<Box<dyn Any + Send + Sync>>);
+
+impl Clone for Rendering {
+    fn clone(&self) -> Self {
+        Rendering::default()
+    }
+}
+
+impl PartialEq for Rendering {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Message {
@@ -70,7 +104,35 @@ impl Message {
         Message {
             msg_type: msg_type.into(),
             payload: payload.into(),
+            rendering: Rendering::default(),
         }
+    }
+
+    /// The rendering of type `T` this message carries, made by `render` if it has none
+    /// yet; `None` when it already carries a rendering of another type.
+    ///
+    /// A transport that writes the same shared message to many readers (an SSE stream
+    /// per subscriber) renders it once here and hands every reader the same bytes. The
+    /// rendering must depend only on the message and on what `T` itself records (so a
+    /// reader can check it fits before using it): change the fields of a message after
+    /// it was rendered, and the rendering no longer matches them.
+    ///
+    /// ```
+    /// use eric_core::Message;
+    ///
+    /// let message = Message::new("greeting", "hi");
+    /// let first = message.rendering(|| format!("{}: {}", message.msg_type, message.payload));
+    /// assert_eq!(first.map(String::as_str), Some("greeting: \"hi\""));
+    /// // Made once: a later reader gets the same value.
+    /// assert_eq!(message.rendering(|| String::from("other")), first);
+    /// // One type per message.
+    /// assert_eq!(message.rendering(|| 7_u32), None);
+    /// ```
+    pub fn rendering<T: Any + Send + Sync>(&self, render: impl FnOnce() -> T) -> Option<&T> {
+        self.rendering
+            .0
+            .get_or_init(|| Box::new(render()))
+            .downcast_ref()
     }
 
     /// A message with a `null` payload.
@@ -142,10 +204,10 @@ fn wrap_signed(sender_id: String, payload: Value) -> Value {
 
 impl From<SignedMessage> for Message {
     fn from(signed: SignedMessage) -> Self {
-        Message {
-            msg_type: signed.msg_type,
-            payload: wrap_signed(signed.sender_id, signed.inner_payload),
-        }
+        Message::new(
+            signed.msg_type,
+            wrap_signed(signed.sender_id, signed.inner_payload),
+        )
     }
 }
 

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 /// message, a stop or a removal wakes it, and uses no CPU meanwhile.
 ///
 /// Each message taken out of the queue runs the listener's handler, then is adapted.
+/// Where the queue lost messages (a `DropOldest` discard, a cut for a consumer too
+/// slow), the stream yields a marker instead; no handler runs on it (see
+/// [`crate::listener`]).
 ///
 /// # When it ends
 /// * the listener is stopped (at once, or when a handler stops it): the stream ends;
@@ -28,7 +31,8 @@ use std::time::{Duration, Instant};
 /// * the listener is removed from the channel: it yields one `_eric_channel_closed` item
 ///   (id 0), then ends;
 /// * it takes an `_eric_channel_closed` message (see
-///   [`Channel::notify_end`](crate::Channel::notify_end)): it yields it, then ends.
+///   [`Channel::notify_end`](crate::Channel::notify_end)): it yields it, then ends;
+/// * its queue went over its byte bound: it yields the `too_slow` marker, then ends.
 ///
 /// A stream of a listener that is not running ends at once, as in the reference.
 pub struct MessageStream<A: Adapter> {
@@ -163,6 +167,12 @@ impl<A: Adapter> MessageStream<A> {
                 }
                 delivery
             }
+            // Handlers see messages, not markers.
+            Next::Gap(marker) => marker,
+            Next::TooSlow(marker) => {
+                self.finished = true;
+                marker
+            }
             Next::Stopped => {
                 self.finished = true;
                 return None;
@@ -176,7 +186,7 @@ impl<A: Adapter> MessageStream<A> {
                 }
             }
         };
-        Some(self.channel.adapter().adapt(&delivery))
+        Some(self.channel.adapter().adapt_owned(delivery))
     }
 
     /// The next replayed delivery. Replays end where the original stream ended: at an
@@ -187,7 +197,7 @@ impl<A: Adapter> MessageStream<A> {
         if delivery.is_closed() {
             self.finished = true;
         }
-        Some(self.channel.adapter().adapt(&delivery))
+        Some(self.channel.adapter().adapt_owned(delivery))
     }
 
     fn delay(&self) -> Option<Duration> {
@@ -213,7 +223,7 @@ impl<A: Adapter> MessageStream<A> {
         if let Some(item) = self.take_replayed() {
             return Some(item);
         }
-        let next = self.listener.try_next()?;
+        let next = self.listener.try_next(true)?;
         self.accept(next)
     }
 

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use eric_core::{
-    Channel, Error, Identity, Listener, Message, OverflowPolicy, QueueConfig, Retention,
-    StreamDelay, Timer, MESSAGE_TYPE_CLOSED, MESSAGE_TYPE_ERROR,
+    message_size, Channel, Error, Identity, Listener, Losses, Message, OverflowPolicy, QueueConfig,
+    QueueLedger, Retention, StreamDelay, Timer, MESSAGE_TYPE_CLOSED, MESSAGE_TYPE_ERROR,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -106,6 +106,230 @@ fn drop_oldest_policy_discards_queued_messages_and_the_log_keeps_them() {
     let ids: Vec<u64> = std::iter::from_fn(|| resumed.try_recv().map(|d| d.id)).collect();
     assert_eq!(ids, [3, 4, 5]);
     assert_eq!(listener.queue_len(), 0);
+}
+
+#[test]
+fn a_stream_marks_every_run_of_drop_oldest_discards_before_the_next_message() {
+    let channel = Channel::builder(Identity)
+        .retention(Retention::entries(100))
+        .build();
+    let listener = bounded_listener(&channel, 2, OverflowPolicy::DropOldest);
+    let mut stream = channel.message_stream(&listener);
+    channel.broadcast(Message::empty("t"));
+    assert_eq!(stream.try_recv().unwrap().id, 1);
+    // 2..=6 published: 2, 3 and 4 are discarded, 5 and 6 kept.
+    let mut discarded = 0;
+    for message in counters(5) {
+        discarded += channel.broadcast(message).discarded;
+    }
+    assert_eq!((listener.stats().dropped, discarded), (3, 3));
+    let marker = stream.try_recv().unwrap();
+    assert_eq!(marker.msg_type, MESSAGE_TYPE_ERROR);
+    assert_eq!(
+        marker.id, 1,
+        "the position before the first message discarded"
+    );
+    assert_eq!(
+        marker.payload,
+        json!({"error": "history_gap", "last_event_id": at(&channel, 1),
+               "first_available": at(&channel, 5), "reason": "dropped", "dropped": 3})
+    );
+    assert_eq!(stream.try_recv().unwrap().id, 5);
+    // One more discard between two items: its own marker.
+    for message in counters(2) {
+        channel.broadcast(message);
+    }
+    let marker = stream.try_recv().unwrap();
+    assert_eq!(
+        (
+            marker.id,
+            &marker.payload["dropped"],
+            &marker.payload["first_available"]
+        ),
+        (5, &json!(1), &json!(at(&channel, 7)))
+    );
+    let ids: Vec<u64> = std::iter::from_fn(|| stream.try_recv().map(|d| d.id)).collect();
+    assert_eq!(ids, [7, 8]);
+    assert_eq!(listener.stats().dropped, 4);
+}
+
+#[test]
+fn a_client_that_resumes_from_a_drop_marker_gets_the_discarded_messages_from_the_log() {
+    let channel = Channel::builder(Identity)
+        .retention(Retention::entries(100))
+        .build();
+    let listener = bounded_listener(&channel, 2, OverflowPolicy::DropOldest);
+    for message in counters(5) {
+        channel.broadcast(message);
+    }
+    let marker = channel.message_stream(&listener).try_recv().unwrap();
+    assert_eq!(marker.payload["reason"], "dropped");
+    // The client reconnects with the marker's id: the log still holds 1, 2 and 3.
+    let mut resumed = channel.message_stream_after(&listener, &marker.position().to_string());
+    let items: Vec<_> = std::iter::from_fn(|| resumed.try_recv()).collect();
+    assert_eq!(
+        items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert!(
+        types(&items).iter().all(|t| t == "t"),
+        "{:?}",
+        types(&items)
+    );
+
+    // A resume while a marker is due: the log covers the discards, no marker follows.
+    for message in counters(4) {
+        channel.broadcast(message);
+    }
+    let mut resumed = channel.message_stream_after(&listener, &at(&channel, 5));
+    let ids: Vec<u64> = std::iter::from_fn(|| resumed.try_recv().map(|d| d.id)).collect();
+    assert_eq!(ids, [6, 7, 8, 9]);
+}
+
+#[test]
+fn pull_consumers_get_no_drop_marker_and_a_later_stream_none_for_their_gap() {
+    let channel = Channel::new(Identity);
+    let listener = bounded_listener(&channel, 1, OverflowPolicy::DropOldest);
+    for message in counters(3) {
+        channel.broadcast(message);
+    }
+    assert_eq!(channel.deliver_next(listener.id()).unwrap().id, 3);
+    channel.broadcast(Message::empty("t"));
+    assert_eq!(
+        channel.message_stream(&listener).try_recv().unwrap().id,
+        4,
+        "the gap went to the pull consumer, who saw the ids jump"
+    );
+}
+
+#[test]
+fn a_drop_oldest_dispatch_is_reported_to_the_ledger_observer() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observed = Arc::clone(&seen);
+    let ledger = QueueLedger::new(None).observe(move |channel, losses| {
+        observed.lock().unwrap().push((channel.to_owned(), losses));
+    });
+    let channel = Channel::builder(Identity)
+        .id("c")
+        .ledger(Arc::new(ledger))
+        .build();
+    let listener = bounded_listener(&channel, 1, OverflowPolicy::DropOldest);
+    for message in counters(3) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    let discarded = Losses {
+        discarded: 1,
+        ..Losses::default()
+    };
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("c".to_owned(), discarded), ("c".to_owned(), discarded)]
+    );
+}
+
+#[test]
+fn a_queue_over_its_byte_bound_ends_its_stream_as_too_slow_and_the_log_resumes_it() {
+    let message = Message::new("t", "x".repeat(1000));
+    let size = message_size(&message);
+    let ledger = Arc::new(QueueLedger::new(Some(usize::MAX)));
+    let channel = Channel::builder(Identity)
+        .retention(Retention::entries(100))
+        .queue_config(QueueConfig::unbounded().with_max_bytes(size * 3))
+        .ledger(Arc::clone(&ledger))
+        .build();
+    let listener = channel.add_listener();
+    listener.start();
+    let mut stream = channel.message_stream(&listener);
+    channel.broadcast(message.clone());
+    assert_eq!(stream.try_recv().unwrap().id, 1);
+    assert_eq!(
+        ledger.queued_bytes(),
+        0,
+        "an empty queue gave its bytes back"
+    );
+    for _ in 0..3 {
+        channel.broadcast(message.clone());
+    }
+    assert_eq!(listener.stats().queued_bytes, size * 3);
+    assert_eq!(ledger.queued_bytes(), size * 3);
+    // The fourth unread message is one too many: the queue is cut, and stays empty.
+    let report = channel.broadcast(message.clone());
+    assert_eq!((report.delivered, report.too_slow), (0, 1));
+    for _ in 0..9 {
+        channel.broadcast(message.clone());
+    }
+    let stats = listener.stats();
+    assert_eq!(
+        (stats.queued, stats.queued_bytes, stats.too_slow),
+        (0, 0, 1)
+    );
+    assert_eq!(stats.dropped, 3 + 10);
+    assert_eq!(ledger.queued_bytes(), 0);
+    let marker = stream.try_recv().unwrap();
+    assert_eq!(marker.msg_type, MESSAGE_TYPE_ERROR);
+    assert_eq!(marker.payload["error"], "too_slow");
+    assert_eq!(marker.payload["last_event_id"], at(&channel, 1));
+    assert_eq!(marker.payload["max_lag_bytes"], size * 3);
+    assert_eq!(marker.id, 1);
+    assert!(stream.try_recv().is_none());
+    assert!(stream.is_finished());
+    // The queue takes messages again; a resume from the marker gets all it missed.
+    channel.broadcast(message.clone());
+    assert_eq!(listener.queue_len(), 1);
+    let mut resumed = channel.message_stream_after(&listener, &marker.position().to_string());
+    let ids: Vec<u64> = std::iter::from_fn(|| resumed.try_recv().map(|d| d.id)).collect();
+    assert_eq!(ids, (2..=15).collect::<Vec<_>>());
+    assert_eq!(ledger.queued_bytes(), 0);
+}
+
+#[test]
+fn a_watch_over_its_byte_bound_is_removed_when_its_stream_ends() {
+    let message = Message::new("t", "x".repeat(100));
+    let bound = message_size(&message) * 2;
+    let channel = Channel::builder(Identity)
+        .queue_config(QueueConfig::unbounded().with_max_bytes(bound))
+        .build();
+    let mut watch = channel.watch();
+    for _ in 0..5 {
+        channel.broadcast(message.clone());
+    }
+    let items: Vec<_> = watch.iter().collect();
+    assert_eq!(types(&items), [MESSAGE_TYPE_ERROR]);
+    drop(watch);
+    assert_eq!(channel.listener_count(), 0);
+}
+
+#[test]
+fn a_ledger_budget_refuses_publishes_while_the_queues_hold_it_and_admits_them_after() {
+    let message = Message::new("t", "x".repeat(1000));
+    let size = message_size(&message);
+    let ledger = Arc::new(QueueLedger::new(Some(size * 2)));
+    let make = || {
+        Channel::builder(Identity)
+            .ledger(Arc::clone(&ledger))
+            .build()
+    };
+    let (a, b) = (make(), make());
+    let (la, lb) = (a.add_listener(), b.add_listener());
+    la.start();
+    lb.start();
+    assert!(ledger.admit().is_ok());
+    a.broadcast(message.clone());
+    assert!(ledger.admit().is_ok());
+    b.broadcast(message.clone());
+    assert_eq!(ledger.queued_bytes(), size * 2);
+    assert_eq!(
+        ledger.admit(),
+        Err(Error::Overloaded {
+            queued: size * 2,
+            limit: size * 2
+        })
+    );
+    a.deliver_next(la.id()).unwrap();
+    assert!(ledger.admit().is_ok(), "a reader made room");
+    // A removed listener gives back what it held.
+    b.remove_listener(lb.id()).unwrap();
+    assert_eq!(ledger.queued_bytes(), 0);
 }
 
 #[test]

@@ -17,9 +17,13 @@ impl Adapter for ProcessingAdapter {
     type Output = Processed;
 
     fn adapt(&self, delivery: &Delivery) -> Processed {
+        self.adapt_owned(delivery.clone())
+    }
+
+    fn adapt_owned(&self, delivery: Delivery) -> Processed {
         Processed {
             id: delivery.id,
-            message: Arc::clone(&delivery.message),
+            message: delivery.message,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The set of channels the servers share: the reference's `SSEChannelContainer`.
 
+use crate::losses::LossCounters;
 use crate::metrics::{DisconnectReason, DroppedReason, Metrics};
 use crate::refusals::RefusalLog;
-use eric_core::{Error, QueueConfig, Result, Retention};
+use eric_core::{Error, QueueConfig, QueueLedger, Result, Retention};
 use eric_sse::{SseChannel, DEFAULT_HISTORY};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
@@ -13,10 +14,14 @@ use std::sync::Arc;
 pub struct ChannelSettings {
     /// The `retry` of every event in the JSON form (the reference's default is 5 ms).
     pub retry_ms: u64,
-    /// Queue bound and overflow policy of every listener.
+    /// Queue bounds (messages, bytes) and overflow policy of every listener.
     pub queue: QueueConfig,
     /// How much of its log a channel retains for resume, unless made with its own.
     pub retention: Retention,
+    /// The most bytes queued over every channel: while the queues hold that much,
+    /// publishes are refused with [`Error::Overloaded`]. `None` (the library's default)
+    /// is unbounded.
+    pub max_queued_bytes: Option<usize>,
 }
 
 impl Default for ChannelSettings {
@@ -25,6 +30,7 @@ impl Default for ChannelSettings {
             retry_ms: eric_sse::DEFAULT_RETRY_MS,
             queue: QueueConfig::unbounded(),
             retention: Retention::entries(DEFAULT_HISTORY),
+            max_queued_bytes: None,
         }
     }
 }
@@ -42,7 +48,7 @@ impl Default for ChannelSettings {
 /// assert!(container.add_with_id("news").is_err());
 /// container.remove("news").unwrap();
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ChannelContainer {
     channels: RwLock<HashMap<String, SseChannel>>,
     settings: ChannelSettings,
@@ -50,6 +56,17 @@ pub struct ChannelContainer {
     refusals: Arc<RefusalLog>,
     /// What the transports serving the container count.
     metrics: Arc<Metrics>,
+    /// What the queues lost or refused, counted for metrics.
+    losses: Arc<LossCounters>,
+    /// Shared by every channel: the bytes queued against `max_queued_bytes`, and the
+    /// observer that counts and logs what publishes lose.
+    ledger: Arc<QueueLedger>,
+}
+
+impl Default for ChannelContainer {
+    fn default() -> Self {
+        ChannelContainer::with_settings(ChannelSettings::default())
+    }
 }
 
 impl ChannelContainer {
@@ -60,12 +77,45 @@ impl ChannelContainer {
 
     /// An empty container whose channels use `settings`.
     pub fn with_settings(settings: ChannelSettings) -> Self {
+        let refusals = Arc::<RefusalLog>::default();
+        let losses = Arc::<LossCounters>::default();
+        let ledger = {
+            let (refusals, losses) = (Arc::clone(&refusals), Arc::clone(&losses));
+            QueueLedger::new(settings.max_queued_bytes).observe(move |channel, lost| {
+                losses.add_losses(&lost);
+                refusals.record_losses(channel, &lost);
+            })
+        };
         ChannelContainer {
             channels: RwLock::default(),
             settings,
-            refusals: Arc::default(),
             metrics: Arc::default(),
+            refusals,
+            losses,
+            ledger: Arc::new(ledger),
         }
+    }
+
+    /// What the queues of every channel lost or refused since the container was made:
+    /// the counters behind metrics such as dropped messages and slow disconnects.
+    pub fn losses(&self) -> &LossCounters {
+        &self.losses
+    }
+
+    /// The bytes the queues of every channel hold now, as the budget counts them (0
+    /// without `max_queued_bytes`: only a budget makes queues count).
+    pub fn queued_bytes(&self) -> usize {
+        self.ledger.queued_bytes()
+    }
+
+    /// `Ok` unless the queues hold the budget of `max_queued_bytes`: what every publish
+    /// asks first (socket `b` and `d`, HTTP `/broadcast` and `/dispatch`). A refusal
+    /// is counted and logged as a summary for `channel`.
+    pub fn admit_publish(&self, channel: &str) -> Result<()> {
+        self.ledger.admit().inspect_err(|_| {
+            self.losses.add_overloaded();
+            self.refusals.record_overloaded(channel);
+        })
     }
 
     /// The settings of new channels.
@@ -77,7 +127,8 @@ impl ChannelContainer {
         let builder = SseChannel::builder()
             .retry_ms(self.settings.retry_ms)
             .queue_config(self.settings.queue)
-            .retention(retention);
+            .retention(retention)
+            .ledger(Arc::clone(&self.ledger));
         match id {
             Some(id) => builder.id(id),
             None => builder,
@@ -144,12 +195,18 @@ impl ChannelContainer {
     /// listeners disconnected by their overflowing queue. Logged as summaries, at most
     /// a line per channel every 10 s (see `refusals.rs`).
     pub(crate) fn note_refusals(&self, channel: &str, rejected: usize, disconnected: usize) {
+        self.losses.add_refusals(rejected, disconnected);
         self.refusals.record(channel, rejected, disconnected);
         self.count_refusals(rejected, disconnected);
     }
 
     /// Counts a dispatch on `channel` that `error` refused, if a full queue refused it.
     pub(crate) fn note_refused(&self, channel: &str, error: &Error) {
+        match error {
+            Error::QueueFull { .. } => self.losses.add_refusals(1, 0),
+            Error::Disconnected { .. } => self.losses.add_refusals(0, 1),
+            _ => {}
+        }
         self.refusals.record_error(channel, error);
         match error {
             Error::QueueFull { .. } => self.count_refusals(1, 0),

@@ -58,6 +58,7 @@ pub mod fuzzing;
 #[cfg(feature = "http")]
 pub mod http;
 mod limits;
+mod losses;
 pub mod metrics;
 pub mod protocol;
 mod pyjson;
@@ -69,6 +70,7 @@ pub mod unix;
 pub use container::{ChannelContainer, ChannelSettings};
 #[cfg(feature = "http")]
 pub use http::{HttpServer, HttpServerConfig};
+pub use losses::{LossCounters, LossTotals};
 pub use pyjson::{python_repr, write_python_json};
 pub use shutdown::{termination_signal, ShutdownHandle};
 pub use timer::TokioTimer;

@@ -196,7 +196,9 @@ impl From<Error> for ProtocolError {
             Error::InvalidChannel(_) => "InvalidChannelException",
             Error::InvalidListener(_) | Error::DuplicateId(_) => "InvalidListenerException",
             Error::NoMessages(_) => "NoMessagesException",
-            Error::QueueFull { .. } | Error::Disconnected { .. } => "QueueFullException",
+            Error::QueueFull { .. } | Error::Disconnected { .. } | Error::Overloaded { .. } => {
+                "QueueFullException"
+            }
             // A type no SSE event can carry: the reference's name for a bad message.
             Error::InvalidMessageType { .. } => "InvalidMessageFormat",
             _ => "InvalidMessageFormat",
@@ -500,6 +502,7 @@ pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome
         } => {
             let channel = container.get(&channel_id)?;
             check_message_type(&message.msg_type)?;
+            container.admit_publish(&channel_id)?;
             let started = Instant::now();
             channel
                 .dispatch(&receiver, message)
@@ -515,6 +518,7 @@ pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome
         } => {
             let channel = container.get(&channel_id)?;
             check_message_type(&message.msg_type)?;
+            container.admit_publish(&channel_id)?;
             let started = Instant::now();
             let report = channel.broadcast(message);
             container

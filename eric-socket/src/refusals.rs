@@ -10,9 +10,13 @@
 //! the total.
 //!
 //! Both transports report here (the socket's `b` and `d`, HTTP's `/broadcast` and
-//! `/dispatch`), so a refusal reads the same whichever of them published.
+//! `/dispatch`), so a refusal reads the same whichever of them published. So do the
+//! channels themselves, through their ledger's observer, for what no transport sees:
+//! messages a `drop-oldest` queue discarded, and streams ended as too slow with what
+//! their queue discarded; and the container, for publishes refused because the
+//! server's queues hold their byte budget.
 
-use eric_core::Error;
+use eric_core::{Error, Losses};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,11 +35,29 @@ struct Tally {
     rejected: u64,
     /// Listeners their overflowing queue disconnected.
     disconnected: u64,
+    /// Messages discarded as oldest by `drop-oldest` queues.
+    discarded: u64,
+    /// Streams ended because their queue fell more than its byte bound behind.
+    too_slow: u64,
+    /// Messages those queues discarded (the channel's log keeps them for resume).
+    too_slow_dropped: u64,
+    /// Publishes refused because the server's queues held their byte budget.
+    overloaded: u64,
 }
 
 impl Tally {
     fn is_empty(&self) -> bool {
         self.publishes == 0
+    }
+
+    fn add(&mut self, other: &Tally) {
+        self.publishes += other.publishes;
+        self.rejected += other.rejected;
+        self.disconnected += other.disconnected;
+        self.discarded += other.discarded;
+        self.too_slow += other.too_slow;
+        self.too_slow_dropped += other.too_slow_dropped;
+        self.overloaded += other.overloaded;
     }
 }
 
@@ -85,11 +107,47 @@ impl RefusalLog {
         if rejected == 0 && disconnected == 0 {
             return;
         }
-        let met = Tally {
-            publishes: 1,
-            rejected: rejected as u64,
-            disconnected: disconnected as u64,
-        };
+        self.record_tally(
+            channel,
+            Tally {
+                publishes: 1,
+                rejected: rejected as u64,
+                disconnected: disconnected as u64,
+                ..Tally::default()
+            },
+        );
+    }
+
+    /// Counts what one publish on `channel` lost to `drop-oldest` and too slow queues.
+    pub(crate) fn record_losses(self: &Arc<Self>, channel: &str, losses: &Losses) {
+        if losses.is_empty() {
+            return;
+        }
+        self.record_tally(
+            channel,
+            Tally {
+                publishes: 1,
+                discarded: losses.discarded,
+                too_slow: losses.too_slow,
+                too_slow_dropped: losses.too_slow_discarded,
+                ..Tally::default()
+            },
+        );
+    }
+
+    /// Counts a publish on `channel` refused because the queues hold their budget.
+    pub(crate) fn record_overloaded(self: &Arc<Self>, channel: &str) {
+        self.record_tally(
+            channel,
+            Tally {
+                publishes: 1,
+                overloaded: 1,
+                ..Tally::default()
+            },
+        );
+    }
+
+    fn record_tally(self: &Arc<Self>, channel: &str, met: Tally) {
         let now = Instant::now();
         let mut arm = None;
         let line = {
@@ -108,9 +166,7 @@ impl RefusalLog {
                     Some(met)
                 }
                 Some(summary) => {
-                    summary.pending.publishes += met.publishes;
-                    summary.pending.rejected += met.rejected;
-                    summary.pending.disconnected += met.disconnected;
+                    summary.pending.add(&met);
                     let since = now.duration_since(summary.last_line);
                     if since >= self.interval {
                         summary.last_line = now;
@@ -249,13 +305,28 @@ impl Drop for RefusalLog {
 fn write_line(channel: &str, tally: &Tally) {
     // The id is the client's: Debug-formatted, like every client-supplied string in a
     // log line, so that a line break in it cannot start a line of its own.
-    tracing::info!(
-        channel = ?channel,
-        publishes = tally.publishes,
-        rejected = tally.rejected,
-        disconnected = tally.disconnected,
-        "publishes met full queues (counted since the channel's previous such line; one line per channel every 10 s at most)"
-    );
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                channel = ?channel,
+                publishes = tally.publishes,
+                rejected = tally.rejected,
+                disconnected = tally.disconnected,
+                discarded = tally.discarded,
+                too_slow = tally.too_slow,
+                too_slow_dropped = tally.too_slow_dropped,
+                overloaded = tally.overloaded,
+                "publishes met full queues (counted since the channel's previous such line; one line per channel every 10 s at most)"
+            )
+        };
+    }
+    // A refusal is told to its publisher; a discard, a stream ended as too slow or a
+    // publish refused for want of memory is the server's own trouble: a warning.
+    if tally.discarded + tally.too_slow + tally.overloaded > 0 {
+        line!(warn);
+    } else {
+        line!(info);
+    }
 }
 
 #[cfg(test)]
@@ -276,7 +347,8 @@ mod tests {
             Tally {
                 publishes: 10_000,
                 rejected: 9_999,
-                disconnected: 2
+                disconnected: 2,
+                ..Tally::default()
             }
         );
         log.flush();
@@ -299,6 +371,34 @@ mod tests {
         assert!(log.channels.lock().summaries.contains_key("c"));
         log.forget("c");
         assert!(log.channels.lock().summaries.is_empty());
+    }
+
+    #[test]
+    fn losses_and_overloaded_publishes_are_tallied_with_the_refusals() {
+        let log = Arc::new(RefusalLog::new(Duration::from_secs(3600)));
+        let lost = Losses {
+            discarded: 3,
+            too_slow: 1,
+            too_slow_discarded: 40,
+        };
+        // The first line goes out at once; what follows waits for the interval.
+        log.record_losses("c", &lost);
+        log.record_losses("c", &lost);
+        log.record_losses("c", &Losses::default());
+        log.record_overloaded("c");
+        log.record("c", 2, 0);
+        assert_eq!(
+            log.channels.lock().summaries["c"].pending,
+            Tally {
+                publishes: 3,
+                rejected: 2,
+                discarded: 3,
+                too_slow: 1,
+                too_slow_dropped: 40,
+                overloaded: 1,
+                ..Tally::default()
+            }
+        );
     }
 
     #[test]

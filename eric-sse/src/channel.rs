@@ -1,8 +1,9 @@
 //! The SSE channel: an eric-core channel whose consumers receive [`SseEvent`]s.
 
 use crate::event::{SseEvent, DEFAULT_RETRY_MS};
-use eric_core::{Adapter, Channel, Delivery, QueueConfig, Retention, StreamDelay};
+use eric_core::{Adapter, Channel, Delivery, QueueConfig, QueueLedger, Retention, StreamDelay};
 use std::ops::Deref;
+use std::sync::Arc;
 
 /// How many entries of its log an [`SseChannel`] retains for resume, unless configured
 /// otherwise: enough for a browser that reconnects after a short drop. The log is per
@@ -40,10 +41,15 @@ impl Adapter for SseAdapter {
     type Output = SseEvent;
 
     fn adapt(&self, delivery: &Delivery) -> SseEvent {
-        let event = SseEvent::from_message(delivery.message.clone()).with_retry(self.retry_ms);
+        self.adapt_owned(delivery.clone())
+    }
+
+    fn adapt_owned(&self, delivery: Delivery) -> SseEvent {
+        let position = delivery.position();
+        let event = SseEvent::from_message(delivery.message).with_retry(self.retry_ms);
         match delivery.id {
             0 => event,
-            _ => event.with_position(delivery.position()),
+            _ => event.with_position(position),
         }
     }
 }
@@ -124,6 +130,7 @@ pub struct SseChannelBuilder {
     queue: QueueConfig,
     stream_delay: Option<StreamDelay>,
     retention: Retention,
+    ledger: Option<Arc<QueueLedger>>,
 }
 
 impl Default for SseChannelBuilder {
@@ -134,6 +141,7 @@ impl Default for SseChannelBuilder {
             queue: QueueConfig::unbounded(),
             stream_delay: None,
             retention: Retention::entries(DEFAULT_HISTORY),
+            ledger: None,
         }
     }
 }
@@ -170,6 +178,13 @@ impl SseChannelBuilder {
         self
     }
 
+    /// Counts the channel's queued bytes in `ledger`, shared with other channels (see
+    /// [`ChannelBuilder::ledger`](eric_core::ChannelBuilder::ledger)).
+    pub fn ledger(mut self, ledger: Arc<QueueLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
     /// The channel.
     pub fn build(self) -> SseChannel {
         let mut builder = Channel::builder(SseAdapter::new(self.retry_ms))
@@ -180,6 +195,9 @@ impl SseChannelBuilder {
         }
         if let Some(delay) = self.stream_delay {
             builder = builder.stream_delay(delay);
+        }
+        if let Some(ledger) = self.ledger {
+            builder = builder.ledger(ledger);
         }
         SseChannel {
             channel: builder.build(),

@@ -16,6 +16,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+use eric_core::Epoch;
 use memchr::{memchr2, memchr3};
 use serde_json::Value;
 
@@ -163,10 +165,61 @@ impl Encoder {
     /// to the connection, written once with [`encode_retry`](Self::encode_retry) (or use
     /// [`encode_event_with_retry`](Self::encode_event_with_retry)).
     ///
+    /// An event with an id (an event of a channel) is encoded once per shared message:
+    /// see [`encode_event_shared`](Self::encode_event_shared).
+    ///
     /// # Errors
     /// [`EncodeError::EventName`] when the name holds CR or LF; nothing is appended then.
     pub fn encode_event(&self, event: &SseEvent, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
-        self.encode(event, None, buf)
+        match self.shared_encoding(event) {
+            Some(bytes) => {
+                buf.extend_from_slice(bytes);
+                Ok(())
+            }
+            None => self.encode(event, None, buf),
+        }
+    }
+
+    /// The bytes [`encode_event`](Self::encode_event) appends, as a shared buffer.
+    ///
+    /// An event with an id (an event of a channel) is encoded once per shared message:
+    /// the bytes are kept in the message (see
+    /// [`Message::rendering`](eric_core::Message::rendering)) and handed to every later
+    /// stream that writes the same event with an encoder like this one, so a message
+    /// broadcast to N subscribers is turned into JSON once, not N times, and its bytes
+    /// are not copied per subscriber.
+    ///
+    /// ```
+    /// use eric_sse::{Encoder, SseEvent};
+    ///
+    /// let event = SseEvent::new("tick", 1).with_id(7);
+    /// let for_alice = Encoder::new().encode_event_shared(&event).unwrap();
+    /// let for_bob = Encoder::new().encode_event_shared(&event.clone()).unwrap();
+    /// assert_eq!(&for_alice[..], b"id: 7\nevent: tick\ndata: 1\n\n");
+    /// assert_eq!(for_alice.as_ptr(), for_bob.as_ptr(), "one encoding, shared");
+    /// # Ok::<(), eric_sse::EncodeError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`encode_event`](Self::encode_event).
+    pub fn encode_event_shared(&self, event: &SseEvent) -> Result<Bytes, EncodeError> {
+        if let Some(shared) = self.shared_encoding(event) {
+            return Ok(shared.clone());
+        }
+        let mut buf = Vec::new();
+        self.encode(event, None, &mut buf)?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// The encoding of `event` kept in its message, made now if it has none; `None` for
+    /// an event without an id, one that cannot be encoded, or one whose message keeps
+    /// another encoding.
+    fn shared_encoding<'e>(&self, event: &'e SseEvent) -> Option<&'e Bytes> {
+        event.id()?;
+        event
+            .message()
+            .rendering(|| SharedEncoding::new(self, event))?
+            .bytes_for(self, event)
     }
 
     /// Like [`encode_event`](Self::encode_event), with a `retry:` line holding the
@@ -336,6 +389,37 @@ fn write_epoch(epoch: eric_core::Epoch, buf: &mut Vec<u8>) {
             .rev()
             .map(|i| HEX[((value >> (i * 4)) & 0xf) as usize]),
     );
+}
+
+/// An event's bytes, made once by [`Encoder::encode_event`] and kept in its shared
+/// message, with what they were made from: a reader checks that before copying them.
+struct SharedEncoding {
+    id: Option<u64>,
+    epoch: Option<Epoch>,
+    encoder: Encoder,
+    /// `None` when the event cannot be encoded: the reader encodes it and gets the error.
+    bytes: Option<Bytes>,
+}
+
+impl SharedEncoding {
+    fn new(encoder: &Encoder, event: &SseEvent) -> Self {
+        let mut bytes = Vec::new();
+        let encoded = encoder.encode(event, None, &mut bytes).is_ok();
+        SharedEncoding {
+            id: event.id(),
+            epoch: event.position().map(|position| position.epoch),
+            encoder: *encoder,
+            bytes: encoded.then(|| Bytes::from(bytes)),
+        }
+    }
+
+    /// The bytes, if they are what `encoder` writes for `event`.
+    fn bytes_for(&self, encoder: &Encoder, event: &SseEvent) -> Option<&Bytes> {
+        let fits = self.encoder == *encoder
+            && self.id == event.id()
+            && self.epoch == event.position().map(|position| position.epoch);
+        fits.then_some(self.bytes.as_ref()).flatten()
+    }
 }
 
 #[cfg(test)]

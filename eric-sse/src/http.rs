@@ -159,7 +159,6 @@ struct Writer {
     retry_sent: bool,
     /// Created on the first idle poll (it needs the runtime's timer).
     keep_alive: Option<Pin<Box<Sleep>>>,
-    buf: Vec<u8>,
 }
 
 impl<S> SseBody<S> {
@@ -176,7 +175,6 @@ impl<S> SseBody<S> {
                 config,
                 retry_sent: false,
                 keep_alive: None,
-                buf: Vec::new(),
             },
         }
     }
@@ -187,31 +185,100 @@ impl<S> SseBody<S> {
     }
 }
 
-impl Writer {
-    /// Writes the opening `retry:` line.
-    fn retry(&mut self) {
-        let config = &self.config;
-        let ms = config.retry_ms.unwrap_or(0).max(config.retry_floor_ms);
-        config.encoder.encode_retry(ms, &mut self.buf);
-        self.retry_sent = true;
-    }
-
-    fn event(&mut self, event: &SseEvent) {
-        if let Err(error) = self.config.encoder.encode_event(event, &mut self.buf) {
-            let note = format!("eric-sse: event skipped: {error}");
-            self.config.encoder.encode_comment(&note, &mut self.buf);
+impl<S> SseBody<S>
+where
+    S: Stream<Item = SseEvent> + Unpin,
+{
+    /// Polls for the body's next frame as shared buffers: appends to `pieces` what
+    /// [`poll_frame`](Body::poll_frame) would return as one frame, in pieces. An event's
+    /// piece is the same buffer for every body that writes that event of a channel (see
+    /// [`Encoder::encode_event_shared`]), so a server writing one event to many
+    /// subscribers can hand each connection the same bytes in a vectored write, copying
+    /// nothing.
+    ///
+    /// `Ready(Some(()))` when pieces were appended, `Ready(None)` once the body ended.
+    pub fn poll_pieces(
+        &mut self,
+        cx: &mut Context<'_>,
+        pieces: &mut Vec<Bytes>,
+    ) -> Poll<Option<()>> {
+        let writer = &mut self.writer;
+        let Some(events) = self.events.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if !writer.retry_sent {
+            // Its own frame, before the stream is polled: the client learns the
+            // reconnection time now, not with the first event or keep-alive.
+            pieces.push(writer.retry());
+            return Poll::Ready(Some(()));
+        }
+        let mut ended = false;
+        let mut len = 0;
+        while len < writer.config.max_frame_bytes {
+            match Pin::new(&mut *events).poll_next(cx) {
+                Poll::Ready(Some(event)) => {
+                    let piece = writer.event(&event);
+                    len += piece.len();
+                    pieces.push(piece);
+                }
+                Poll::Ready(None) => {
+                    ended = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if ended {
+            self.events = None;
+            writer.keep_alive = None;
+        }
+        if len > 0 {
+            writer.wrote();
+            return Poll::Ready(Some(()));
+        }
+        if ended {
+            return Poll::Ready(None);
+        }
+        match writer.poll_keep_alive(cx) {
+            Poll::Ready(comment) => {
+                pieces.push(comment);
+                writer.wrote();
+                Poll::Ready(Some(()))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
+}
 
-    fn frame(&mut self) -> Frame<Bytes> {
+impl Writer {
+    /// The opening `retry:` line.
+    fn retry(&mut self) -> Bytes {
+        let config = &self.config;
+        let ms = config.retry_ms.unwrap_or(0).max(config.retry_floor_ms);
+        let mut buf = Vec::new();
+        config.encoder.encode_retry(ms, &mut buf);
+        self.retry_sent = true;
+        Bytes::from(buf)
+    }
+
+    fn event(&mut self, event: &SseEvent) -> Bytes {
+        let encoder = self.config.encoder;
+        encoder.encode_event_shared(event).unwrap_or_else(|error| {
+            let mut buf = Vec::new();
+            encoder.encode_comment(&format!("eric-sse: event skipped: {error}"), &mut buf);
+            Bytes::from(buf)
+        })
+    }
+
+    /// Notes that a frame went out: the keep-alive silence starts again.
+    fn wrote(&mut self) {
         if let (Some(sleep), Some(interval)) = (&mut self.keep_alive, self.config.keep_alive) {
             sleep.as_mut().reset(Instant::now() + interval);
         }
-        Frame::data(Bytes::from(std::mem::take(&mut self.buf)))
     }
 
-    /// Polls the keep-alive timer; when it fires, writes the comment.
-    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Polls the keep-alive timer; when it fires, the comment to write.
+    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
         let Some(interval) = self.config.keep_alive else {
             return Poll::Pending;
         };
@@ -221,9 +288,11 @@ impl Writer {
         if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let encoder = self.config.encoder;
-        encoder.encode_comment(KEEP_ALIVE_COMMENT, &mut self.buf);
-        Poll::Ready(())
+        let mut buf = Vec::new();
+        self.config
+            .encoder
+            .encode_comment(KEEP_ALIVE_COMMENT, &mut buf);
+        Poll::Ready(Bytes::from(buf))
     }
 }
 
@@ -238,40 +307,16 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        let writer = &mut this.writer;
-        let Some(events) = this.events.as_mut() else {
-            return Poll::Ready(None);
-        };
-        if !writer.retry_sent {
-            // Its own frame, before the stream is polled: the client learns the
-            // reconnection time now, not with the first event or keep-alive.
-            writer.retry();
-            return Poll::Ready(Some(Ok(writer.frame())));
-        }
-        let mut ended = false;
-        while writer.buf.len() < writer.config.max_frame_bytes {
-            match Pin::new(&mut *events).poll_next(cx) {
-                Poll::Ready(Some(event)) => writer.event(&event),
-                Poll::Ready(None) => {
-                    ended = true;
-                    break;
-                }
-                Poll::Pending => break,
+        let mut pieces = Vec::new();
+        match self.get_mut().poll_pieces(cx, &mut pieces) {
+            Poll::Ready(Some(())) => {
+                let data = match pieces.len() {
+                    1 => pieces.swap_remove(0),
+                    _ => Bytes::from(pieces.concat()),
+                };
+                Poll::Ready(Some(Ok(Frame::data(data))))
             }
-        }
-        if ended {
-            this.events = None;
-            writer.keep_alive = None;
-        }
-        if !writer.buf.is_empty() {
-            return Poll::Ready(Some(Ok(writer.frame())));
-        }
-        if ended {
-            return Poll::Ready(None);
-        }
-        match writer.poll_keep_alive(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Ok(writer.frame()))),
+            Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
     }

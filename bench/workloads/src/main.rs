@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! eric-workloads w1      [--messages 200000]          (w1-w3 also take [--history N])
-//! eric-workloads w2      [--messages 200] [--listeners 1000]
+//! eric-workloads w2      [--messages 200] [--listeners 1000] [--server-bounds 1]
 //! eric-workloads w3      [--messages 50000]
 //! eric-workloads w4      [--messages 10000] [--rate 5000]
 //! eric-workloads w4idle  [--seconds 3]
@@ -114,8 +114,22 @@ fn w1(n: usize, history: Option<usize>) -> Value {
 
 /// W2: broadcast `n` prebuilt messages to `listeners` started listeners, then drain
 /// every queue with `deliver_next`; both inside the clock.
-fn w2(n: usize, listeners: usize, history: Option<usize>) -> Value {
-    let channel = sse_channel(history);
+///
+/// With `server_bounds`, the channel has `eric serve`'s default byte bounds (1 MiB a
+/// queue, a ledger with a 256 MiB budget), which none of the messages reaches: what
+/// counting the bytes costs (not used by bench/compare).
+fn w2(n: usize, listeners: usize, history: Option<usize>, server_bounds: bool) -> Value {
+    let channel = if server_bounds {
+        let mut builder = SseChannel::builder()
+            .queue_config(eric_core::QueueConfig::unbounded().with_max_bytes(1 << 20))
+            .ledger(Arc::new(eric_core::QueueLedger::new(Some(256 << 20))));
+        if let Some(h) = history {
+            builder = builder.retention(eric_core::Retention::entries(h));
+        }
+        builder.build()
+    } else {
+        sse_channel(history)
+    };
     let ids: Vec<String> = (0..listeners)
         .map(|_| {
             let listener = channel.add_listener();
@@ -137,7 +151,8 @@ fn w2(n: usize, listeners: usize, history: Option<usize>) -> Value {
     }
     let elapsed = started.elapsed();
     json!({
-        "params": {"messages": n, "listeners": listeners, "history": history},
+        "params": {"messages": n, "listeners": listeners, "history": history,
+                   "server_bounds": server_bounds},
         "metrics": {
             "deliveries_per_s": rate(delivered, elapsed),
             "elapsed_s": elapsed.as_secs_f64(),
@@ -385,6 +400,7 @@ fn main() {
             get("messages", 200.0) as usize,
             get("listeners", 1_000.0) as usize,
             history,
+            get("server-bounds", 0.0) != 0.0,
         ),
         "w3" => w3(get("messages", 50_000.0) as usize, history),
         "w4" => w4(

@@ -282,7 +282,7 @@ impl ApiError {
                 StatusCode::CONFLICT,
                 format!("a channel with id {id:?} exists already"),
             ),
-            error @ Error::QueueFull { .. } => {
+            error @ (Error::QueueFull { .. } | Error::Overloaded { .. }) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
             }
             error @ Error::Disconnected { .. } => {
@@ -371,14 +371,21 @@ fn refused_before_routing<B>(state: &State, request: &Request<B>) -> Option<ApiE
 
 /// Admits a publish unless the server is shutting down (`503`): a message acknowledged
 /// before is written by the open streams before they end, and one that comes later is
-/// refused rather than acknowledged and lost. Hold the guard until it is queued.
-fn admit_publish(state: &State) -> Result<crate::shutdown::Admitted, ApiError> {
-    state.shutdown.admit().ok_or_else(|| {
+/// refused rather than acknowledged and lost; and unless the server's queues hold
+/// their byte budget (`503` too). Hold the guard until it is queued.
+fn admit_publish(state: &State, channel_id: &str) -> Result<crate::shutdown::Admitted, ApiError> {
+    let admitted = state.shutdown.admit().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down: the message was not queued",
         )
-    })
+    })?;
+    // The server's queues hold their byte budget (`max_queued_bytes`): refused, 503.
+    state
+        .container
+        .admit_publish(channel_id)
+        .map_err(|e| ApiError::core(e, channel_id))?;
+    Ok(admitted)
 }
 
 async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bool) -> RouteResult {
@@ -438,7 +445,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             let channel_id = required_param(&request, "channel_id")?;
             let channel = channel_of(state, &channel_id)?;
             let message = parse_message(&read_body(state, request).await?)?;
-            let _admitted = admit_publish(state)?;
+            let _admitted = admit_publish(state, &channel_id)?;
             let started = Instant::now();
             let report = channel.broadcast(message);
             container
@@ -455,7 +462,7 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
                 .get_listener(&listener_id)
                 .map_err(|e| ApiError::core(e, &channel_id))?;
             let message = parse_message(&read_body(state, request).await?)?;
-            let _admitted = admit_publish(state)?;
+            let _admitted = admit_publish(state, &channel_id)?;
             let started = Instant::now();
             channel
                 .dispatch_to(&listener, &Arc::new(message))

@@ -31,6 +31,10 @@ pub(crate) struct Stop {
     superseded: Option<oneshot::Receiver<()>>,
     shutdown: ShutdownHandle,
     undelivered: Undelivered,
+    /// Whether `settled` was polled once, so it holds this stream's waker: a stream is
+    /// polled by one task for its whole life, so that waker stays the right one, and
+    /// until shutdown is asked for `settled` need not be polled again.
+    settled_armed: bool,
 }
 
 /// The [`Stop`] of a stream of `state`'s server; `superseded`, for a `/stream`, fires
@@ -41,6 +45,18 @@ pub(crate) fn stop_future(state: &State, superseded: Option<oneshot::Receiver<()
         superseded,
         shutdown: state.shutdown.clone(),
         undelivered: state.undelivered.clone(),
+        settled_armed: false,
+    }
+}
+
+impl Stop {
+    /// Whether shutdown has settled; arranges for the task to be woken when it does.
+    fn is_settled(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.settled_armed && !self.shutdown.is_shutdown() {
+            return false;
+        }
+        self.settled_armed = true;
+        self.settled.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -116,16 +132,20 @@ impl Stream for LiveEvents {
                 .is_some_and(|superseded| Pin::new(superseded).poll(cx).is_ready());
             if superseded {
                 this.phase = Phase::Ended;
-            } else if this.stop.settled.as_mut().poll(cx).is_ready() {
+            } else {
+                // Shutdown is looked at only when the queue is empty: what is queued goes
+                // out either way, and a busy stream is not charged for the look per event.
+                let next = Pin::new(&mut this.events).poll_next(cx);
+                if let Poll::Ready(Some(event)) = next {
+                    return this.delivered(event);
+                }
+                if next.is_ready() || !this.stop.is_settled(cx) {
+                    return next;
+                }
                 this.phase = Phase::Draining;
                 if let Some(metrics) = &this.metrics {
                     metrics.disconnected(DisconnectReason::Shutdown);
                 }
-            } else {
-                return match Pin::new(&mut this.events).poll_next(cx) {
-                    Poll::Ready(Some(event)) => this.delivered(event),
-                    other => other,
-                };
             }
         }
         if this.phase == Phase::Draining {

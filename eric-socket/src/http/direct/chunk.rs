@@ -1,6 +1,8 @@
-//! Writing chunks: the chunked transfer coding, without a copy or an allocation per chunk.
+//! Writing chunks: the chunked transfer coding, without copying the data, and in most
+//! cases without an allocation per chunk.
 
 use bytes::Bytes;
+use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,28 +11,58 @@ use tokio::net::TcpStream;
 
 /// Bytes on their way out, written without copying the data: a response head, then one
 /// chunk of the chunked transfer coding (its size line, its data, the CRLF that ends
-/// it); either part may be absent. Nothing is allocated per chunk.
+/// it); either part may be absent. The data is a list of shared buffers (an event's
+/// bytes are the same buffer for every subscriber), written together in vectored writes.
 #[derive(Default)]
 pub(super) struct Chunk {
     head: Bytes,
     size_line: SizeLine,
-    data: Bytes,
+    data: Vec<Bytes>,
     suffix: &'static [u8],
     /// How much of the parts, in order, is written.
     written: usize,
+    /// How much there is to write.
+    len: usize,
+}
+
+/// The most buffers given to one vectored write; what is left goes in the next.
+const MAX_SLICES: usize = 64;
+
+/// The longest emptied list of buffers kept for reuse.
+const MAX_SPARE: usize = 1024;
+
+thread_local! {
+    /// The emptied list of a written chunk, for the next chunk made on this thread: most
+    /// chunks then allocate nothing, and an idle stream holds no list.
+    static SPARE: Cell<Vec<Bytes>> = const { Cell::new(Vec::new()) };
+}
+
+/// An empty list for the buffers of a chunk; give it back with [`recycle`] if it ends
+/// up unused.
+pub(super) fn piece_list() -> Vec<Bytes> {
+    SPARE.take()
+}
+
+/// Keeps `list`'s allocation for the next [`piece_list`] on this thread.
+pub(super) fn recycle(mut list: Vec<Bytes>) {
+    list.clear();
+    if list.capacity() <= MAX_SPARE {
+        SPARE.set(list);
+    }
 }
 
 impl Chunk {
     /// A response head alone.
     pub(super) fn new(head: Bytes) -> Self {
         Chunk {
+            len: head.len(),
             head,
             ..Chunk::default()
         }
     }
 
     /// `data` as one chunk.
-    pub(super) fn data(data: Bytes) -> Self {
+    pub(super) fn data(data: Vec<Bytes>) -> Self {
         let mut chunk = Chunk::default();
         chunk.append_data(data);
         chunk
@@ -39,36 +71,36 @@ impl Chunk {
     /// The zero-size chunk that ends the body.
     pub(super) fn last() -> Self {
         let mut chunk = Chunk::default();
-        chunk.set_chunk(Bytes::new());
+        chunk.set_chunk(Vec::new(), 0);
         chunk
     }
 
     /// Adds `data` as the chunk after the head (nothing written yet, no chunk yet).
-    pub(super) fn append_data(&mut self, data: Bytes) {
+    pub(super) fn append_data(&mut self, data: Vec<Bytes>) {
+        let size = data.iter().map(Bytes::len).sum();
         // An empty chunk would end the body.
-        if !data.is_empty() {
-            self.set_chunk(data);
+        if size > 0 {
+            self.set_chunk(data, size);
         }
     }
 
-    fn set_chunk(&mut self, data: Bytes) {
+    fn set_chunk(&mut self, data: Vec<Bytes>, size: usize) {
         debug_assert!(self.written == 0 && self.suffix.is_empty());
-        self.size_line = SizeLine::new(data.len());
+        self.size_line = SizeLine::new(size);
         self.data = data;
         self.suffix = b"\r\n";
+        self.len = self.head.len() + self.size_line.as_bytes().len() + size + self.suffix.len();
     }
 
-    fn parts(&self) -> [&[u8]; 4] {
-        [
-            &self.head,
-            self.size_line.as_bytes(),
-            &self.data,
-            self.suffix,
-        ]
+    fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        [&self.head[..], self.size_line.as_bytes()]
+            .into_iter()
+            .chain(self.data.iter().map(|data| &data[..]))
+            .chain(std::iter::once(self.suffix))
     }
 
     pub(super) fn is_written(&self) -> bool {
-        self.written == self.parts().iter().map(|part| part.len()).sum::<usize>()
+        self.written == self.len
     }
 
     /// Writes some of what is left.
@@ -78,7 +110,7 @@ impl Chunk {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         let mut skip = self.written;
-        let mut slices = [io::IoSlice::new(&[]); 4];
+        let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
         let mut count = 0;
         for part in self.parts() {
             if skip >= part.len() {
@@ -88,6 +120,9 @@ impl Chunk {
             slices[count] = io::IoSlice::new(&part[skip..]);
             skip = 0;
             count += 1;
+            if count == MAX_SLICES {
+                break;
+            }
         }
         match Pin::new(stream).poll_write_vectored(cx, &slices[..count]) {
             Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
@@ -95,6 +130,7 @@ impl Chunk {
                 self.written += n;
                 if self.is_written() {
                     // Nothing of a written chunk is kept while the stream idles.
+                    recycle(std::mem::take(&mut self.data));
                     *self = Chunk::default();
                 }
                 Poll::Ready(Ok(()))
@@ -137,22 +173,24 @@ mod tests {
     use super::*;
 
     fn bytes_of(chunk: &Chunk) -> Vec<u8> {
-        chunk.parts().concat()
+        chunk.parts().collect::<Vec<_>>().concat()
     }
 
     #[test]
     fn chunks_frame_their_data() {
         let mut chunk = Chunk::new(Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"));
-        chunk.append_data(Bytes::new());
-        chunk.append_data(Bytes::from_static(b"retry: 1000\n\n"));
+        chunk.append_data(vec![Bytes::new()]);
+        chunk.append_data(vec![Bytes::from_static(b"retry: 1000\n\n")]);
         assert_eq!(
             bytes_of(&chunk),
             b"HTTP/1.1 200 OK\r\n\r\nd\r\nretry: 1000\n\n\r\n"
         );
         assert_eq!(
-            bytes_of(&Chunk::data(Bytes::from_static(b"x"))),
+            bytes_of(&Chunk::data(vec![Bytes::from_static(b"x")])),
             b"1\r\nx\r\n"
         );
+        let pieces = vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cde")];
+        assert_eq!(bytes_of(&Chunk::data(pieces)), b"5\r\nabcde\r\n");
         assert_eq!(bytes_of(&Chunk::last()), b"0\r\n\r\n");
         for (size, line) in [
             (0, "0\r\n"),

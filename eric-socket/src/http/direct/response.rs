@@ -1,7 +1,7 @@
 //! The response future: writes a routed response, head and body, while it reads what
 //! the client sends.
 
-use super::chunk::Chunk;
+use super::chunk::{self, Chunk};
 use super::head::has_token;
 use crate::http::body::ResponseBody;
 use crate::http::stream::LiveEvents;
@@ -9,7 +9,6 @@ use bytes::Bytes;
 use eric_sse::http::SseBody;
 use http::header::{self, HeaderValue};
 use http::Response;
-use hyper::body::Body;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -95,21 +94,22 @@ impl<'a> ResponseWriter<'a> {
         }
     }
 
-    /// The data of the body's next frame; `None` when it ended (an ended `SseBody` stays
-    /// ended when polled again).
-    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    /// The data of the body's next frame, as shared buffers; `None` when it ended (an
+    /// ended `SseBody` stays ended when polled again).
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<Bytes>>> {
         let Some(events) = self.events.as_mut() else {
             return Poll::Ready(None);
         };
-        loop {
-            match Pin::new(&mut *events).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        return Poll::Ready(Some(data));
-                    }
-                }
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
+        let mut pieces = chunk::piece_list();
+        match events.poll_pieces(cx, &mut pieces) {
+            Poll::Ready(Some(())) => Poll::Ready(Some(pieces)),
+            Poll::Ready(None) => {
+                chunk::recycle(pieces);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                chunk::recycle(pieces);
+                Poll::Pending
             }
         }
     }
