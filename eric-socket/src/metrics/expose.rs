@@ -79,6 +79,8 @@ struct Scrape {
     latency_sum: f64,
     latency_count: u64,
     requests: Vec<(usize, u64)>,
+    /// What the queues lost, from the container's loss counters.
+    losses: crate::losses::LossTotals,
 }
 
 impl Scrape {
@@ -126,6 +128,7 @@ impl Scrape {
             latency_sum: shards.sum(Counter::LatencyNanos) as f64 / 1e9,
             latency_count: buckets.iter().sum(),
             latency,
+            losses: container.losses().totals(),
             requests: shards
                 .requests()
                 .into_iter()
@@ -253,11 +256,20 @@ impl Collector for Scrape {
             &[
                 ("rejected", self.counter(Counter::DroppedRejected)),
                 ("disconnected", self.counter(Counter::DroppedDisconnected)),
+                ("oldest", self.losses.dropped_oldest),
+                ("too_slow", self.losses.dropped_too_slow),
+                ("overloaded", self.losses.overloaded),
             ],
         )?;
         let disconnects: Vec<(&str, u64)> = DisconnectReason::ALL
             .iter()
-            .map(|reason| (reason.label(), self.counter(reason.counter())))
+            .map(|reason| {
+                let mut n = self.counter(reason.counter());
+                if *reason == DisconnectReason::Slow {
+                    n += self.losses.slow_disconnects;
+                }
+                (reason.label(), n)
+            })
             .collect();
         counter_family(
             e,
@@ -364,6 +376,8 @@ mod tests {
             "eric_messages_published_total{kind=\"broadcast\"} 0",
             "eric_deliveries_total{transport=\"socket\"} 0",
             "eric_dropped_total{reason=\"rejected\"} 0",
+            "eric_dropped_total{reason=\"oldest\"} 0",
+            "eric_dropped_total{reason=\"too_slow\"} 0",
             "eric_disconnects_total{reason=\"token_expired\"} 0",
             "eric_resumes_total{result=\"marker\"} 0",
             "eric_publish_duration_seconds_bucket{le=\"+Inf\"} 0",
