@@ -96,6 +96,18 @@ pub struct Cli {
     )]
     pub log_level: Option<String>,
 
+    /// How log lines are written: `text` for people, `json` (one object a line) for log
+    /// collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "ERIC_LOG_FORMAT",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -154,6 +166,16 @@ pub enum Command {
     /// Print a JWT for a server that checks tokens (`eric serve --jwt-secret`), e.g.
     /// `eric token --secret S --publish 'news.*' --subscribe '*' --ttl 1h`.
     Token(TokenArgs),
+    /// Print the server's figures (over HTTP, from `GET /monitor/events`): the gauges,
+    /// the counters, the rates and the busiest channels.
+    Stats {
+        /// Print each snapshot as one JSON object (a line).
+        #[arg(long)]
+        json: bool,
+        /// Keep printing a fresh snapshot every second, until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Print a shell completion script (e.g. `eric completions bash > /etc/bash_completion.d/eric`).
     Completions {
         /// The shell.
@@ -324,6 +346,17 @@ pub struct ServeArgs {
     /// Do not start the HTTP server (the HTTP-only client verbs will not work).
     #[arg(long, env = "ERIC_NO_HTTP", help_heading = "HTTP server")]
     pub no_http: bool,
+
+    /// Also serve /metrics, /healthz and /readyz on this address (HOST:PORT), apart from
+    /// the traffic; it answers /readyz 503 while the servers shut down.
+    #[arg(
+        long,
+        env = "ERIC_METRICS_ADDR",
+        value_name = "ADDR",
+        value_parser = parse_http_address,
+        help_heading = "HTTP server"
+    )]
+    pub metrics_addr: Option<String>,
 
     /// The largest request body accepted, in bytes.
     #[arg(
@@ -750,6 +783,15 @@ fn parse_http_address(text: &str) -> Result<String, String> {
              [::1]:8080): {example}"
         ))
     }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text each.
+    Text,
+    /// One JSON object each.
+    Json,
 }
 
 fn parse_log_filter(text: &str) -> Result<String, String> {

@@ -155,6 +155,58 @@ impl HttpApi {
         .map(drop)
     }
 
+    /// `GET path` of an event stream: its body, to read as it comes, once the server
+    /// answered 200 (within the request timeout).
+    pub async fn event_stream(&self, path: &str) -> Result<hyper::body::Incoming, CliError> {
+        let open = async {
+            let addresses = self.resolve().await?;
+            let stream = TcpStream::connect(&addresses[..])
+                .await
+                .map_err(|error| self.connect_error(error))?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|error| self.http_error(error))?;
+            // Runs as long as the body is read; ends with the connection.
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "HTTP connection ended with an error");
+                }
+            });
+            let request = Request::get(path)
+                .header(hyper::header::HOST, &self.authority)
+                .header(hyper::header::ACCEPT, "text/event-stream")
+                .body(Full::new(Bytes::new()))
+                .expect("a request from valid parts");
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|error| self.http_error(error))?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response.into_body());
+            }
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|error| self.http_error(error))?
+                .to_bytes();
+            let answer = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            Err(self.status_error(status, &answer))
+        };
+        tokio::time::timeout(TIMEOUT, open).await.map_err(|_| {
+            CliError::new(
+                Exit::Io,
+                format!(
+                    "no answer from the HTTP API at {} to GET {path} within {}s",
+                    self.authority,
+                    TIMEOUT.as_secs()
+                ),
+            )
+        })?
+    }
+
     /// Sends a request without a body; returns the JSON answer of a 2xx response.
     async fn request(&self, method: Method, path: &str) -> Result<Value, CliError> {
         tokio::time::timeout(TIMEOUT, self.exchange(method.clone(), path))

@@ -18,10 +18,11 @@ mod paths;
 mod payload;
 mod serve;
 mod signals;
+mod stats;
 mod token;
 
 use clap::{CommandFactory, Parser};
-use cli::{Cli, Command};
+use cli::{Cli, Command, LogFormat};
 use client::Endpoints;
 use eric_socket::SocketClient;
 use error::CliError;
@@ -33,7 +34,10 @@ fn main() -> ExitCode {
         Command::Serve(_) => "info",
         _ => "warn",
     };
-    init_logging(cli.log_level.as_deref().unwrap_or(default_level));
+    init_logging(
+        cli.log_level.as_deref().unwrap_or(default_level),
+        cli.log_format,
+    );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -43,19 +47,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG`, when set, wins over `--log-level`.
-fn init_logging(level: &str) {
+/// Logs to stderr, as text or as JSON lines; `RUST_LOG`, when set, wins over
+/// `--log-level`. Either way a client's string cannot forge a line: the text format
+/// logs them with `Debug` (escaped), the JSON format escapes every string.
+fn init_logging(level: &str, format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.is_empty() => EnvFilter::builder().parse_lossy(directives),
         _ => EnvFilter::builder().parse_lossy(level),
     };
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -73,12 +81,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
     };
     match cli.command {
         Command::Serve(args) => {
-            multi_thread_runtime()?.block_on(serve::serve(&args, cli.socket, &cli.http))
+            let banner = cli.log_format == LogFormat::Text;
+            multi_thread_runtime()?.block_on(serve::serve(&args, cli.socket, &cli.http, banner))
         }
         Command::Token(args) => {
             println!("{}", token::mint(&args)?);
             Ok(())
         }
+        Command::Stats { json, watch } => block_on(stats::stats(&cli.http, json, watch)),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "eric", &mut std::io::stdout());
             Ok(())

@@ -6,6 +6,7 @@ use crate::http_api::authority;
 use crate::paths::{default_socket_path, ensure_private_dir};
 use crate::signals;
 use eric_core::{QueueConfig, Retention};
+use eric_socket::http::MetricsServer;
 use eric_socket::{
     ChannelSettings, HttpServer, HttpServerConfig, ShutdownHandle, UnixServer, UnixServerConfig,
 };
@@ -20,7 +21,15 @@ use tokio::task::JoinHandle;
 /// Both servers share one [`ChannelContainer`](eric_socket::ChannelContainer) (what one transport sends, the other
 /// delivers) and one [`ShutdownHandle`]. If either server fails, the other is stopped
 /// too and the failure is reported.
-pub async fn serve(args: &ServeArgs, socket: PathBuf, http: &str) -> Result<(), CliError> {
+///
+/// `banner`: print where it listens and how to try it, for a person; without it (JSON
+/// logs, read by a collector) the same facts are logged.
+pub async fn serve(
+    args: &ServeArgs,
+    socket: PathBuf,
+    http: &str,
+    banner: bool,
+) -> Result<(), CliError> {
     // Before anything observable, so that a signal right after start-up is handled.
     let termination = signals::install().await?;
     let container = Arc::new(crate::engine::container(args, channel_settings(args))?);
@@ -58,17 +67,38 @@ pub async fn serve(args: &ServeArgs, socket: PathBuf, http: &str) -> Result<(), 
         .map_err(|error| unix_bind_error(&socket, error))?
         .with_shutdown_handle(shutdown.clone());
 
-    eprint!(
-        "{}",
-        banner(
-            &socket,
-            http_server.as_ref().map(HttpServer::local_addr),
-            http,
-            args.tls_cert.is_some(),
-        )
-    );
+    let metrics_server = match &args.metrics_addr {
+        Some(address) => {
+            let addr = parse_addr(address, "--metrics-addr")?;
+            let server = MetricsServer::bind(addr, Arc::clone(&container))
+                .await
+                .map_err(|error| metrics_bind_error(addr, error))?;
+            Some(server.ready_until(shutdown.clone()))
+        }
+        None => None,
+    };
+
+    let http_addr = http_server.as_ref().map(HttpServer::local_addr);
+    if banner {
+        eprint!(
+            "{}",
+            banner_text(&socket, http_addr, http, args.tls_cert.is_some())
+        );
+    } else {
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            socket = %socket.display(),
+            http = ?http_addr,
+            "eric is serving"
+        );
+    }
 
     tokio::spawn(stop_on_signal(termination, shutdown.clone()));
+    // The metrics server outlives the others: /readyz says 503 while they drain.
+    let metrics = metrics_server.map(|server| {
+        let stop = server.shutdown_handle();
+        (stop, tokio::spawn(server.run()))
+    });
     let unix = tokio::spawn(unix_server.run());
     let http = http_server.map(|server| tokio::spawn(server.run()));
     let (unix, http) = tokio::join!(finish("socket server", unix, &shutdown), async {
@@ -77,9 +107,16 @@ pub async fn serve(args: &ServeArgs, socket: PathBuf, http: &str) -> Result<(), 
             None => Ok(()),
         }
     });
+    let metrics = match metrics {
+        Some((stop, task)) => {
+            stop.shutdown();
+            finish("metrics server", task, &stop).await
+        }
+        None => Ok(()),
+    };
     // The listeners' consumed positions, stored before the process goes.
     container.flush_engine();
-    unix.and(http)
+    unix.and(http).and(metrics)
 }
 
 /// Waits for a server; whatever its outcome, the other server stops too.
@@ -161,10 +198,20 @@ fn http_config(args: &ServeArgs, addr: SocketAddr) -> HttpServerConfig {
 
 /// Reads `--http`: `127.0.0.1:8080`, `localhost:8080`, `http://[::1]:8080/`.
 fn parse_http_addr(address: &str) -> Result<SocketAddr, CliError> {
+    parse_addr(address, "--http")
+}
+
+/// Reads the address of `flag` as `--http` is read.
+fn parse_addr(address: &str, flag: &str) -> Result<SocketAddr, CliError> {
     let authority = authority(address);
+    let hint = if flag == "--http" {
+        ", or pass --no-http"
+    } else {
+        ""
+    };
     let invalid = |why: String| {
         CliError::invalid_input(format!(
-            "--http {address}: {why}; write HOST:PORT, e.g. 127.0.0.1:8080, or pass --no-http"
+            "{flag} {address}: {why}; write HOST:PORT, e.g. 127.0.0.1:8080{hint}"
         ))
     };
     authority
@@ -221,8 +268,15 @@ fn http_bind_error(addr: SocketAddr, error: io::Error) -> CliError {
     )
 }
 
+fn metrics_bind_error(addr: SocketAddr, error: io::Error) -> CliError {
+    CliError::new(
+        Exit::Io,
+        format!("cannot listen on http://{addr} (--metrics-addr): {error}"),
+    )
+}
+
 /// What `serve` prints on stderr once it listens: where, and how to try it.
-fn banner(socket: &Path, http: Option<SocketAddr>, http_flag: &str, tls: bool) -> String {
+fn banner_text(socket: &Path, http: Option<SocketAddr>, http_flag: &str, tls: bool) -> String {
     let scheme = if tls { "https" } else { "http" };
     let curl = if tls { "curl -Nk" } else { "curl -N" };
     // The client commands need the same --socket / --http as the server, unless default.
@@ -428,7 +482,7 @@ mod tests {
 
     #[test]
     fn the_banner_repeats_non_default_flags_in_its_examples() {
-        let text = banner(
+        let text = banner_text(
             Path::new("/tmp/my dir/e.sock"),
             Some("127.0.0.1:9000".parse().unwrap()),
             "127.0.0.1:9000",

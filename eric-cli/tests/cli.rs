@@ -21,6 +21,8 @@ const ENVIRONMENT: &[&str] = &[
     "ERIC_HTTP",
     "ERIC_LOG_LEVEL",
     "ERIC_NO_HTTP",
+    "ERIC_LOG_FORMAT",
+    "ERIC_METRICS_ADDR",
     "RUST_LOG",
 ];
 
@@ -829,6 +831,125 @@ fn messages_a_stream_could_not_deliver_in_the_grace_period_are_counted_in_one_lo
         .unwrap_or_else(|| panic!("a count in {:?}", lines[0]));
     assert!(count > 0 && count <= 200, "{count}: {log}");
     drop(watcher);
+}
+
+#[test]
+fn stats_prints_the_figures_as_a_table_and_as_json() {
+    let server = Server::start();
+    let channel = server.create_channel();
+    server.add_listener(&channel);
+    for n in 0..3 {
+        server.output(&["broadcast", &channel, "tick", &n.to_string()]);
+    }
+    let table = server.output(&["stats"]);
+    assert!(table.contains(": ready, up"), "{table}");
+    assert!(table.contains("published              3"), "{table}");
+    assert!(table.contains("listeners              1"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|line| line.trim_start().starts_with(&channel)),
+        "the channel is listed:\n{table}"
+    );
+    let snapshot: Value = serde_json::from_str(&server.output(&["stats", "--json"])).unwrap();
+    assert_eq!(snapshot["totals"]["published_broadcast"], 3);
+    assert_eq!(snapshot["channels"], 1);
+    assert_eq!(snapshot["channel_list"][0]["id"], channel);
+}
+
+#[test]
+fn stats_watch_prints_a_fresh_snapshot_every_second() {
+    let server = Server::start();
+    let mut watching = server.stream(&["stats", "--watch", "--json"]);
+    let first: Value = serde_json::from_str(&watching.next_line()).unwrap();
+    let channel = server.create_channel();
+    let later = loop {
+        let snapshot: Value = serde_json::from_str(&watching.next_line()).unwrap();
+        if snapshot["channels"] == 1 {
+            break snapshot;
+        }
+    };
+    assert_eq!(first["channels"], 0);
+    assert!(later["time_ms"].as_u64() > first["time_ms"].as_u64());
+    assert_eq!(later["channel_list"][0]["id"], channel);
+    let _ = watching.child.kill();
+    let _ = watching.wait();
+}
+
+#[test]
+fn stats_without_an_http_server_says_so() {
+    let server = Server::start_with(&["--no-http"]);
+    server
+        .eric()
+        .arg("stats")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("`eric stats` needs it"));
+}
+
+#[test]
+fn json_logs_are_one_object_a_line_and_client_ids_forge_none() {
+    const FORGED: &str = "2026-12-03T00:00:00Z ERROR forged";
+    let server = Server::start_logged(&[
+        "--log-format",
+        "json",
+        "--queue-capacity",
+        "1",
+        "--overflow",
+        "reject",
+    ]);
+    let mut http = server.http_connection();
+    let encoded = "x%0a2026-12-03T00:00:00Z%20ERROR%20forged";
+    let (status, body) = http.request("PUT", &format!("/create?channel_id={encoded}"), None);
+    assert_eq!(status, 200, "{body}");
+    let channel = format!("x\n{FORGED}");
+    let listener = server.add_listener(&channel);
+    server.output(&["dispatch", &channel, &listener, "fill"]);
+    server.output(&["broadcast", &channel, "t"]);
+    let log = server.stop_and_read_log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line:?}"))
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|line| line["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("full queues"))),
+        "the refused broadcast is logged:\n{log}"
+    );
+    assert!(lines.iter().all(|line| line["level"].is_string()), "{log}");
+    assert!(!log.lines().any(|line| line.starts_with(FORGED)), "{log}");
+}
+
+#[test]
+fn the_metrics_address_serves_metrics_health_and_readiness() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(&["--metrics-addr", &metrics]);
+    let get = |path: &str| {
+        wait_until("the metrics server listens", || {
+            std::net::TcpStream::connect(&metrics).is_ok()
+        });
+        let mut tcp = std::net::TcpStream::connect(&metrics).unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        write!(
+            tcp,
+            "GET {path} HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    server.create_channel();
+    let exposition = get("/metrics");
+    assert!(exposition.starts_with("HTTP/1.1 200"), "{exposition}");
+    assert!(exposition.contains("\neric_channels 1\n"), "{exposition}");
+    assert!(get("/healthz").starts_with("HTTP/1.1 200"));
+    assert!(get("/readyz").contains(r#"{"ready":true}"#));
+    server.signal(Signal::TERM);
+    assert!(server.wait().success());
 }
 
 #[test]

@@ -120,6 +120,7 @@ const EXPECTED: &[(&str, Counts)] = &[
     ("docs/fuzzing.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/http-api.md", Counts::new(3, 0, 2, 0, 0)),
     ("docs/migrating-from-python.md", Counts::new(0, 0, 0, 2, 0)),
+    ("docs/operating.md", Counts::new(1, 0, 0, 0, 0)),
     ("docs/socket-protocol.md", Counts::new(0, 1, 1, 1, 0)),
 ];
 

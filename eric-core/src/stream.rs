@@ -144,6 +144,15 @@ impl<A: Adapter> MessageStream<A> {
         }
     }
 
+    /// Whether the stream's next item is a `history_gap` marker: it resumed from a
+    /// position its channel's log could not cover (see
+    /// [`Channel::message_stream_after`]), and has not yielded the marker yet.
+    pub fn starts_with_gap(&self) -> bool {
+        self.replay
+            .front()
+            .is_some_and(|first| first.message.msg_type == crate::MESSAGE_TYPE_ERROR)
+    }
+
     /// Makes the stream remove its listener from the channel when dropped (what
     /// [`Channel::watch`](crate::Channel::watch) does).
     pub fn removing_listener_on_drop(mut self) -> Self {

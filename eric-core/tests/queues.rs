@@ -409,7 +409,9 @@ fn resume_from_before_the_history_starts_with_a_gap_marker() {
         channel.deliver_next(listener.id()).unwrap();
     }
     let mut resumed = channel.message_stream_after(&listener, &at(&channel, 1));
+    assert!(resumed.starts_with_gap());
     let marker = resumed.try_recv().unwrap();
+    assert!(!resumed.starts_with_gap());
     assert_eq!(marker.msg_type, MESSAGE_TYPE_ERROR);
     assert_eq!(marker.id, 3);
     assert_eq!(
@@ -428,10 +430,9 @@ fn resume_from_the_latest_id_replays_nothing() {
         .dispatch(listener.id(), Message::empty("a"))
         .unwrap();
     channel.deliver_next(listener.id()).unwrap();
-    assert!(channel
-        .message_stream_after(&listener, &at(&channel, 1))
-        .try_recv()
-        .is_none());
+    let mut latest = channel.message_stream_after(&listener, &at(&channel, 1));
+    assert!(!latest.starts_with_gap());
+    assert!(latest.try_recv().is_none());
     let mut future = channel.message_stream_after(&listener, &at(&channel, 99));
     assert_eq!(future.try_recv().unwrap().payload["reason"], "future");
     assert!(future.try_recv().is_none());

@@ -2,6 +2,7 @@
 
 use crate::engine::{ChannelStream, Engine};
 use crate::losses::LossCounters;
+use crate::metrics::{DisconnectReason, DroppedReason, Metrics};
 use crate::refusals::RefusalLog;
 use eric_core::{
     BroadcastReport, Error, Listener, Message, QueueConfig, QueueLedger, Result, Retention,
@@ -61,6 +62,8 @@ pub struct ChannelContainer {
     settings: ChannelSettings,
     /// What full queues refused, logged as summaries by both transports alike.
     refusals: Arc<RefusalLog>,
+    /// What the transports serving the container count.
+    metrics: Arc<Metrics>,
     /// What the queues lost or refused, counted for metrics.
     losses: Arc<LossCounters>,
     /// Shared by every channel: the bytes queued against `max_queued_bytes`, and the
@@ -96,6 +99,7 @@ impl ChannelContainer {
         ChannelContainer {
             channels: RwLock::default(),
             settings,
+            metrics: Arc::default(),
             refusals,
             losses,
             ledger: Arc::new(ledger),
@@ -112,7 +116,7 @@ impl ChannelContainer {
     }
 
     /// Whether the engine that keeps the channels' state can be reached: always for
-    /// the in-memory engine.
+    /// the in-memory engine; the reason otherwise. `/readyz` answers with it.
     pub fn readiness(&self) -> std::result::Result<(), String> {
         match &self.engine {
             None => Ok(()),
@@ -333,6 +337,7 @@ impl ChannelContainer {
     pub(crate) fn note_refusals(&self, channel: &str, rejected: usize, disconnected: usize) {
         self.losses.add_refusals(rejected, disconnected);
         self.refusals.record(channel, rejected, disconnected);
+        self.count_refusals(rejected, disconnected);
     }
 
     /// Counts a dispatch on `channel` that `error` refused, if a full queue refused it.
@@ -343,6 +348,40 @@ impl ChannelContainer {
             _ => {}
         }
         self.refusals.record_error(channel, error);
+        match error {
+            Error::QueueFull { .. } => self.count_refusals(1, 0),
+            Error::Disconnected { .. } => self.count_refusals(0, 1),
+            _ => {}
+        }
+    }
+
+    fn count_refusals(&self, rejected: usize, disconnected: usize) {
+        self.metrics
+            .dropped(DroppedReason::Rejected, rejected as u64);
+        self.metrics
+            .dropped(DroppedReason::Disconnected, disconnected as u64);
+        for _ in 0..disconnected {
+            self.metrics.disconnected(DisconnectReason::Overflow);
+        }
+    }
+
+    /// What the servers over this container count: see [`Metrics`].
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Calls `f` on every channel, with its id (outside the container's lock, so that
+    /// `f` may lock the channel).
+    pub(crate) fn for_each_channel(&self, mut f: impl FnMut(&str, &SseChannel)) {
+        let channels: Vec<(String, SseChannel)> = self
+            .channels
+            .read()
+            .iter()
+            .map(|(id, channel)| (id.clone(), channel.clone()))
+            .collect();
+        for (id, channel) in &channels {
+            f(id, channel);
+        }
     }
 
     /// Logs the refusals not logged yet (a server stops).

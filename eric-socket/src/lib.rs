@@ -60,6 +60,7 @@ pub mod fuzzing;
 pub mod http;
 mod limits;
 mod losses;
+pub mod metrics;
 pub mod protocol;
 mod pyjson;
 mod refusals;

@@ -16,6 +16,7 @@
 //! | a stream line | [`write_stream_line`] (server) | [`parse_stream_line`] (client) |
 
 use crate::container::ChannelContainer;
+use crate::metrics::PublishKind;
 use crate::pyjson::{python_repr, python_unrepr, write_python_str, write_python_value};
 use eric_core::{check_message_type, Error, Message, MessageStream};
 use eric_sse::{SseAdapter, SseEvent};
@@ -23,6 +24,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Instant;
 
 /// One command of the protocol, parsed.
 #[derive(Clone, Debug, PartialEq)]
@@ -508,9 +510,13 @@ pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome
             let channel = container.get(&channel_id)?;
             check_message_type(&message.msg_type)?;
             container.admit_publish(&channel_id)?;
+            let started = Instant::now();
             container
                 .dispatch(&channel, &receiver, message)
                 .inspect_err(|error| container.note_refused(&channel_id, error))?;
+            container
+                .metrics()
+                .published(PublishKind::Dispatch, started.elapsed());
             Outcome::Text(ACK.to_owned())
         }
         Command::Broadcast {
@@ -520,7 +526,11 @@ pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome
             let channel = container.get(&channel_id)?;
             check_message_type(&message.msg_type)?;
             container.admit_publish(&channel_id)?;
+            let started = Instant::now();
             let report = container.broadcast(&channel, message)?;
+            container
+                .metrics()
+                .published(PublishKind::Broadcast, started.elapsed());
             container.note_refusals(&channel_id, report.rejected, report.disconnected);
             Outcome::Text(ACK.to_owned())
         }

@@ -98,6 +98,10 @@ fn check_schema(spec: &Yaml, schema: &Yaml, value: &Json, at: &str) {
         };
         assert!(ok, "{at}: {value} is not of type {kind}");
     }
+    if let Some(constant) = schema.get("const") {
+        let constant: Json = serde_yaml::from_value(constant.clone()).unwrap();
+        assert_eq!(value, &constant, "{at}: not the documented constant");
+    }
     if let Some(required) = schema["required"].as_sequence() {
         for key in required {
             let key = key.as_str().unwrap();
@@ -395,6 +399,14 @@ async fn every_operation_of_the_spec_answers_as_documented() {
         );
         if media == "application/json" {
             check_schema(&spec, &media_spec["schema"], &reply.json(), &what);
+        } else if media.starts_with("text/plain") || media.starts_with("text/html") {
+            // A document of its own (the metrics exposition, the monitor page).
+            assert_eq!(
+                media_spec["schema"]["type"].as_str(),
+                Some("string"),
+                "{what}"
+            );
+            assert!(!reply.body.is_empty(), "{what}: an empty body");
         } else {
             assert_eq!(media, "text/event-stream");
             for (name, header) in response["headers"].as_mapping().into_iter().flatten() {
@@ -596,6 +608,23 @@ async fn with_tokens_every_operation_answers_its_documented_401_and_403() {
             .then(|| json!({"type": "docs-check", "payload": {"n": 1}}));
         let target = target(&spec, &operation, &ids, None);
         let statuses = documented_statuses(&operation);
+        let open_to_anyone = operation.spec["security"]
+            .as_sequence()
+            .is_some_and(|schemes| {
+                schemes
+                    .iter()
+                    .all(|scheme| scheme.as_mapping().is_some_and(|m| m.is_empty()))
+            });
+        if open_to_anyone {
+            // Documented as open to anyone (the probes): it answers without a token.
+            let reply = request_with(addr, &operation.method, &target, body.as_ref(), "").await;
+            assert_eq!(reply.status, 200, "{what} without a token");
+            assert!(
+                !statuses.contains(&401),
+                "{what}: open, yet documents a 401"
+            );
+            continue;
+        }
         for (token, status) in [("", 401), (nothing.as_str(), 403)] {
             let headers = if token.is_empty() {
                 String::new()

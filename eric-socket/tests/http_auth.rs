@@ -542,3 +542,24 @@ async fn without_a_key_no_token_is_needed_or_read() {
     drop(stream);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_metrics_and_the_monitor_need_an_admin_token_and_the_probes_none() {
+    let server = secured(|_| {}).await;
+    let admin = token(json!({"admin": true}));
+    let everything = token(json!({"publish": ["*"], "subscribe": ["*"]}));
+    for path in ["/metrics", "/monitor"] {
+        assert_unauthorized(&call(&server, Method::GET, path, "", None).await, "token");
+        assert_forbidden(
+            &call(&server, Method::GET, path, &everything, None).await,
+            "admin",
+        );
+        let reply = call(&server, Method::GET, path, &admin, None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+    }
+    for path in ["/healthz", "/readyz"] {
+        let reply = call(&server, Method::GET, path, "", None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+    }
+    server.shutdown().await;
+}

@@ -279,6 +279,17 @@ fn cases() -> Vec<Case> {
     let mut cases = vec![
         // Every route, and its errors, one request per connection.
         Case::one("GET /", "GET", "/", "", ""),
+        Case::one("GET /healthz", "GET", "/healthz", "", ""),
+        Case::one("GET /readyz", "GET", "/readyz", "", ""),
+        Case::one("GET /monitor", "GET", "/monitor", "", ""),
+        Case::new(
+            "GET /monitor/events",
+            vec![
+                Step::Send(get("/monitor/events", "")),
+                Step::Await("retry:", 1),
+            ],
+        )
+        .cut(),
         Case::one("HEAD /", "HEAD", "/", "", ""),
         Case::one("GET /channels", "GET", "/channels", "", ""),
         Case::one("HEAD /channels", "HEAD", "/channels", "", ""),
@@ -862,7 +873,9 @@ async fn the_direct_path_and_hyper_write_the_same_answers() {
 #[test]
 fn the_cases_cover_every_route() {
     let sent: Vec<(String, String)> = cases().iter().flat_map(Case::requests).collect();
-    for route in ROUTES {
+    // `/metrics` reports the requests each run made, so its body differs between the
+    // runs by design; tests/metrics.rs checks it.
+    for route in ROUTES.iter().filter(|route| route.path != "/metrics") {
         let covered = sent.iter().any(|(method, path)| {
             method == route.method
                 && path.split('/').count() == route.path.split('/').count()

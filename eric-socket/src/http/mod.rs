@@ -22,6 +22,11 @@
 //! | `DELETE /channel/{channel_id}` | | `null` |
 //! | `GET /channels` | | `["id", ...]`, sorted |
 //! | `GET /` | | `{"<channel id>": ["<listener id>", ...]}` |
+//! | `GET /metrics` | | the figures in the Prometheus text format (see [`crate::metrics`]) |
+//! | `GET /healthz` | | `{"status": "serving"}` |
+//! | `GET /readyz` | | `{"ready": true}`, or `503` with `{"ready": false, "message": "..."}` |
+//! | `GET /monitor` | | the live monitor page (HTML) |
+//! | `GET /monitor/events` | | `text/event-stream` of `snapshot` events, one a second |
 //!
 //! `GET /` and `GET /channels` also answer `HEAD`; every known path answers `OPTIONS`
 //! (with CORS preflight headers when the origin is allowed).
@@ -136,6 +141,8 @@ mod body;
 mod config;
 pub(crate) mod direct;
 mod host;
+mod metrics_server;
+mod observe;
 mod routes;
 mod server;
 mod state;
@@ -143,6 +150,8 @@ mod stream;
 mod tls;
 
 pub use config::{HttpServerConfig, DEFAULT_MAX_BODY_BYTES};
+pub use metrics_server::MetricsServer;
+pub use observe::SNAPSHOT_EVENT;
 pub use routes::{Route, ROUTES};
 pub use server::HttpServer;
 pub use tls::{TlsConfig, TlsReloader};

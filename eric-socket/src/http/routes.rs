@@ -4,12 +4,14 @@
 use super::auth::{self, Right};
 use super::body::ResponseBody;
 use super::host;
+use super::observe;
 use super::state::State;
 use super::stream::{stop_future, LiveEvents};
+use crate::metrics::{PublishKind, ResumeResult};
 use bytes::Bytes;
-use eric_core::{Error, Message, Retention};
+use eric_core::{Error, Message, MessageStream, Retention};
 use eric_sse::http::{sse_response, SseBody};
-use eric_sse::SseChannel;
+use eric_sse::{SseAdapter, SseChannel};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -18,7 +20,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One route of the server: a method on a path. Every known path also answers
 /// `OPTIONS`, which the table leaves out.
@@ -85,6 +87,19 @@ pub const ROUTES: &[Route] = &[
         "/channel/{channel_id}",
         "Remove a channel and its listeners",
     ),
+    route(
+        "GET",
+        "/metrics",
+        "The server's figures, in the Prometheus text format",
+    ),
+    route("GET", "/healthz", "Whether the process serves"),
+    route("GET", "/readyz", "Whether the server is ready to serve"),
+    route("GET", "/monitor", "A live page of the server's figures"),
+    route(
+        "GET",
+        "/monitor/events",
+        "The server's figures as an event stream, a snapshot a second",
+    ),
 ];
 
 /// A request path the server knows, with the ids it carries (percent-decoded). The
@@ -101,6 +116,11 @@ enum Resource {
     Watch { channel: String },
     DeleteListener { channel: String, listener: String },
     DeleteChannel { channel: String },
+    Metrics,
+    Healthz,
+    Readyz,
+    Monitor,
+    MonitorEvents,
 }
 
 impl Resource {
@@ -131,6 +151,11 @@ impl Resource {
             ["channel", channel] => Resource::DeleteChannel {
                 channel: decode_segment(channel)?,
             },
+            ["metrics"] => Resource::Metrics,
+            ["healthz"] => Resource::Healthz,
+            ["readyz"] => Resource::Readyz,
+            ["monitor"] => Resource::Monitor,
+            ["monitor", "events"] => Resource::MonitorEvents,
             _ => return Ok(None),
         };
         Ok(Some(resource))
@@ -144,11 +169,15 @@ impl Resource {
             Resource::Subscribe | Resource::Broadcast | Resource::Dispatch => &[Method::POST],
             Resource::Stream { .. } | Resource::Watch { .. } => &[Method::GET],
             Resource::DeleteListener { .. } | Resource::DeleteChannel { .. } => &[Method::DELETE],
+            Resource::Metrics
+            | Resource::Healthz
+            | Resource::Readyz
+            | Resource::Monitor
+            | Resource::MonitorEvents => &[Method::GET],
         }
     }
 
     /// The path template of the resource, as [`ROUTES`] writes it.
-    #[cfg(test)]
     fn template(&self) -> &'static str {
         match self {
             Resource::Root => "/",
@@ -161,6 +190,11 @@ impl Resource {
             Resource::Watch { .. } => "/watch/{channel_id}",
             Resource::DeleteListener { .. } => "/listener/{channel_id}/{listener_id}",
             Resource::DeleteChannel { .. } => "/channel/{channel_id}",
+            Resource::Metrics => "/metrics",
+            Resource::Healthz => "/healthz",
+            Resource::Readyz => "/readyz",
+            Resource::Monitor => "/monitor",
+            Resource::MonitorEvents => "/monitor/events",
         }
     }
 
@@ -338,6 +372,16 @@ pub(crate) async fn handle(
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         }
     }
+    // Labelled by route template, never by the raw path: the series stay bounded.
+    let template = Resource::parse(&path).ok().flatten().map(|r| r.template());
+    state
+        .container
+        .metrics()
+        .request(crate::metrics::request_cell(
+            &method,
+            template,
+            response.status(),
+        ));
     response
 }
 
@@ -396,9 +440,13 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
         error.allow = Some(resource.allow());
         return Err(error);
     }
-    // Once per request (a stream's token once, when it opens), never per event.
-    let access = auth::authenticate(&state.gate, &request)?;
     let container = &state.container;
+    // The probes answer without a token: a load balancer or an orchestrator has none.
+    let access = match resource {
+        Resource::Healthz | Resource::Readyz => auth::Access::Open,
+        // Once per request (a stream's token once, when it opens), never per event.
+        _ => auth::authenticate(&state.gate, &request)?,
+    };
     match resource {
         Resource::Root => {
             let mut snapshot = container
@@ -454,9 +502,13 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
             let channel = channel_of(state, &channel_id)?;
             let message = parse_message(&read_body(state, request).await?)?;
             let _admitted = admit_publish(state, &channel_id)?;
+            let started = Instant::now();
             let report = container
                 .broadcast(&channel, message)
                 .map_err(|e| ApiError::core(e, &channel_id))?;
+            container
+                .metrics()
+                .published(PublishKind::Broadcast, started.elapsed());
             container.note_refusals(&channel_id, report.rejected, report.disconnected);
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
@@ -470,12 +522,16 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
                 .map_err(|e| ApiError::core(e, &channel_id))?;
             let message = parse_message(&read_body(state, request).await?)?;
             let _admitted = admit_publish(state, &channel_id)?;
+            let started = Instant::now();
             container
                 .dispatch_to(&channel, &listener, &Arc::new(message))
                 .map_err(|e| {
                     container.note_refused(&channel_id, &e);
                     ApiError::core(e, &channel_id)
                 })?;
+            container
+                .metrics()
+                .published(PublishKind::Dispatch, started.elapsed());
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
         Resource::Stream { channel, listener } => {
@@ -509,7 +565,33 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
                 .map_err(|e| ApiError::core(e, &channel))?;
             Ok(json_response(StatusCode::OK, &Value::Null))
         }
+        // What the hub as a whole does is for its operators: an admin token, when
+        // tokens are checked. The probes stay open.
+        Resource::Metrics => {
+            access.require_admin()?;
+            Ok(observe::metrics(container, &state.shutdown))
+        }
+        Resource::Healthz => Ok(observe::healthz()),
+        Resource::Readyz => Ok(observe::readyz(container, &state.shutdown)),
+        Resource::Monitor => {
+            access.require_admin()?;
+            Ok(observe::monitor_page())
+        }
+        Resource::MonitorEvents => {
+            access.require_admin()?;
+            Ok(observe::monitor_events(state, stream_permit(state)?))
+        }
     }
+}
+
+/// Counts a stream that resumes from a `Last-Event-ID`, by how it starts.
+fn count_resume(state: &State, events: &MessageStream<SseAdapter>) {
+    let result = if events.starts_with_gap() {
+        ResumeResult::Marker
+    } else {
+        ResumeResult::Replayed
+    };
+    state.container.metrics().resumed(result);
 }
 
 /// `GET /stream/{channel}/{listener}`: starts the listener and streams it, after the
@@ -531,7 +613,11 @@ async fn stream(
     let (slot, superseded) = state.slots.claim(channel_id, listener_id).await;
     listener.start();
     let events = match &last_event_id {
-        Some(id) => channel.message_stream_after(&listener, id),
+        Some(id) => {
+            let events = channel.message_stream_after(&listener, id);
+            count_resume(state, &events);
+            events
+        }
         None => channel.message_stream(&listener),
     };
     tracing::debug!(
@@ -541,7 +627,13 @@ async fn stream(
         "stream opened"
     );
     let stop = stop_future(state, Some(superseded));
-    Ok(LiveEvents::new(events, stop, permit, Some(slot)))
+    Ok(LiveEvents::new(
+        events,
+        stop,
+        permit,
+        Some(slot),
+        Some(Arc::clone(state.container.metrics())),
+    ))
 }
 
 /// `GET /watch/{channel}`: a new listener, started, that lives as long as the stream;
@@ -558,6 +650,9 @@ fn watch(
         .container
         .watch(&channel, last_event_id.as_deref())
         .map_err(|e| ApiError::core(e, channel_id))?;
+    if last_event_id.is_some() {
+        count_resume(state, &events);
+    }
     tracing::debug!(
         channel = ?channel_id,
         listener = ?events.listener().id(),
@@ -565,7 +660,8 @@ fn watch(
         "watch opened"
     );
     let stop = stop_future(state, None);
-    Ok(LiveEvents::new(events, stop, permit, None))
+    let metrics = Some(Arc::clone(state.container.metrics()));
+    Ok(LiveEvents::new(events, stop, permit, None, metrics))
 }
 
 fn stream_permit(state: &State) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {

@@ -4,12 +4,15 @@
 use super::config::HttpServerConfig;
 use super::direct::{self, NextRequest, ResponseWriter, Rewound};
 use super::host::HostPolicy;
+use super::observe::{self, Monitor};
 use super::routes;
 use super::state::State;
 use super::tls::{Tls, TlsReloader};
 use crate::accept::{serve_connections, ConnectionLimits};
 use crate::container::ChannelContainer;
+use crate::metrics::Transport;
 use crate::shutdown::{ShutdownHandle, Undelivered};
+use crate::unix::ConnectionGauge;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
@@ -137,17 +140,41 @@ impl HttpServer {
             shutdown: shutdown.clone(),
             hyper: builder,
             tls: tls.map(|tls| tls.server),
+            monitor: Monitor::default(),
         });
+        let connections = ConnectionGauge::default();
+        state
+            .container
+            .metrics()
+            .watch_connections(Transport::Http, connections.clone());
+        let monitor = AbortOnDrop(tokio::spawn(observe::run_monitor(Arc::clone(&state))));
         let limits = ConnectionLimits {
             max_connections: state.config.max_connections,
             shutdown_grace: state.config.shutdown_grace,
             server: "HTTP server",
             undelivered,
         };
-        let serve = |stream| serve_connection(stream, Arc::clone(&state));
+        let serve = |stream| {
+            let open = connections.enter();
+            let served = serve_connection(stream, Arc::clone(&state));
+            async move {
+                served.await;
+                drop(open);
+            }
+        };
         serve_connections(listener, limits, &shutdown, serve, drop).await;
+        drop(monitor);
         tracing::info!(addr = %local_addr, "HTTP server stopped");
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

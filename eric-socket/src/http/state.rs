@@ -4,6 +4,7 @@
 use super::auth::Gate;
 use super::config::HttpServerConfig;
 use super::host::HostPolicy;
+use super::observe::Monitor;
 use super::stream::StreamSlots;
 use crate::container::ChannelContainer;
 use crate::shutdown::{ShutdownHandle, Undelivered};
@@ -33,4 +34,6 @@ pub(crate) struct State {
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// The token checks.
     pub(crate) gate: Gate,
+    /// The snapshots of `/monitor/events`.
+    pub(crate) monitor: Monitor,
 }

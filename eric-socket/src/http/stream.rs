@@ -2,6 +2,7 @@
 //! one stream per listener.
 
 use super::state::State;
+use crate::metrics::{DisconnectReason, Metrics, Transport};
 use crate::shutdown::{ShutdownHandle, Undelivered};
 use eric_core::MessageStream;
 use eric_sse::{SseAdapter, SseEvent};
@@ -82,6 +83,9 @@ pub(crate) struct LiveEvents {
     /// The expiry of the token that opened the stream, and its `exp`. Boxed: a stream
     /// without a token pays one pointer for it.
     expiry: Option<Box<Expiry>>,
+    /// Where its events and its life are counted; `None` for the monitor's own streams,
+    /// which are not the hub's traffic.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// When a stream's token expires.
@@ -93,13 +97,18 @@ struct Expiry {
 
 impl LiveEvents {
     /// `events`, ended early by `stop`, holding `permit` (one of the open-stream
-    /// permits) and `slot` (the listener's one-stream slot, for `/stream`) while it lives.
+    /// permits) and `slot` (the listener's one-stream slot, for `/stream`) while it
+    /// lives, counted as an open stream and its events as deliveries in `metrics`.
     pub(crate) fn new(
         events: MessageStream<SseAdapter>,
         stop: Stop,
         permit: OwnedSemaphorePermit,
         slot: Option<SlotGuard>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Self {
+        if let Some(metrics) = &metrics {
+            metrics.stream_opened(Transport::Http, events.channel().id());
+        }
         LiveEvents {
             events,
             stop,
@@ -107,7 +116,15 @@ impl LiveEvents {
             _permit: permit,
             _slot: slot,
             expiry: None,
+            metrics,
         }
+    }
+
+    fn delivered(&self, event: SseEvent) -> Poll<Option<SseEvent>> {
+        if let Some(metrics) = &self.metrics {
+            metrics.delivered(Transport::Http, 1);
+        }
+        Poll::Ready(Some(event))
     }
 
     /// These events, ended at `expires` (the `exp` of the token that opened the stream)
@@ -157,16 +174,22 @@ impl Stream for LiveEvents {
                 // Shutdown is looked at only when the queue is empty: what is queued goes
                 // out either way, and a busy stream is not charged for the look per event.
                 let next = Pin::new(&mut this.events).poll_next(cx);
+                if let Poll::Ready(Some(event)) = next {
+                    return this.delivered(event);
+                }
                 if next.is_ready() || !this.stop.is_settled(cx) {
                     return next;
                 }
                 this.phase = Phase::Draining;
+                if let Some(metrics) = &this.metrics {
+                    metrics.disconnected(DisconnectReason::Shutdown);
+                }
             }
         }
         if this.phase == Phase::Draining {
             // Nothing more is published once shutdown has settled: the queue only shrinks.
             if let Some(event) = this.events.try_recv() {
-                return Poll::Ready(Some(event));
+                return this.delivered(event);
             }
             this.phase = Phase::Ended;
         }
@@ -181,6 +204,9 @@ impl Drop for LiveEvents {
             self.stop
                 .undelivered
                 .add(self.events.listener().stats().queued);
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.stream_closed(Transport::Http, self.events.channel().id());
         }
     }
 }

@@ -3,6 +3,7 @@
 use crate::accept::drain;
 use crate::container::ChannelContainer;
 use crate::limits;
+use crate::metrics::Transport;
 use crate::shutdown::ShutdownHandle;
 use crate::unix::acceptor::{AcceptSettings, AcceptThread, Pending};
 use crate::unix::gauge::ConnectionGauge;
@@ -185,6 +186,9 @@ impl UnixServer {
             shutdown,
             gauge,
         } = self;
+        container
+            .metrics()
+            .watch_connections(Transport::Socket, gauge.clone());
         let service = CommandService::new(
             container,
             shutdown.clone(),

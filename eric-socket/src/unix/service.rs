@@ -2,6 +2,7 @@
 //! accepted, shared by the accept thread and the runtime's tasks.
 
 use crate::container::ChannelContainer;
+use crate::metrics::{DisconnectReason, Transport};
 use crate::protocol::{self, Command, Outcome, ProtocolError};
 use crate::shutdown::{ShutdownHandle, Undelivered};
 use eric_core::MessageStream;
@@ -213,11 +214,14 @@ impl CommandService {
     ) -> io::Result<()> {
         let (stream, watcher) = split_watcher(stream)?;
         let mut stream = stream;
+        let metrics = self.container.metrics();
+        metrics.stream_opened(Transport::Socket, events.channel().id());
         let mut out = Outgoing {
             events,
             unwritten: 0,
             shutdown: &self.shutdown,
             undelivered: &self.undelivered,
+            container: &self.container,
         };
         let client_gone = client_gone(&watcher);
         tokio::pin!(client_gone);
@@ -237,6 +241,7 @@ impl CommandService {
                     biased;
                     _ = &mut settled => {
                         draining = true;
+                        metrics.disconnected(DisconnectReason::Shutdown);
                         continue;
                     }
                     _ = &mut client_gone => {
@@ -263,6 +268,7 @@ impl CommandService {
                 }
             }
             stream.write_all(&buf).await?;
+            metrics.delivered(Transport::Socket, out.unwritten as u64);
             out.unwritten = 0;
             buf.clear();
         }
@@ -278,6 +284,8 @@ struct Outgoing<'a> {
     unwritten: usize,
     shutdown: &'a ShutdownHandle,
     undelivered: &'a Undelivered,
+    /// Where the stream is counted as open until it ends.
+    container: &'a ChannelContainer,
 }
 
 impl Drop for Outgoing<'_> {
@@ -286,6 +294,9 @@ impl Drop for Outgoing<'_> {
             self.undelivered
                 .add(self.unwritten + self.events.listener().stats().queued);
         }
+        self.container
+            .metrics()
+            .stream_closed(Transport::Socket, self.events.channel().id());
     }
 }
 
