@@ -10,6 +10,7 @@
 
 mod cli;
 mod client;
+mod config;
 mod error;
 mod http_api;
 mod paths;
@@ -17,7 +18,7 @@ mod payload;
 mod serve;
 mod signals;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use cli::{Cli, Command};
 use client::Endpoints;
 use eric_socket::SocketClient;
@@ -25,7 +26,16 @@ use error::CliError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, matches) = match config::parse(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        Err(error) => return fail(&error),
+    };
+    if let Command::Serve(args) = &cli.command {
+        if args.print_config {
+            print!("{}", config::effective(&matches));
+            return ExitCode::SUCCESS;
+        }
+    }
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         _ => "warn",
@@ -33,11 +43,14 @@ fn main() -> ExitCode {
     init_logging(cli.log_level.as_deref().unwrap_or(default_level));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("eric: error: {error}");
-            ExitCode::from(error.exit as u8)
-        }
+        Err(error) => fail(&error),
     }
+}
+
+/// Reports `error` on stderr; its exit code.
+fn fail(error: &CliError) -> ExitCode {
+    eprintln!("eric: error: {error}");
+    ExitCode::from(error.exit as u8)
 }
 
 /// Logs to stderr; `RUST_LOG`, when set, wins over `--log-level`.
