@@ -97,6 +97,14 @@
 //! preflight; so a page served elsewhere can use `fetch` and `EventSource`. The list is
 //! empty by default: no CORS headers.
 //!
+//! # Mounted in an application
+//! [`HttpService`] is the same API as a service to mount in an application's own
+//! server (axum's `nest_service` with feature `tower`, or hyper's `serve_connection`):
+//! the same routes and behaviour, on the application's listener and runtime, under the
+//! prefix it chooses. The direct stream path above is `HttpServer`'s own: a mounted
+//! stream is served by the application's server and costs what it costs there. See
+//! docs/embedding.md and the example `axum_embed`.
+//!
 //! # Example
 //! ```
 //! use eric_socket::{ChannelContainer, HttpServer, HttpServerConfig};
@@ -120,9 +128,11 @@ pub(crate) mod direct;
 mod host;
 mod routes;
 mod server;
+mod service;
 mod state;
 mod stream;
 
 pub use config::{HttpServerConfig, DEFAULT_MAX_BODY_BYTES};
 pub use routes::{Route, ROUTES};
 pub use server::HttpServer;
+pub use service::{ApiBody, HttpService, ResponseFuture};

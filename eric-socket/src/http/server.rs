@@ -3,14 +3,12 @@
 
 use super::config::HttpServerConfig;
 use super::direct::{self, NextRequest, ResponseWriter, Rewound};
-use super::host::HostPolicy;
 use super::routes;
 use super::state::State;
 use crate::accept::{serve_connections, ConnectionLimits};
 use crate::container::ChannelContainer;
-use crate::shutdown::{ShutdownHandle, Undelivered};
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use crate::shutdown::ShutdownHandle;
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -18,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
 
 /// An HTTP/1.1 server for the routes of eric-api, with `text/event-stream` streams,
 /// over a [`ChannelContainer`] that the [`UnixServer`](crate::UnixServer) may share.
@@ -104,21 +101,12 @@ impl HttpServer {
             container,
             shutdown,
         } = self;
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout);
-        let undelivered = Undelivered::default();
-        let state = Arc::new(State {
-            streams: Arc::new(Semaphore::new(config.max_streams)),
-            slots: Arc::default(),
-            hosts: HostPolicy::new(local_addr, &config.allowed_hosts),
-            undelivered: undelivered.clone(),
-            config,
-            container,
-            shutdown: shutdown.clone(),
-            hyper: builder,
-        });
+        // The address the server answers as is the one it listens on (its port, too,
+        // when port 0 picked it).
+        let mut config = config;
+        config.addr = local_addr;
+        let state = Arc::new(State::new(config, container, shutdown.clone()));
+        let undelivered = state.undelivered.clone();
         let limits = ConnectionLimits {
             max_connections: state.config.max_connections,
             shutdown_grace: state.config.shutdown_grace,
