@@ -19,12 +19,21 @@ async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
         while !String::from_utf8_lossy(&seen).contains(needle) {
             let mut chunk = [0u8; 4096];
             let n = tcp.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed before {needle:?}: {}", String::from_utf8_lossy(&seen));
+            assert!(
+                n > 0,
+                "closed before {needle:?}: {}",
+                String::from_utf8_lossy(&seen)
+            );
             seen.extend_from_slice(&chunk[..n]);
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("no {needle:?} within {WAIT:?}: {}", String::from_utf8_lossy(&seen)));
+    .unwrap_or_else(|_| {
+        panic!(
+            "no {needle:?} within {WAIT:?}: {}",
+            String::from_utf8_lossy(&seen)
+        )
+    });
     String::from_utf8(seen).unwrap()
 }
 
@@ -52,7 +61,9 @@ async fn a_broadcast_reaches_the_stream_and_stopping_ends_it() {
     )
     .await
     .unwrap();
-    assert!(read_until(&mut say, "sent").await.starts_with("HTTP/1.1 200 "));
+    assert!(read_until(&mut say, "sent")
+        .await
+        .starts_with("HTTP/1.1 200 "));
 
     let event = read_until(&mut stream, "data: \"hello\"").await;
     assert!(event.contains("event: say\n"), "{event}");
