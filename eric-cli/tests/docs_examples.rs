@@ -121,6 +121,7 @@ const EXPECTED: &[(&str, Counts)] = &[
     ("docs/clients.md", Counts::new(0, 0, 1, 0, 0)),
     ("docs/concepts.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/deploying.md", Counts::new(0, 0, 0, 0, 1)),
+    ("docs/embedding.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/eric-cli.md", Counts::new(1, 0, 0, 0, 1)),
     ("docs/eric-core.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/eric-processing.md", Counts::new(0, 0, 0, 0, 0)),

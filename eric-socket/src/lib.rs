@@ -109,6 +109,9 @@ pub mod docs {
     pub struct Benchmarks;
     #[doc = include_str!("../../docs/eric-cli.md")]
     pub struct EricCli;
+    #[cfg(feature = "tower")]
+    #[doc = include_str!("../../docs/embedding.md")]
+    pub struct Embedding;
 }
 
 /// The README's examples, compiled and run with the doc tests so that they stay true.
