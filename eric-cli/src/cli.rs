@@ -291,6 +291,23 @@ pub struct TokenArgs {
 /// Every setting of `eric serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Read the settings from this TOML file: its keys are the long flags below and
+    /// the global ones (`http = "127.0.0.1:8080"`, `history = 100`,
+    /// `cors-origin = ["https://app.example"]`, `no-http = true`). A flag or its
+    /// environment variable wins over the file.
+    #[arg(
+        long,
+        env = "ERIC_CONFIG",
+        value_name = "PATH",
+        help_heading = "Configuration"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective settings (defaults, file, environment and flags together) as
+    /// a TOML file for --config, and exit.
+    #[arg(long, help_heading = "Configuration")]
+    pub print_config: bool,
+
     /// Permission bits of the socket file, in octal (600: only you may connect).
     #[arg(
         long,

@@ -11,6 +11,7 @@
 mod access;
 mod cli;
 mod client;
+mod config;
 mod engine;
 mod error;
 mod http_api;
@@ -21,7 +22,7 @@ mod signals;
 mod stats;
 mod token;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use cli::{Cli, Command, LogFormat};
 use client::Endpoints;
 use eric_socket::SocketClient;
@@ -29,7 +30,16 @@ use error::CliError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, matches) = match config::parse(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        Err(error) => return fail(&error),
+    };
+    if let Command::Serve(args) = &cli.command {
+        if args.print_config {
+            print!("{}", config::effective(&matches));
+            return ExitCode::SUCCESS;
+        }
+    }
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         _ => "warn",
@@ -40,11 +50,14 @@ fn main() -> ExitCode {
     );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("eric: error: {error}");
-            ExitCode::from(error.exit as u8)
-        }
+        Err(error) => fail(&error),
     }
+}
+
+/// Reports `error` on stderr; its exit code.
+fn fail(error: &CliError) -> ExitCode {
+    eprintln!("eric: error: {error}");
+    ExitCode::from(error.exit as u8)
 }
 
 /// Logs to stderr, as text or as JSON lines; `RUST_LOG`, when set, wins over

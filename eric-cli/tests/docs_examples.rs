@@ -16,9 +16,13 @@
 //!   ` ```text output ` block that follows it, or be nothing if none follows.
 //! - ` ```python eric-sse `: the same, with the Python reference (eric-sse 0.6.0.3)
 //!   installed: `$ERIC_PYTHON`, else `.venv/bin/python` at the workspace root.
+//! - ` ```js node `: a JavaScript module run with `node`, its output checked the same
+//!   way; ` ```js browser `: code for a page (`fetch`, `EventSource`), run with
+//!   `node --experimental-eventsource`, which has the browser's `EventSource`. Both are
+//!   [`JAVASCRIPT`] blocks, run by an ignored test (it needs node).
 //! - `ignore` after the language (` ```console ignore `): illustrative, not run (it needs
 //!   systemd, root, or a tool to install), and said so on the page.
-//! - Other languages (`rust`, `text`, `json`, `ini`, `nginx`, `js`, ...) are not shell or
+//! - Other languages (`rust`, `text`, `json`, `ini`, `nginx`, other `js`, ...) are not shell or
 //!   Python examples: the Rust ones are doctests of eric-socket, the rest is reference
 //!   text. A shell or Python block that is neither run nor marked `ignore`, or a language
 //!   this harness does not know, fails [`every_block_is_run_or_marked_illustrative`].
@@ -103,6 +107,10 @@ fn with_docs_epochs(text: &str, seen: &mut Option<String>) -> String {
 /// finished command printed has been read.
 const SENTINEL: &str = "\u{1}eric-docs-sentinel\u{1}";
 
+/// The JavaScript examples of each page (` ```js node ` and ` ```js browser `), kept
+/// apart from [`EXPECTED`] so that its rows stay as they are.
+const JAVASCRIPT: &[(&str, usize)] = &[("docs/clients.md", 2)];
+
 /// What each page holds, so that no example silently vanishes: a block that stops being
 /// found, or one that is added, changes these counts. Update them with the page.
 const EXPECTED: &[(&str, Counts)] = &[
@@ -110,8 +118,10 @@ const EXPECTED: &[(&str, Counts)] = &[
     ("README.md", Counts::new(1, 0, 0, 0, 0)),
     ("docs/README.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/benchmarks.md", Counts::new(0, 0, 0, 0, 0)),
+    ("docs/clients.md", Counts::new(0, 0, 1, 0, 0)),
     ("docs/concepts.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/deploying.md", Counts::new(0, 0, 0, 0, 2)),
+    ("docs/embedding.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/eric-cli.md", Counts::new(1, 0, 0, 0, 1)),
     ("docs/eric-core.md", Counts::new(0, 0, 0, 0, 0)),
     ("docs/eric-processing.md", Counts::new(0, 0, 0, 0, 0)),
@@ -158,7 +168,7 @@ impl Counts {
             Kind::Python => self.python += 1,
             Kind::PythonReference => self.python_reference += 1,
             Kind::Illustrative => self.illustrative += 1,
-            Kind::NotAnExample => {}
+            Kind::JavaScript | Kind::NotAnExample => {}
         }
     }
 }
@@ -176,6 +186,8 @@ enum Kind {
     PythonReference,
     /// A shell or Python example marked `ignore`: shown, not run.
     Illustrative,
+    /// A JavaScript example for node or a page, run with node.
+    JavaScript,
     /// Code of another language: Rust (doctests elsewhere), configuration, reference text.
     NotAnExample,
 }
@@ -210,6 +222,7 @@ impl Block {
             "console" => Ok(Kind::Console),
             "python" if has("eric-sse") => Ok(Kind::PythonReference),
             "python" => Ok(Kind::Python),
+            "js" if has("node") || has("browser") => Ok(Kind::JavaScript),
             "sh" | "shell" | "bash" | "py" => Err(format!(
                 "{}: a `{}` block is neither run nor marked illustrative: write it as a \
                  ```console session (or ```python), or add `ignore` and say on the page why \
@@ -294,10 +307,10 @@ fn blocks(page: &str) -> Vec<Block> {
         if block.language == "text" && block.attributes.iter().any(|a| a == "output") {
             let previous = paired
                 .last_mut()
-                .filter(|previous| previous.language == "python")
+                .filter(|previous| matches!(previous.language.as_str(), "python" | "js"))
                 .unwrap_or_else(|| {
                     panic!(
-                        "{}: a `text output` block must follow a Python block",
+                        "{}: a `text output` block must follow a Python or JavaScript block",
                         block.at()
                     )
                 });
@@ -334,10 +347,14 @@ fn examples(kind: Kind) -> Vec<Block> {
         .filter(|(_, k)| *k == kind)
         .map(|(block, _)| block)
         .collect();
-    let expected: usize = EXPECTED
-        .iter()
-        .map(|(_, counts)| count_of(counts, kind))
-        .sum();
+    let expected: usize = if kind == Kind::JavaScript {
+        JAVASCRIPT.iter().map(|(_, n)| n).sum()
+    } else {
+        EXPECTED
+            .iter()
+            .map(|(_, counts)| count_of(counts, kind))
+            .sum()
+    };
     assert_eq!(
         selected.len(),
         expected,
@@ -356,7 +373,7 @@ fn count_of(counts: &Counts, kind: Kind) -> usize {
         Kind::Python => counts.python,
         Kind::PythonReference => counts.python_reference,
         Kind::Illustrative => counts.illustrative,
-        Kind::NotAnExample => 0,
+        Kind::JavaScript | Kind::NotAnExample => 0,
     }
 }
 
@@ -854,13 +871,19 @@ fn run_console(block: &Block) {
 }
 
 fn run_python(block: &Block, interpreter: &Path) {
+    run_program(block, interpreter, &[], "example.py", "Python");
+}
+
+/// Runs `block` as the program `file` with `interpreter` and its `flags`, against a
+/// server of its own, and checks what it prints; `what` names the language.
+fn run_program(block: &Block, interpreter: &Path, flags: &[&str], file: &str, what: &str) {
     let mut session = Session::new();
     session.start_server();
-    let script = session.dir.path().join("example.py");
+    let script = session.dir.path().join(file);
     std::fs::write(&script, block.body.replace(DOCS_HTTP, &session.http)).unwrap();
     let mut command = session.command(interpreter);
-    command.arg(&script).stderr(Stdio::piped());
-    let mut group = Group::spawn(command, &format!("the Python example at {}", block.at()));
+    command.args(flags).arg(&script).stderr(Stdio::piped());
+    let mut group = Group::spawn(command, &format!("the {what} example at {}", block.at()));
     let mut stderr = group.child.stderr.take().unwrap();
     let errors = std::thread::spawn(move || {
         let mut text = String::new();
@@ -869,14 +892,14 @@ fn run_python(block: &Block, interpreter: &Path) {
     });
     let status = group.wait().unwrap_or_else(|| {
         panic!(
-            "{}: the Python example did not end within {WAIT:?}",
+            "{}: the {what} example did not end within {WAIT:?}",
             block.at()
         )
     });
     let errors = errors.join().unwrap();
     assert!(
         status.success(),
-        "{}: the Python example failed ({status}):\n{errors}",
+        "{}: the {what} example failed ({status}):\n{errors}",
         block.at()
     );
     session.read_to_sentinel(&block.at());
@@ -884,7 +907,7 @@ fn run_python(block: &Block, interpreter: &Path) {
     let printed = session.printed();
     assert!(
         lines_match(&expected, &printed_lines(&printed)),
-        "{}: the Python example printed\n{}instead of what the page shows:\n{}{}",
+        "{}: the {what} example printed\n{}instead of what the page shows:\n{}{}",
         block.at(),
         show(&printed_lines(&printed)),
         show(&expected),
@@ -983,6 +1006,27 @@ fn python_examples_print_what_the_pages_show() {
     require("python3", &["--version"], "Python 3", "install python3");
     for block in examples(Kind::Python) {
         run_python(&block, Path::new("python3"));
+    }
+}
+
+#[test]
+#[ignore = "needs node (20.18 or later, for --experimental-eventsource)"]
+fn javascript_examples_print_what_the_pages_show() {
+    require("node", &["--version"], "v", "install nodejs");
+    for block in examples(Kind::JavaScript) {
+        let page_code = block.attributes.iter().any(|a| a == "browser");
+        let flags: &[&str] = if page_code {
+            &["--experimental-eventsource"]
+        } else {
+            &[]
+        };
+        run_program(
+            &block,
+            Path::new("node"),
+            flags,
+            "example.mjs",
+            "JavaScript",
+        );
     }
 }
 

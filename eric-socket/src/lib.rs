@@ -46,7 +46,10 @@
 //! ```
 //!
 //! # Feature flags
-//! * `http` (default): the HTTP server, on hyper 1.x.
+//! * `http` (default): the HTTP server, on hyper 1.x, and [`http::HttpService`], the
+//!   same API to mount in an application's own hyper server.
+//! * `tower`: [`http::HttpService`] is also a `tower::Service`, for axum's
+//!   `Router::nest_service` (and implies `http`).
 #![deny(missing_docs)]
 
 mod accept;
@@ -109,6 +112,9 @@ pub mod docs {
     pub struct Benchmarks;
     #[doc = include_str!("../../docs/eric-cli.md")]
     pub struct EricCli;
+    #[cfg(feature = "tower")]
+    #[doc = include_str!("../../docs/embedding.md")]
+    pub struct Embedding;
 }
 
 /// The README's examples, compiled and run with the doc tests so that they stay true.

@@ -489,7 +489,7 @@ pub const ACK: &str = "ack";
 
 /// Executes `command` against `container`. A message of `d` or `b` is refused, as HTTP
 /// refuses it, if its type cannot be an SSE event name
-/// ([`check_message_type`](eric_core::check_message_type)); what full queues refuse is
+/// ([`check_message_type`]); what full queues refuse is
 /// counted and logged as a summary, as HTTP's refusals are.
 pub fn execute(container: &ChannelContainer, command: Command) -> Result<Outcome, ProtocolError> {
     Ok(match command {

@@ -6,7 +6,7 @@ mod http_support;
 use eric_core::Message;
 use eric_socket::HttpServerConfig;
 use http::{Method, StatusCode};
-use http_support::{bounded, raw_request, read_to_close, TestServer};
+use http_support::{bounded, raw_request, read_to_close, with_prefix, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -532,7 +532,7 @@ async fn a_body_that_does_not_arrive_in_time_is_408() {
 
 #[tokio::test]
 async fn a_client_that_sends_no_request_head_is_disconnected() {
-    let server = TestServer::start_with(|config| {
+    let server = TestServer::start_listener_with(|config| {
         config.header_read_timeout = Duration::from_millis(300);
     })
     .await;
@@ -560,9 +560,11 @@ async fn requests_on_one_keep_alive_connection_are_all_answered() {
     .await
     .unwrap();
     assert_eq!(&body, br#"{"channel_id":"k"}"#);
-    tcp.write_all(b"GET /channels HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    tcp.write_all(&with_prefix(
+        b"GET /channels HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    ))
+    .await
+    .unwrap();
     let rest = String::from_utf8(read_to_close(&mut tcp).await).unwrap();
     assert!(rest.starts_with("HTTP/1.1 200 "), "{rest}");
     assert!(rest.ends_with(r#"["k"]"#), "{rest}");

@@ -8,8 +8,8 @@ use eric_core::Retention;
 use eric_socket::{ChannelContainer, ChannelSettings};
 use http::{Method, StatusCode};
 use http_support::{
-    bounded, data, eventually, ids, raw_request, read_head, read_to_close, read_until, SseClient,
-    TestServer,
+    bounded, data, eventually, ids, raw_request, read_head, read_to_close, read_until, with_prefix,
+    SseClient, TestServer,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -394,9 +394,9 @@ async fn watch_with_pipelined_request(server: &TestServer) -> tokio::net::TcpStr
     let mut body = [0u8; 5];
     tcp.read_exact(&mut body).await.unwrap();
     assert_eq!(&body, br#"["c"]"#);
-    tcp.write_all(
+    tcp.write_all(&with_prefix(
         b"GET /watch/c HTTP/1.1\r\nhost: localhost\r\n\r\nGET /channels HTTP/1.1\r\nhost: localhost\r\n\r\n",
-    )
+    ))
     .await
     .unwrap();
     let head = read_head(&mut tcp).await;
@@ -407,8 +407,9 @@ async fn watch_with_pipelined_request(server: &TestServer) -> tokio::net::TcpStr
 #[tokio::test]
 async fn a_client_that_closes_behind_a_pipelined_request_is_noticed_at_once() {
     // The first request of a connection: its stream reads what the client sends
-    // behind it, so the end of the connection is seen without any write.
-    let server = TestServer::start_with(|config| {
+    // behind it, so the end of the connection is seen without any write: the direct
+    // path of eric's own listener.
+    let server = TestServer::start_listener_with(|config| {
         config.sse = config.sse.clone().with_keep_alive(None);
     })
     .await;
@@ -599,7 +600,8 @@ async fn shutdown_ends_open_streams_cleanly_without_waiting_for_the_grace_period
 
 #[tokio::test]
 async fn shutdown_cuts_a_request_still_in_flight_after_the_grace_period() {
-    let server = TestServer::start_with(|config| {
+    // The grace period is the listener's: a mounted API leaves it to the application.
+    let server = TestServer::start_listener_with(|config| {
         config.shutdown_grace = Duration::from_millis(300);
         // Far beyond the test's bounded wait: only the grace can end the request.
         config.body_read_timeout = Duration::from_secs(3600);

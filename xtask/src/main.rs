@@ -4,12 +4,16 @@
 //!
 //! * `ci`: what CI checks: formatting, the layering (no async runtime under the
 //!   runtime-free crates), licenses and bans (`cargo deny`), clippy with warnings denied,
-//!   the README's test command, docs with broken intra-doc links denied, each library
+//!   the README's test command, docs of every feature with rustdoc's warnings denied, each library
 //!   crate built alone and with `--no-default-features`, and the workspace built with the
 //!   toolchain of its declared `rust-version`.
 //! * `release <version>`: bumps every crate's version and the versions of the
 //!   inter-crate dependencies together, refuses when the tree is dirty or CHANGELOG.md has
 //!   no entry for the version, packages each crate in dependency order, commits and tags.
+//! * `release --dry-run [--no-verify]`: `cargo publish --dry-run` of the publishable
+//!   crates together (cargo orders them by their dependencies and packages each against
+//!   the ones before it, so crates not yet on crates.io are found), each built from its
+//!   package unless `--no-verify`. Needs the crates.io index (network). Uploads nothing.
 //! * `dist`: a release build of `eric` in a tarball, with its SHA-256 checksum.
 //! * `fuzz [--seconds N] [TARGET]`: runs the libFuzzer targets of `fuzz/` (all, one after
 //!   another, or TARGET) for N seconds each through `cargo +nightly fuzz run`, starting
@@ -68,7 +72,9 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["ci"] => ci(),
-        ["release", version] => release(version, false),
+        ["release", version] if *version != "--dry-run" => release(version, false),
+        ["release", "--dry-run"] => publish_dry_run(false),
+        ["release", "--dry-run", "--no-verify"] => publish_dry_run(true),
         ["release", version, "--no-verify"] => release(version, true),
         ["dist"] => dist(),
         ["fuzz", rest @ ..] => {
@@ -81,6 +87,7 @@ fn main() -> ExitCode {
                  ci                               fmt, layering, deny, clippy, tests, docs,\n  \
                                                   each crate alone, the rust-version build\n  \
                  release <version> [--no-verify]  bump versions, package, commit and tag\n  \
+                 release --dry-run [--no-verify]  cargo publish --dry-run of every crate\n  \
                  dist                             release tarball of `eric` with its SHA-256\n  \
                  fuzz [--seconds N] [TARGET]      run the fuzz targets (nightly, cargo-fuzz)"
             );
@@ -168,9 +175,10 @@ fn ci() -> Result {
         "warnings",
     ]))?;
     run(cargo(&root).args(TEST_COMMAND))?;
+    // Every feature, as docs.rs builds them, and no rustdoc warning.
     run(cargo(&root)
-        .args(["doc", "--workspace", "--no-deps"])
-        .env("RUSTDOCFLAGS", "-D rustdoc::broken_intra_doc_links"))?;
+        .args(["doc", "--workspace", "--all-features", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
     for library in LIBRARIES {
         run(cargo(&root).args(["check", "-p", library]))?;
         run(cargo(&root).args(["check", "-p", library, "--no-default-features"]))?;
@@ -401,6 +409,23 @@ fn release(version: &str, no_verify: bool) -> Result {
     Ok(())
 }
 
+/// `cargo publish --dry-run` of [`CRATES`], in one run: cargo sorts them by their
+/// dependencies and checks each against the packages of the ones before it.
+fn publish_dry_run(no_verify: bool) -> Result {
+    let root = root()?;
+    let mut publish = cargo(&root);
+    publish.args(["publish", "--dry-run", "--allow-dirty"]);
+    for krate in CRATES {
+        publish.args(["-p", krate]);
+    }
+    if no_verify {
+        publish.arg("--no-verify");
+    }
+    run(&mut publish)?;
+    eprintln!("dry run done: {} crates would publish", CRATES.len());
+    Ok(())
+}
+
 fn dist() -> Result {
     let root = root()?;
     run(cargo(&root).args(["build", "--release", "-p", "eric-cli"]))?;
@@ -571,6 +596,63 @@ mod tests {
             .filter(|name| *name != "eric-fuzz")
             .collect();
         assert_eq!(declared, FUZZ_TARGETS);
+    }
+
+    /// The manifests of the workspace members, by path.
+    fn member_manifests() -> Vec<(String, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let members = workspace
+            .lines()
+            .find_map(|line| line.strip_prefix("members = "))
+            .expect("a one-line members list");
+        members
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(|member| {
+                let manifest = std::fs::read_to_string(root.join(member).join("Cargo.toml"));
+                (member.to_owned(), manifest.unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_crates_released_are_the_members_that_may_be_published() {
+        let publishable: Vec<String> = member_manifests()
+            .into_iter()
+            .filter(|(_, manifest)| !manifest.lines().any(|l| l.trim() == "publish = false"))
+            .map(|(member, _)| member)
+            .collect();
+        let mut released: Vec<String> = CRATES.iter().map(|c| (*c).to_owned()).collect();
+        released.sort();
+        let mut publishable = publishable;
+        publishable.sort();
+        assert_eq!(released, publishable);
+    }
+
+    #[test]
+    fn every_published_crate_has_what_crates_io_and_docs_rs_show() {
+        for (member, manifest) in member_manifests() {
+            if !CRATES.contains(&member.as_str()) {
+                continue;
+            }
+            for needed in [
+                "description = ",
+                "readme = ",
+                "keywords = ",
+                "categories = ",
+                "license.workspace = true",
+                "repository.workspace = true",
+                "[package.metadata.docs.rs]",
+                "all-features = true",
+            ] {
+                assert!(
+                    manifest.lines().any(|l| l.starts_with(needed)),
+                    "{member}/Cargo.toml has no `{needed}`"
+                );
+            }
+        }
     }
 
     #[test]

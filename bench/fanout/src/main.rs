@@ -12,7 +12,7 @@
 //! subscriber has all K, in order, each with its own position as id.
 //!
 //! ```text
-//! eric-fanout --target eric|nchan --url http://127.0.0.1:8080 --subscribers N --messages M
+//! eric-fanout --target eric|nchan --url http://127.0.0.1:8080[/PREFIX] --subscribers N --messages M
 //!             [--rate R] [--channel fanout] [--server-pid PID] [--idle-seconds 3]
 //!             [--connect-concurrency 256] [--drain-timeout 10] [--publishers 4]
 //!             [--token JWT]
@@ -56,6 +56,8 @@ struct Options {
     /// The `Host` value, followed by `\r\nAuthorization: Bearer ...` with `--token`: every
     /// request (streams and publishes) writes it as `Host: {host}\r\n`.
     host: String,
+    /// The path the routes are mounted under (empty: at the root).
+    prefix: String,
     channel: String,
     subscribers: usize,
     messages: usize,
@@ -111,11 +113,16 @@ fn parse_options() -> Options {
         _ => usage("--target must be eric or nchan"),
     };
     let url = take("url").unwrap_or_else(|| usage("--url is required"));
-    let host = url
+    let rest = url
         .strip_prefix("http://")
         .unwrap_or_else(|| usage("--url must start with http://"))
-        .trim_end_matches('/')
-        .to_owned();
+        .trim_end_matches('/');
+    // A path after the address is where the routes are mounted (eric's API under a
+    // prefix of an application: http://127.0.0.1:3000/eric).
+    let (host, prefix) = match rest.split_once('/') {
+        Some((host, path)) => (host.to_owned(), format!("/{path}")),
+        None => (rest.to_owned(), String::new()),
+    };
     let addr: SocketAddr = host
         .parse()
         .unwrap_or_else(|_| usage("--url must be http://IP:PORT"));
@@ -132,6 +139,7 @@ fn parse_options() -> Options {
         target,
         addr,
         host,
+        prefix,
         channel: take("channel").unwrap_or_else(|| "fanout".to_owned()),
         subscribers: num("subscribers", None) as usize,
         // Resume mode publishes exactly the K messages it replays.
@@ -1020,12 +1028,12 @@ async fn run(opts: Options) -> Value {
     let _ = epoch();
     let (sub_path, pub_path) = match opts.target {
         Target::Eric => (
-            format!("/watch/{}", opts.channel),
-            format!("/broadcast?channel_id={}", opts.channel),
+            format!("{}/watch/{}", opts.prefix, opts.channel),
+            format!("{}/broadcast?channel_id={}", opts.prefix, opts.channel),
         ),
         Target::Nchan => (
-            format!("/sub/{}", opts.channel),
-            format!("/pub/{}", opts.channel),
+            format!("{}/sub/{}", opts.prefix, opts.channel),
+            format!("{}/pub/{}", opts.prefix, opts.channel),
         ),
     };
     let wrap = |payload: Value| -> Vec<u8> {
@@ -1039,7 +1047,11 @@ async fn run(opts: Options) -> Value {
     if opts.target == Target::Eric {
         // 409 when the channel exists already: fine.
         let status = publisher
-            .send("PUT", &format!("/create?channel_id={}", opts.channel), b"")
+            .send(
+                "PUT",
+                &format!("{}/create?channel_id={}", opts.prefix, opts.channel),
+                b"",
+            )
             .await
             .unwrap_or_else(|e| {
                 eprintln!("eric-fanout: cannot reach {}: {e}", opts.addr);

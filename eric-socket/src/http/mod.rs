@@ -119,6 +119,14 @@
 //! re-reads the certificate and key: later handshakes use them, open connections keep
 //! theirs.
 //!
+//! # Mounted in an application
+//! [`HttpService`] is the same API as a service to mount in an application's own
+//! server (axum's `nest_service` with feature `tower`, or hyper's `serve_connection`):
+//! the same routes and behaviour, on the application's listener and runtime, under the
+//! prefix it chooses. The direct stream path above is `HttpServer`'s own: a mounted
+//! stream is served by the application's server and costs what it costs there. See
+//! docs/embedding.md and the example `axum_embed`.
+//!
 //! # Example
 //! ```
 //! use eric_socket::{ChannelContainer, HttpServer, HttpServerConfig};
@@ -145,6 +153,7 @@ mod metrics_server;
 mod observe;
 mod routes;
 mod server;
+mod service;
 mod state;
 mod stream;
 mod tls;
@@ -154,4 +163,5 @@ pub use metrics_server::MetricsServer;
 pub use observe::SNAPSHOT_EVENT;
 pub use routes::{Route, ROUTES};
 pub use server::HttpServer;
+pub use service::{ApiBody, HttpService, ResponseFuture};
 pub use tls::{TlsConfig, TlsReloader};

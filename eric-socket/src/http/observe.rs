@@ -135,9 +135,22 @@ impl Monitor {
     }
 }
 
+/// Starts the task that samples the figures of `/monitor/events` once a second, unless
+/// one runs already: `HttpServer` starts it with the server, a mounted `HttpService` on
+/// its first monitor stream. It ends when the server shuts down.
+pub(crate) fn start_sampling(state: &Arc<State>) -> Option<tokio::task::JoinHandle<()>> {
+    if state
+        .sampling
+        .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        return None;
+    }
+    Some(tokio::spawn(run_monitor(Arc::clone(state))))
+}
+
 /// Samples the figures once a second until `state`'s server shuts down (one last
 /// sample then, which shows the state).
-pub(crate) async fn run_monitor(state: Arc<State>) {
+async fn run_monitor(state: Arc<State>) {
     let mut interval = tokio::time::interval(SAMPLE_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = state.shutdown.wait();

@@ -579,6 +579,8 @@ async fn answer(state: &Arc<State>, request: Request<impl RequestBody>, cors: bo
         }
         Resource::MonitorEvents => {
             access.require_admin()?;
+            // A mounted service has no task sampling the figures until it is asked.
+            drop(observe::start_sampling(state));
             Ok(observe::monitor_events(state, stream_permit(state)?))
         }
     }

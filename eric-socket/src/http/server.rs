@@ -3,18 +3,16 @@
 
 use super::config::HttpServerConfig;
 use super::direct::{self, NextRequest, ResponseWriter, Rewound};
-use super::host::HostPolicy;
-use super::observe::{self, Monitor};
+use super::observe;
 use super::routes;
 use super::state::State;
 use super::tls::{Tls, TlsReloader};
 use crate::accept::{serve_connections, ConnectionLimits};
 use crate::container::ChannelContainer;
 use crate::metrics::Transport;
-use crate::shutdown::{ShutdownHandle, Undelivered};
+use crate::shutdown::ShutdownHandle;
 use crate::unix::ConnectionGauge;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -22,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
 
 /// An HTTP/1.1 and HTTP/2 server (TLS optional) for the routes of eric-api, with `text/event-stream` streams,
 /// over a [`ChannelContainer`] that the [`UnixServer`](crate::UnixServer) may share.
@@ -122,32 +119,23 @@ impl HttpServer {
             shutdown,
             tls,
         } = self;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout);
-        builder.http2().timer(TokioTimer::new());
-        let undelivered = Undelivered::default();
-        let state = Arc::new(State {
-            gate: super::auth::Gate::new(config.access.clone()),
-            streams: Arc::new(Semaphore::new(config.max_streams)),
-            slots: Arc::default(),
-            hosts: HostPolicy::new(local_addr, &config.allowed_hosts),
-            undelivered: undelivered.clone(),
+        // The address the server answers as is the one it listens on (its port, too,
+        // when port 0 picked it).
+        let mut config = config;
+        config.addr = local_addr;
+        let state = Arc::new(State::new(
             config,
             container,
-            shutdown: shutdown.clone(),
-            hyper: builder,
-            tls: tls.map(|tls| tls.server),
-            monitor: Monitor::default(),
-        });
+            shutdown.clone(),
+            tls.map(|tls| tls.server),
+        ));
+        let undelivered = state.undelivered.clone();
         let connections = ConnectionGauge::default();
         state
             .container
             .metrics()
             .watch_connections(Transport::Http, connections.clone());
-        let monitor = AbortOnDrop(tokio::spawn(observe::run_monitor(Arc::clone(&state))));
+        let monitor = observe::start_sampling(&state).map(AbortOnDrop);
         let limits = ConnectionLimits {
             max_connections: state.config.max_connections,
             shutdown_grace: state.config.shutdown_grace,

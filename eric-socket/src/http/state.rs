@@ -8,8 +8,9 @@ use super::observe::Monitor;
 use super::stream::StreamSlots;
 use crate::container::ChannelContainer;
 use crate::shutdown::{ShutdownHandle, Undelivered};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -36,4 +37,39 @@ pub(crate) struct State {
     pub(crate) gate: Gate,
     /// The snapshots of `/monitor/events`.
     pub(crate) monitor: Monitor,
+    /// Whether a task samples the figures for `monitor` (see `observe::start_sampling`).
+    pub(crate) sampling: AtomicBool,
+}
+
+impl State {
+    /// The state of a server (or a mounted service) answering as if listening on
+    /// `config.addr`, over `container`, stopped by `shutdown`; `tls` is the handshake
+    /// of a server that speaks TLS itself (a mounted service leaves it to its host).
+    pub(crate) fn new(
+        config: HttpServerConfig,
+        container: Arc<ChannelContainer>,
+        shutdown: ShutdownHandle,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> State {
+        let mut hyper = auto::Builder::new(TokioExecutor::new());
+        hyper
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout);
+        hyper.http2().timer(TokioTimer::new());
+        State {
+            gate: Gate::new(config.access.clone()),
+            streams: Arc::new(Semaphore::new(config.max_streams)),
+            slots: Arc::default(),
+            hosts: HostPolicy::new(config.addr, &config.allowed_hosts),
+            undelivered: Undelivered::default(),
+            config,
+            container,
+            shutdown,
+            hyper,
+            tls,
+            monitor: Monitor::default(),
+            sampling: AtomicBool::new(false),
+        }
+    }
 }

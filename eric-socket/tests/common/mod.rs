@@ -128,13 +128,30 @@ impl TestServer {
         configure_unix: impl FnOnce(&mut UnixServerConfig),
         configure_http: impl FnOnce(&mut HttpConfig),
     ) -> TestServer {
+        TestServer::launch_as(
+            mounted(),
+            (container, redis),
+            configure_unix,
+            configure_http,
+        )
+        .await
+    }
+
+    async fn launch_as(
+        mounted: bool,
+        (container, redis): Engine,
+        configure_unix: impl FnOnce(&mut UnixServerConfig),
+        configure_http: impl FnOnce(&mut HttpConfig),
+    ) -> TestServer {
         #[cfg(not(feature = "http"))]
-        let _ = configure_http;
+        let _ = (configure_http, mounted);
         let stop = ShutdownHandle::new();
         let mut tasks = Vec::new();
 
         #[cfg(feature = "http")]
-        let addr = {
+        let addr = if mounted {
+            launch_mounted(&container, &stop, configure_http, &mut tasks).await
+        } else {
             let mut config = HttpServerConfig::new("127.0.0.1:0".parse().unwrap());
             configure_http(&mut config);
             let server = HttpServer::bind(config, Arc::clone(&container))
@@ -168,6 +185,17 @@ impl TestServer {
             _dir: dir,
             _redis: redis,
         }
+    }
+
+    /// Both servers, the HTTP one eric's own [`HttpServer`] even where the tests run
+    /// against the mounted API: for the tests of what belongs to the listener (the
+    /// header read timeout, the grace period of shutdown, the direct stream path),
+    /// which a mounted API leaves to the application's server.
+    #[cfg(feature = "http")]
+    pub async fn start_listener_with(configure: impl FnOnce(&mut HttpServerConfig)) -> TestServer {
+        let server = TestServer::launch_as(false, default_container(), |_| {}, configure).await;
+        OWN_LISTENERS.lock().unwrap().push(server.addr);
+        server
     }
 
     /// A typed client of the Unix server.
@@ -229,6 +257,86 @@ impl Drop for TestServer {
         // A test that failed half-way still stops its servers.
         self.stop.shutdown();
     }
+}
+
+/// Whether this copy of the helpers serves the HTTP tests through eric's API mounted
+/// in an axum application rather than through [`HttpServer`]: tests/http_mounted.rs
+/// compiles the route and stream tests, and these helpers with them, as modules of its
+/// own crate, so the path of this module says which of the two test crates it is in.
+pub fn mounted() -> bool {
+    cfg!(feature = "tower") && module_path!().starts_with("http_mounted::")
+}
+
+/// The prefix the mounted API is served under (with a route of the application's own
+/// at `/`, beside it).
+pub const MOUNT_PREFIX: &str = "/eric";
+
+/// What goes before a request path of the tests: [`MOUNT_PREFIX`] where the API is
+/// mounted, nothing for `HttpServer`.
+pub fn path_prefix() -> &'static str {
+    if mounted() {
+        MOUNT_PREFIX
+    } else {
+        ""
+    }
+}
+
+/// The addresses of the `HttpServer`s that [`TestServer::start_listener_with`] started
+/// where the other tests run against the mounted API.
+#[cfg(feature = "http")]
+static OWN_LISTENERS: std::sync::Mutex<Vec<SocketAddr>> = std::sync::Mutex::new(Vec::new());
+
+/// What goes before a request path for the server at `addr`: [`path_prefix`], unless
+/// that server is an `HttpServer` of [`TestServer::start_listener_with`].
+#[cfg(feature = "http")]
+pub fn prefix_for(addr: SocketAddr) -> &'static str {
+    if OWN_LISTENERS.lock().unwrap().contains(&addr) {
+        ""
+    } else {
+        path_prefix()
+    }
+}
+
+/// eric's API mounted under [`MOUNT_PREFIX`] in an axum application on 127.0.0.1 with a
+/// free port, served by `axum::serve` until `stop` fires (which also stops the API's
+/// streams, as an application must); its address.
+#[cfg(feature = "tower")]
+async fn launch_mounted(
+    container: &Arc<ChannelContainer>,
+    stop: &ShutdownHandle,
+    configure: impl FnOnce(&mut HttpServerConfig),
+    tasks: &mut Vec<(&'static str, JoinHandle<io::Result<()>>)>,
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = HttpServerConfig::new(addr);
+    configure(&mut config);
+    config.addr = addr;
+    let service = eric_socket::http::HttpService::new(config, Arc::clone(container))
+        .with_shutdown_handle(stop.clone());
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|| async { "the application's own page" }),
+        )
+        .nest_service(MOUNT_PREFIX, service);
+    let stop = stop.clone();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await });
+    tasks.push((
+        "the axum application",
+        tokio::spawn(async move { serve.await }),
+    ));
+    addr
+}
+
+#[cfg(all(feature = "http", not(feature = "tower")))]
+async fn launch_mounted(
+    _: &Arc<ChannelContainer>,
+    _: &ShutdownHandle,
+    _: impl FnOnce(&mut HttpServerConfig),
+    _: &mut Vec<(&'static str, JoinHandle<io::Result<()>>)>,
+) -> SocketAddr {
+    unreachable!("the mounted API needs the feature tower")
 }
 
 /// The HTTP server's settings, or nothing to set without the `http` feature.

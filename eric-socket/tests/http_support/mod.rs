@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 #[path = "../common/mod.rs"]
 mod common;
 #[allow(unused_imports)] // each test binary uses its own part
-pub use common::{bounded, eventually, RawStream, TestServer, WAIT};
+pub use common::{bounded, eventually, path_prefix, prefix_for, RawStream, TestServer, WAIT};
 
 impl TestServer {
     /// A request on a new connection.
@@ -42,7 +42,8 @@ impl TestServer {
         body: Option<&str>,
     ) -> Reply {
         let (mut sender, connection) = handshake(self.addr).await;
-        let mut request = Request::builder().method(method).uri(path);
+        let target = format!("{}{path}", prefix_for(self.addr));
+        let mut request = Request::builder().method(method).uri(target);
         request = request.header("host", self.addr.to_string());
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -205,7 +206,8 @@ impl SseClient {
     /// Opens a stream at `path` with extra request `headers`.
     pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
         let (mut sender, connection) = handshake(addr).await;
-        let mut request = Request::get(path).header("host", addr.to_string());
+        let target = format!("{}{path}", prefix_for(addr));
+        let mut request = Request::get(target).header("host", addr.to_string());
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -331,7 +333,9 @@ impl Drop for SseClient {
 /// A raw TCP client: writes `request` as given and reads the response head.
 pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> (TcpStream, String) {
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(request).await.expect("write the request");
+    tcp.write_all(&with_prefix_of(prefix_for(addr), request))
+        .await
+        .expect("write the request");
     let head = read_head(&mut tcp).await;
     (tcp, head)
 }
@@ -406,4 +410,36 @@ pub fn ids(events: &[ParsedEvent]) -> Vec<String> {
 /// The offset part of an event id (`<epoch>-<offset>`).
 pub fn offset_of(id: &str) -> &str {
     id.rsplit('-').next().unwrap_or(id)
+}
+
+/// `requests` (one or more, pipelined) with [`path_prefix`] put before the target of
+/// each request line: a line at the start or after a blank line that reads
+/// `METHOD /...`.
+pub fn with_prefix(requests: &[u8]) -> Vec<u8> {
+    with_prefix_of(path_prefix(), requests)
+}
+
+/// `requests` with `prefix` put before the target of each request line.
+fn with_prefix_of(prefix: &str, requests: &[u8]) -> Vec<u8> {
+    let prefix = prefix.as_bytes();
+    let mut out = Vec::with_capacity(requests.len() + 4 * prefix.len());
+    let mut at_request_line = true;
+    let mut i = 0;
+    while i < requests.len() {
+        if at_request_line && !prefix.is_empty() {
+            let method_len = requests[i..]
+                .iter()
+                .take_while(|b| b.is_ascii_uppercase())
+                .count();
+            if method_len > 0 && requests[i + method_len..].starts_with(b" /") {
+                out.extend_from_slice(&requests[i..=i + method_len]);
+                out.extend_from_slice(prefix);
+                i += method_len + 1;
+            }
+        }
+        out.push(requests[i]);
+        i += 1;
+        at_request_line = out.ends_with(b"\r\n\r\n");
+    }
+    out
 }
