@@ -178,20 +178,29 @@ pub fn table(snapshot: &Snapshot, http: &str) -> String {
             t.delivered_socket
         ),
     );
+    let losses = &snapshot.losses;
     row(
         "dropped",
-        t.dropped(),
+        t.dropped() + losses.dropped_oldest + losses.dropped_too_slow,
         format!(
-            "rejected {}, disconnected {}",
-            t.dropped_rejected, t.dropped_disconnected
+            "rejected {}, disconnected {}, oldest {}, too slow {}",
+            t.dropped_rejected,
+            t.dropped_disconnected,
+            losses.dropped_oldest,
+            losses.dropped_too_slow
         ),
     );
     row(
+        "refused",
+        losses.overloaded,
+        "publishes refused: the queues held --max-queued-bytes".to_owned(),
+    );
+    row(
         "disconnects",
-        t.disconnects(),
+        t.disconnects() + losses.slow_disconnects,
         format!(
             "slow {}, token expired {}, overflow {}, shutdown {}",
-            t.disconnects_slow,
+            t.disconnects_slow + losses.slow_disconnects,
             t.disconnects_token_expired,
             t.disconnects_overflow,
             t.disconnects_shutdown
@@ -212,6 +221,19 @@ pub fn table(snapshot: &Snapshot, http: &str) -> String {
         latency(snapshot.latency_p50_us),
         latency(snapshot.latency_p99_us)
     );
+    if let Some(engine) = &snapshot.engine {
+        let commands = &engine.command_latency;
+        let _ = writeln!(
+            out,
+            "  {:<12}{:>12}  reconnects {}, commands {}, p50 {}, p99 {}",
+            engine.store,
+            if engine.up { "up" } else { "DOWN" },
+            engine.reconnects,
+            commands.count(),
+            latency(commands.quantile_us(0.5)),
+            latency(commands.quantile_us(0.99))
+        );
+    }
     if !snapshot.channel_list.is_empty() {
         let ids: Vec<Cow<'_, str>> = snapshot
             .channel_list
@@ -271,6 +293,9 @@ mod tests {
             "publish_rate": 12.5, "delivery_rate": 30000.0,
             "publish_history": [], "delivery_history": [],
             "latency_p50_us": 50.0, "latency_p99_us": 2500.0,
+            "losses": {"dropped_oldest": 7, "dropped_too_slow": 20, "slow_disconnects": 2, "overloaded": 3},
+            "engine": {"store": "redis", "up": false, "reconnects": 4,
+                       "command_latency": {"buckets": [0, 0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], "sum_seconds": 0.001}},
             "channel_list": [
                 {"id": "news", "listeners": 2, "subscribers": 2, "published": 9, "publish_rate": 3.0},
                 {"id": "bad\nid", "listeners": 1, "subscribers": 1, "published": 3, "publish_rate": null}
@@ -287,7 +312,10 @@ mod tests {
             "subscribers            3  http 2, socket 1",
             "published             12  12/s  (broadcast 10, dispatch 2)",
             "delivered             30  30.0k/s  (http 25, socket 5)",
-            "dropped                1  rejected 1, disconnected 0",
+            "dropped               28  rejected 1, disconnected 0, oldest 7, too slow 20",
+            "refused                3  publishes refused",
+            "disconnects            2  slow 2,",
+            "redis               DOWN  reconnects 4, commands 10, p50 100 µs, p99 250 µs",
             "resumes                5  replayed 4, with a gap marker 1",
             "latency p50        50 µs  p99 2.5 ms",
             "news",

@@ -139,6 +139,61 @@ fn publishes_are_refused_while_redis_is_down_and_streams_heal_after() {
     assert_eq!(offsets, (2..=6).collect::<Vec<_>>(), "no gap, no repeat");
 }
 
+/// The value of the sample `series` (name and labels as written) in a `/metrics` body.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.parse().ok()
+    })
+}
+
+#[test]
+#[ignore = "needs redis-server"]
+fn readyz_and_the_redis_metrics_follow_redis_going_away_and_coming_back() {
+    let mut redis = Redis::start();
+    let a = Node::start(&redis);
+    a.create("pulse");
+    assert_eq!(a.broadcast("pulse", 1), 200);
+    let metrics = || {
+        let (status, body) = a.request("GET", "/metrics", None);
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let up = metrics();
+    assert_eq!(a.request("GET", "/readyz", None).0, 200);
+    assert_eq!(sample(&up, "eric_redis_up"), Some(1.0), "{up}");
+    assert_eq!(sample(&up, "eric_ready"), Some(1.0));
+    assert_eq!(sample(&up, "eric_redis_reconnects_total"), Some(0.0));
+    let commands = sample(&up, "eric_redis_command_duration_seconds_count").unwrap();
+    assert!(commands >= 2.0, "create and broadcast are commands: {up}");
+
+    redis.stop();
+    wait_until("/readyz turns 503", || {
+        a.request("GET", "/readyz", None).0 == 503
+    });
+    let (_, reason) = a.request("GET", "/readyz", None);
+    assert!(reason.contains("Redis"), "the reason names Redis: {reason}");
+    wait_until("eric_redis_up turns 0", || {
+        sample(&metrics(), "eric_redis_up") == Some(0.0)
+    });
+    assert_eq!(sample(&metrics(), "eric_ready"), Some(0.0));
+
+    redis.restart();
+    wait_until("/readyz turns 200 again", || {
+        a.request("GET", "/readyz", None).0 == 200
+    });
+    assert_eq!(a.broadcast("pulse", 2), 200);
+    let back = metrics();
+    assert_eq!(sample(&back, "eric_redis_up"), Some(1.0), "{back}");
+    let reconnects = sample(&back, "eric_redis_reconnects_total").unwrap();
+    assert!(
+        reconnects >= 2.0,
+        "commands and notifications each connected again: {back}"
+    );
+    let after = sample(&back, "eric_redis_command_duration_seconds_count").unwrap();
+    assert!(after > commands, "{back}");
+}
+
 #[test]
 #[ignore = "needs redis-server"]
 fn a_node_killed_mid_publish_loses_nothing_acknowledged() {

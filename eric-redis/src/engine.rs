@@ -3,7 +3,8 @@
 use crate::keys::{self, ChannelKeys};
 use crate::parse::{self, Entry, Notice};
 use eric_core::{Applied, Epoch, Error, Listener, Message, Result, Retention};
-use eric_socket::engine::{ChannelStream, Engine};
+use eric_socket::engine::{ChannelStream, Engine, EngineFigures};
+use eric_socket::metrics::LatencyHistogram;
 use eric_socket::ChannelSettings;
 use eric_sse::SseChannel;
 use futures::StreamExt;
@@ -13,9 +14,9 @@ use redis::{AsyncConnectionConfig, RedisError, Script, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The least number of entries a channel's log keeps in Redis: the log is also the
 /// queue of every named listener, so it must hold more than what resume needs.
@@ -141,6 +142,28 @@ struct Inner {
     /// Tells this node's watcher ids from every other node's and from named listeners.
     node_tag: String,
     watchers: AtomicU64,
+    health: Health,
+}
+
+/// What `/metrics` tells of Redis: read from here, never by a round trip.
+#[derive(Default)]
+struct Health {
+    /// Whether the command connection answered its last command.
+    commands_up: AtomicBool,
+    /// Whether a command connection was ever made: the next one is a reconnect.
+    connected_once: AtomicBool,
+    /// Connections (for commands or notifications) made again after one was lost.
+    reconnects: AtomicU64,
+    /// Every command and script, from sending to the answer (or the failure).
+    latency: LatencyHistogram,
+}
+
+impl Health {
+    /// Counts a command that took `took`, and whether the store answered it.
+    fn answered(&self, took: Duration, answered: bool) {
+        self.latency.observe(took);
+        self.commands_up.store(answered, Ordering::Relaxed);
+    }
 }
 
 /// The Redis engine (see the [crate documentation](crate)). It runs its own small tokio
@@ -170,6 +193,12 @@ impl Drop for RedisEngine {
 
 fn unavailable(error: impl fmt::Display) -> Error {
     Error::Unavailable(format!("Redis: {error}"))
+}
+
+/// Whether Redis answered, though with an error (a script's refusal, a value of the
+/// wrong type), rather than not at all.
+fn answered(error: &RedisError) -> bool {
+    !matches!(failure(error, ""), Error::Unavailable(_))
 }
 
 /// What a Redis failure means for the caller: the store unreachable, or a value that
@@ -242,6 +271,7 @@ impl RedisEngine {
             },
             node_tag: format!("{}", Epoch::new()),
             watchers: AtomicU64::new(0),
+            health: Health::default(),
         });
         let engine = RedisEngine {
             inner: Arc::clone(&inner),
@@ -344,22 +374,28 @@ impl Inner {
         if let Some(connection) = &*guard {
             return Ok(connection.clone());
         }
-        let connection = match &self.cluster {
-            Some(cluster) => {
-                Connection::Cluster(cluster.get_async_connection().await.map_err(unavailable)?)
-            }
+        let made = match &self.cluster {
+            Some(cluster) => cluster
+                .get_async_connection()
+                .await
+                .map(Connection::Cluster),
             None => {
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(self.timeout)
                     .set_response_timeout(self.timeout);
-                Connection::Single(
-                    self.client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await
-                        .map_err(unavailable)?,
-                )
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(Connection::Single)
             }
         };
+        let connection = made.map_err(|error| {
+            self.health.commands_up.store(false, Ordering::Relaxed);
+            unavailable(error)
+        })?;
+        if self.health.connected_once.swap(true, Ordering::Relaxed) {
+            self.health.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
         *guard = Some(connection.clone());
         Ok(connection)
     }
@@ -376,7 +412,13 @@ impl Inner {
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd, key: &str) -> Result<T> {
         let mut connection = self.connection().await?;
-        match cmd.query_async(&mut connection).await {
+        let sent = Instant::now();
+        let result = cmd.query_async(&mut connection).await;
+        self.health.answered(
+            sent.elapsed(),
+            result.as_ref().map_or_else(answered, |_| true),
+        );
+        match result {
             Ok(value) => Ok(value),
             Err(error) => Err(self.fail(error, key).await),
         }
@@ -393,7 +435,12 @@ impl Inner {
                 e.to_string(),
             ))
         })?;
+        let sent = Instant::now();
         let result = invocation.invoke_async(&mut connection).await;
+        self.health.answered(
+            sent.elapsed(),
+            result.as_ref().map_or_else(answered, |_| true),
+        );
         if let Err(error) = &result {
             if matches!(failure(error, key), Error::Unavailable(_)) {
                 *self.connection.lock().await = None;
@@ -631,9 +678,13 @@ impl Inner {
 /// heals each from the log after a reconnect, probes the connection when it is silent.
 async fn subscriber(inner: Arc<Inner>, mut ready: Option<std::sync::mpsc::SyncSender<()>>) {
     let mut backoff = Duration::from_millis(50);
+    let mut connected_once = false;
     loop {
         match inner.client.get_async_pubsub().await {
             Ok(pubsub) => {
+                if std::mem::replace(&mut connected_once, true) {
+                    inner.health.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
                 let (mut sink, mut stream) = pubsub.split();
                 let ids: Vec<String> = inner.local.read().keys().cloned().collect();
                 let mut subscribed = true;
@@ -1024,6 +1075,17 @@ impl Engine for RedisEngine {
         let listener = Listener::with_id(format!("w{}.{n}", self.inner.node_tag))
             .queue_config(channel.queue_config());
         channel.watch_as(listener, last_event_id)
+    }
+
+    fn figures(&self) -> Option<EngineFigures> {
+        let health = &self.inner.health;
+        let up = health.commands_up.load(Ordering::Relaxed) && self.inner.sink.lock().is_some();
+        Some(EngineFigures::new(
+            "redis",
+            up,
+            health.reconnects.load(Ordering::Relaxed),
+            &health.latency,
+        ))
     }
 
     fn flush(&self) {

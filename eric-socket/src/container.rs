@@ -124,6 +124,12 @@ impl ChannelContainer {
         }
     }
 
+    /// What the engine tells of its store (`None` in memory); see
+    /// [`Engine::figures`].
+    pub fn engine_figures(&self) -> Option<crate::engine::EngineFigures> {
+        self.engine.as_ref().and_then(|engine| engine.figures())
+    }
+
     /// Whether the state lives outside the process (an engine other than the
     /// in-memory one).
     pub fn has_engine(&self) -> bool {

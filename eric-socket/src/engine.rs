@@ -15,8 +15,10 @@
 //! the message names the key).
 
 use crate::container::ChannelSettings;
+use crate::metrics::{LatencyCounts, LatencyHistogram};
 use eric_core::{Listener, Message, Result, Retention};
 use eric_sse::{SseAdapter, SseChannel};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -74,4 +76,40 @@ pub trait Engine: Send + Sync + fmt::Debug + 'static {
 
     /// Stores what must outlive the process (the listeners' cursors): the server stops.
     fn flush(&self);
+
+    /// What the engine tells of its store for `/metrics`, `/monitor` and `eric stats`,
+    /// read without a round trip to the store. `None` (the default): nothing to tell.
+    fn figures(&self) -> Option<EngineFigures> {
+        None
+    }
+}
+
+/// What an engine tells of its store: whether it is up, how often its connections
+/// were made again, and how long its commands take. `/metrics` exposes them as
+/// `eric_<store>_up`, `eric_<store>_reconnects_total` and
+/// `eric_<store>_command_duration_seconds`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EngineFigures {
+    /// The store's name in metric names: lower case letters (`redis`).
+    pub store: String,
+    /// Whether the store answered the last command and the engine's connections are up.
+    pub up: bool,
+    /// Connections to the store made again after one was lost.
+    pub reconnects: u64,
+    /// How long its commands took, from sending to the answer.
+    pub command_latency: LatencyCounts,
+}
+
+impl EngineFigures {
+    /// The figures of the store named `store` (lower case letters: it becomes part of
+    /// metric names).
+    pub fn new(store: &str, up: bool, reconnects: u64, commands: &LatencyHistogram) -> Self {
+        EngineFigures {
+            store: store.to_owned(),
+            up,
+            reconnects,
+            command_latency: commands.read(),
+        }
+    }
 }

@@ -20,7 +20,8 @@ pub struct LossCounters {
 }
 
 /// A snapshot of [`LossCounters`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct LossTotals {
     /// Messages a full queue refused (`--overflow reject`).
     pub rejected: u64,

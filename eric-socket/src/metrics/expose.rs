@@ -1,9 +1,11 @@
 //! `GET /metrics`: the counters in the Prometheus text format (version 0.0.4), written
 //! by prometheus-client's encoder from a collector that reads them at scrape time.
 
-use super::shards::{Counter, LATENCY_BOUNDS};
+use super::shards::Counter;
+use super::LatencyCounts;
 use super::{DisconnectReason, Transport};
 use crate::container::ChannelContainer;
+use crate::engine::EngineFigures;
 use crate::http::ROUTES;
 use http::{Method, StatusCode};
 use prometheus_client::collector::Collector;
@@ -75,9 +77,9 @@ struct Scrape {
     counters: Vec<(Counter, u64)>,
     subscribers: [(Transport, u64); 2],
     connections: [(Transport, u64); 2],
-    latency: Vec<(f64, u64)>,
-    latency_sum: f64,
-    latency_count: u64,
+    latency: LatencyCounts,
+    /// What the engine tells of its store, if the state lives in one.
+    engine: Option<EngineFigures>,
     requests: Vec<(usize, u64)>,
     /// What the queues lost, from the container's loss counters.
     losses: crate::losses::LossTotals,
@@ -105,12 +107,10 @@ impl Scrape {
         .into_iter()
         .map(|counter| (counter, shards.sum(counter)))
         .collect();
-        let buckets = shards.latency();
-        let latency = buckets
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| (LATENCY_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY), n))
-            .collect();
+        let latency = LatencyCounts {
+            buckets: shards.latency().to_vec(),
+            sum_seconds: shards.sum(Counter::LatencyNanos) as f64 / 1e9,
+        };
         Scrape {
             ready,
             uptime: metrics.uptime().as_secs(),
@@ -125,9 +125,8 @@ impl Scrape {
                 (Transport::Http, totals.connections_http),
                 (Transport::Socket, totals.connections_socket),
             ],
-            latency_sum: shards.sum(Counter::LatencyNanos) as f64 / 1e9,
-            latency_count: buckets.iter().sum(),
             latency,
+            engine: container.engine_figures(),
             losses: container.losses().totals(),
             requests: shards
                 .requests()
@@ -295,11 +294,14 @@ impl Collector for Scrape {
             MetricType::Histogram,
         )?
         .encode_histogram::<NoLabelSet>(
-            self.latency_sum,
-            self.latency_count,
-            &self.latency,
+            self.latency.sum_seconds,
+            self.latency.count(),
+            &self.latency.bounded(),
             None,
         )?;
+        if let Some(engine) = &self.engine {
+            encode_engine(e, engine)?;
+        }
         let mut requests = e.encode_descriptor(
             "eric_http_requests",
             "HTTP requests answered, by route and status",
@@ -320,6 +322,39 @@ impl Collector for Scrape {
         }
         Ok(())
     }
+}
+
+/// The families of an engine's store: `eric_<store>_up`, `eric_<store>_reconnects_total`
+/// and `eric_<store>_command_duration_seconds`.
+fn encode_engine(encoder: &mut DescriptorEncoder, engine: &EngineFigures) -> fmt::Result {
+    let store = &engine.store;
+    gauge(
+        encoder,
+        &format!("eric_{store}_up"),
+        &format!("1 while {store} answers commands and notifications, else 0"),
+        &u64::from(engine.up),
+    )?;
+    encoder
+        .encode_descriptor(
+            &format!("eric_{store}_reconnects"),
+            &format!("Connections to {store} made again after one was lost"),
+            None,
+            MetricType::Counter,
+        )?
+        .encode_counter::<NoLabelSet, _, u64>(&engine.reconnects, None)?;
+    encoder
+        .encode_descriptor(
+            &format!("eric_{store}_command_duration_seconds"),
+            &format!("Time from sending a command to {store} to its answer"),
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<NoLabelSet>(
+            engine.command_latency.sum_seconds,
+            engine.command_latency.count(),
+            &engine.command_latency.bounded(),
+            None,
+        )
 }
 
 /// The exposition of `container`'s figures; `ready` is whether `/readyz` answers 200.

@@ -26,8 +26,11 @@
 //! * resumes: each `/stream` or `/watch` that names a `Last-Event-ID`;
 //! * requests: every HTTP answer, by route of [`ROUTES`](crate::http::ROUTES) and status.
 
+mod histogram;
 mod shards;
 mod snapshot;
+
+pub use histogram::{LatencyCounts, LatencyHistogram};
 
 pub(crate) use snapshot::Sampler;
 pub use snapshot::{ChannelFigures, Snapshot, Totals};

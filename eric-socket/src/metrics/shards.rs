@@ -59,6 +59,14 @@ const LATENCY_BOUNDS_NANOS: [u64; 14] = [
     1_000_000_000,
 ];
 
+/// The latency bucket that holds `nanos`: the first whose bound is not below it.
+pub(crate) fn bucket_of(nanos: u64) -> usize {
+    LATENCY_BOUNDS_NANOS
+        .iter()
+        .position(|&bound| nanos <= bound)
+        .unwrap_or(LATENCY_BOUNDS_NANOS.len())
+}
+
 /// One thread's counters. Aligned so that two slots never share a cache line (two
 /// lines, for CPUs that fetch lines in pairs).
 #[repr(align(128))]
@@ -125,11 +133,7 @@ impl Shards {
     /// Counts one publish latency.
     pub(crate) fn observe_latency(&self, nanos: u64) {
         let slot = self.slot();
-        let bucket = LATENCY_BOUNDS_NANOS
-            .iter()
-            .position(|&bound| nanos <= bound)
-            .unwrap_or(LATENCY_BOUNDS_NANOS.len());
-        slot.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        slot.latency[bucket_of(nanos)].fetch_add(1, Ordering::Relaxed);
         slot.counters[Counter::LatencyNanos as usize].fetch_add(nanos, Ordering::Relaxed);
     }
 

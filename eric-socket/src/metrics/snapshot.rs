@@ -1,7 +1,7 @@
 //! The figures of a moment, with the rates since the moment before: what `/monitor`
 //! draws and `eric stats` prints (as JSON, one `GET /monitor/events` event each).
 
-use super::shards::{LATENCY_BOUNDS, LATENCY_BUCKETS};
+use super::histogram::quantile_us;
 use crate::container::ChannelContainer;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -131,6 +131,13 @@ pub struct Snapshot {
     pub latency_p50_us: Option<f64>,
     /// The same for 99 % of all publishes.
     pub latency_p99_us: Option<f64>,
+    /// What the queues lost or refused (`--overflow drop-oldest`, `--max-lag-bytes`,
+    /// `--max-queued-bytes`); the overflow refusals and disconnects are in `totals`.
+    #[serde(default)]
+    pub losses: crate::LossTotals,
+    /// What the engine tells of its store (`None` in memory).
+    #[serde(default)]
+    pub engine: Option<crate::engine::EngineFigures>,
     /// The most subscribed channels (at most 100), with their figures; empty when the
     /// snapshot was taken without them.
     pub channel_list: Vec<ChannelFigures>,
@@ -219,6 +226,8 @@ impl Sampler {
             delivery_history: self.delivery_history.iter().copied().collect(),
             latency_p50_us,
             latency_p99_us,
+            losses: container.losses().totals(),
+            engine: container.engine_figures(),
             channel_list,
         }
     }
@@ -270,32 +279,10 @@ fn push_bounded(history: &mut VecDeque<f64>, value: f64) {
     history.push_back(value);
 }
 
-/// The upper bound (in microseconds) of the bucket that holds quantile `q` of the
-/// latency histogram; `None` when it is empty, and the largest finite bound for the
-/// `+Inf` bucket.
-fn quantile_us(buckets: &[u64; LATENCY_BUCKETS], q: f64) -> Option<f64> {
-    let count: u64 = buckets.iter().sum();
-    if count == 0 {
-        return None;
-    }
-    let rank = (q * count as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
-    for (i, n) in buckets.iter().enumerate() {
-        seen += n;
-        if seen >= rank {
-            let bound = LATENCY_BOUNDS
-                .get(i)
-                .copied()
-                .unwrap_or(LATENCY_BOUNDS[LATENCY_BOUNDS.len() - 1]);
-            return Some(bound * 1e6);
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::shards::LATENCY_BUCKETS;
     use crate::metrics::PublishKind;
     use std::time::Duration;
 
