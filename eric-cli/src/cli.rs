@@ -634,6 +634,37 @@ pub struct ServeArgs {
     )]
     pub redis_prefix: String,
 
+    /// With a `rediss://` URL: trust the certificate authority in this PEM file instead
+    /// of the system's trust store.
+    #[arg(
+        long,
+        env = "ERIC_REDIS_CA",
+        value_name = "PATH",
+        help_heading = "Redis engine"
+    )]
+    pub redis_ca: Option<PathBuf>,
+
+    /// With a `rediss://` URL: present this client certificate (PEM) to a Redis that
+    /// asks for one (`tls-auth-clients`); needs --redis-key.
+    #[arg(
+        long,
+        env = "ERIC_REDIS_CERT",
+        value_name = "PATH",
+        requires = "redis_key",
+        help_heading = "Redis engine"
+    )]
+    pub redis_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --redis-cert.
+    #[arg(
+        long,
+        env = "ERIC_REDIS_KEY",
+        value_name = "PATH",
+        requires = "redis_cert",
+        help_heading = "Redis engine"
+    )]
+    pub redis_key: Option<PathBuf>,
+
     /// The `retry` of every event, in milliseconds.
     #[arg(
         long,

@@ -7,7 +7,7 @@
 
 mod redis_support;
 
-use redis_support::{wait_until, Event, Node, Redis};
+use redis_support::{wait_until, Event, Node, Redis, RedisCertificates, ERIC};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -192,6 +192,96 @@ fn readyz_and_the_redis_metrics_follow_redis_going_away_and_coming_back() {
     );
     let after = sample(&back, "eric_redis_command_duration_seconds_count").unwrap();
     assert!(after > commands, "{back}");
+}
+
+/// `eric serve` with `args`, expected to refuse to start: its stderr.
+fn refused_start(args: &[&std::ffi::OsStr]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(ERIC)
+        .arg("serve")
+        .arg("--socket")
+        .arg(dir.path().join("eric.sock"))
+        .args(["--http", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("ERIC_REDIS_CA")
+        .env_remove("ERIC_REDIS_CERT")
+        .env_remove("ERIC_REDIS_KEY")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "it started with {args:?}");
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[test]
+#[ignore = "needs redis-server"]
+fn a_node_speaks_tls_to_redis_with_a_ca_and_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = RedisCertificates::issue(dir.path(), "redis");
+    let stranger = RedisCertificates::issue(dir.path(), "stranger");
+    let redis = Redis::start_tls(&certificates);
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let os = |path: &std::path::Path| path.as_os_str().to_owned();
+    let flags = |ca: &std::path::Path, cert: &std::path::Path, key: &std::path::Path| {
+        [
+            "--redis".into(),
+            url.clone().into(),
+            "--redis-ca".into(),
+            os(ca),
+            "--redis-cert".into(),
+            os(cert),
+            "--redis-key".into(),
+            os(key),
+        ]
+    };
+    fn borrowed(flags: &[std::ffi::OsString]) -> Vec<&std::ffi::OsStr> {
+        flags.iter().map(|f| f.as_os_str()).collect()
+    }
+
+    // A Redis certificate that no trusted CA signed: refused, whatever the client has.
+    let untrusted = flags(
+        &stranger.ca,
+        &certificates.client_cert,
+        &certificates.client_key,
+    );
+    let stderr = refused_start(&borrowed(&untrusted));
+    assert!(stderr.contains("cannot use the Redis at rediss://"), "{stderr}");
+    // Redis asks for a client certificate: without one, no connection.
+    let no_client = [
+        "--redis".into(),
+        std::ffi::OsString::from(&url),
+        "--redis-ca".into(),
+        os(&certificates.ca),
+    ];
+    let stderr = refused_start(&borrowed(&no_client));
+    assert!(stderr.contains("cannot use the Redis at rediss://"), "{stderr}");
+    // TLS certificates with a plain URL are a mistake, said so.
+    let plain = [
+        "--redis".into(),
+        std::ffi::OsString::from(format!("redis://127.0.0.1:{}", redis.port)),
+        "--redis-ca".into(),
+        os(&certificates.ca),
+    ];
+    let stderr = refused_start(&borrowed(&plain));
+    assert!(stderr.contains("not rediss://"), "{stderr}");
+
+    // The CA and a client certificate it signed: two nodes share a channel over TLS.
+    let trusted = flags(
+        &certificates.ca,
+        &certificates.client_cert,
+        &certificates.client_key,
+    );
+    let rest: Vec<&str> = trusted[2..].iter().map(|f| f.to_str().unwrap()).collect();
+    let a = Node::start_with(&url, &rest);
+    let b = Node::start_with(&url, &rest);
+    a.create("secure");
+    let mut watch = b.events("/watch/secure", None);
+    for n in 1..=3 {
+        assert_eq!(a.broadcast("secure", n), 200);
+    }
+    assert_eq!(payloads(&watch.take("n", 3)), [1, 2, 3]);
+    let stored = redis.cli(&["XLEN", "{eric:secure}:log"]);
+    assert_eq!(stored.trim(), "3", "the log is in the TLS Redis");
 }
 
 #[test]

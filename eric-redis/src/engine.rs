@@ -34,9 +34,12 @@ const READ_BATCH: usize = 1000;
 /// Where the engine finds Redis and how it names its keys.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` (a Redis Cluster's node too), `redis+unix:///path` or a
-    /// path to a Unix socket.
+    /// `redis://host:port/db` (a Redis Cluster's node too), `rediss://` for TLS,
+    /// `redis+unix:///path` or a path to a Unix socket.
     pub url: String,
+    /// The certificates of a `rediss://` connection, when the system's trust store and
+    /// no client certificate are not what Redis wants.
+    pub tls: RedisTls,
     /// What every key starts with, so several deployments can share a Redis.
     pub prefix: String,
     /// How long an operation may take before it fails as unavailable.
@@ -50,7 +53,14 @@ impl RedisConfig {
             url: url.into(),
             prefix: crate::DEFAULT_PREFIX.to_owned(),
             timeout: crate::DEFAULT_TIMEOUT,
+            tls: RedisTls::default(),
         }
+    }
+
+    /// The certificates of a `rediss://` connection.
+    pub fn tls(mut self, tls: RedisTls) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Another key prefix.
@@ -65,6 +75,50 @@ impl RedisConfig {
         } else {
             self.url.clone()
         }
+    }
+
+    /// The client for the URL, with the TLS settings given.
+    fn client(&self) -> Result<redis::Client> {
+        let invalid = |e: RedisError| Error::Unavailable(format!("Redis URL {:?}: {e}", self.url));
+        match self.tls.certificates() {
+            None => redis::Client::open(self.client_url()).map_err(invalid),
+            Some(_) if !self.url.starts_with("rediss://") => Err(Error::Unavailable(format!(
+                "Redis URL {:?}: TLS certificates were given for a URL that is not rediss://",
+                self.url
+            ))),
+            Some(certificates) => {
+                redis::Client::build_with_tls(self.client_url(), certificates).map_err(invalid)
+            }
+        }
+    }
+}
+
+/// The certificates of a TLS connection to Redis (`rediss://`), each in PEM.
+#[derive(Clone, Debug, Default)]
+pub struct RedisTls {
+    /// The certificate authority that signed Redis's certificate, trusted instead of
+    /// the system's trust store.
+    pub ca: Option<Vec<u8>>,
+    /// A client certificate (chain) and its private key, for a Redis that asks for one
+    /// (`tls-auth-clients yes`, Redis's default).
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RedisTls {
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.ca.is_none() && self.client.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self
+                .client
+                .clone()
+                .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }),
+            root_cert: self.ca.clone(),
+        })
     }
 }
 
@@ -236,8 +290,7 @@ impl RedisEngine {
     /// Connects to Redis (failing if it cannot be reached now) and starts listening
     /// for notifications; reconnects with backoff whenever the connection drops.
     pub fn connect(config: RedisConfig) -> Result<Self> {
-        let client = redis::Client::open(config.client_url())
-            .map_err(|e| Error::Unavailable(format!("Redis URL {:?}: {e}", config.url)))?;
+        let client = config.client()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("eric-redis")
@@ -313,9 +366,14 @@ impl RedisEngine {
         if !info.contains("cluster_enabled:1") {
             return Ok(None);
         }
-        redis::cluster::ClusterClient::builder(vec![client.get_connection_info().clone()])
-            .connection_timeout(timeout)
-            .response_timeout(timeout)
+        let mut builder =
+            redis::cluster::ClusterClient::builder(vec![client.get_connection_info().clone()])
+                .connection_timeout(timeout)
+                .response_timeout(timeout);
+        if let Some(certificates) = config.tls.certificates() {
+            builder = builder.certs(certificates);
+        }
+        builder
             .build()
             .map(Some)
             .map_err(unavailable)

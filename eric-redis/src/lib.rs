@@ -45,7 +45,7 @@ mod parse;
 #[doc(hidden)]
 pub mod testing;
 
-pub use engine::{RedisConfig, RedisEngine};
+pub use engine::{RedisConfig, RedisEngine, RedisTls};
 
 /// How long a Redis operation may take before the engine answers
 /// [`Unavailable`](eric_core::Error::Unavailable).

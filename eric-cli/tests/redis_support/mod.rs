@@ -49,6 +49,60 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// With TLS only (`rediss://`): the certificates it serves and asks clients for.
+    tls: Option<RedisCertificates>,
+}
+
+/// The PEM files of a TLS Redis: its CA, its own certificate and key, and a client
+/// certificate and key the CA signed.
+#[derive(Clone)]
+pub struct RedisCertificates {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl RedisCertificates {
+    /// A CA of the test's own in `dir`, a certificate for 127.0.0.1 and one for a
+    /// client, both signed by it; `name` tells two sets apart.
+    pub fn issue(dir: &Path, name: &str) -> RedisCertificates {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        // Distinct subjects: OpenSSL (Redis's side) takes a certificate whose subject is
+        // its issuer's for self-signed, and rcgen gives every certificate the same one.
+        let named = |names: Vec<String>, common_name: String| {
+            let mut params = CertificateParams::new(names).unwrap();
+            params
+                .distinguished_name
+                .push(DnType::CommonName, common_name);
+            params
+        };
+        let mut params = named(Vec::new(), format!("{name} test CA"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let file = |suffix: &str, pem: String| {
+            let path = dir.join(format!("{name}-{suffix}.pem"));
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        let signed = |common_name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let cert = named(vec![common_name.to_owned()], common_name.to_owned())
+                .signed_by(&key, &ca)
+                .unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = signed("127.0.0.1");
+        let (client_cert, client_key) = signed("eric-node");
+        RedisCertificates {
+            ca: file("ca", ca.pem()),
+            server_cert: file("server-cert", server_cert),
+            server_key: file("server-key", server_key),
+            client_cert: file("client-cert", client_cert),
+            client_key: file("client-key", client_key),
+        }
+    }
 }
 
 impl Redis {
@@ -57,14 +111,40 @@ impl Redis {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
+            tls: None,
+        };
+        redis.launch();
+        redis
+    }
+
+    /// One that speaks only TLS, with `certificates`, and asks clients for a
+    /// certificate its CA signed (Redis's default, `tls-auth-clients yes`).
+    pub fn start_tls(certificates: &RedisCertificates) -> Redis {
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            tls: Some(certificates.clone()),
         };
         redis.launch();
         redis
     }
 
     fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.server_cert)
+                .arg("--tls-key-file")
+                .arg(&tls.server_key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
             .args([
@@ -85,10 +165,14 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn ping(&self) -> bool {
+        if self.tls.is_some() {
+            return self.try_cli(&["PING"]).is_some_and(|out| out.trim() == "PONG");
+        }
         let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
@@ -114,13 +198,29 @@ impl Redis {
 
     /// Runs `redis-cli` against it; its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string()]);
+        if let Some(tls) = &self.tls {
+            command
+                .args(["-h", "127.0.0.1", "--tls", "--cacert"])
+                .arg(&tls.ca)
+                .arg("--cert")
+                .arg(&tls.client_cert)
+                .arg("--key")
+                .arg(&tls.client_key);
+        }
+        let output = command
             .args(args)
             .output()
             .expect("redis-cli (Debian's redis-tools package) runs");
-        assert!(output.status.success(), "redis-cli {args:?} failed");
-        String::from_utf8(output.stdout).unwrap()
+        // redis-cli answers errors on stdout with status 0: a refused TLS handshake too.
+        let out = String::from_utf8(output.stdout).ok()?;
+        (output.status.success() && !out.starts_with("Could not connect")).then_some(out)
     }
 }
 
@@ -158,6 +258,9 @@ impl Node {
             .args(flags)
             .env_remove("ERIC_REDIS")
             .env_remove("ERIC_REDIS_PREFIX")
+            .env_remove("ERIC_REDIS_CA")
+            .env_remove("ERIC_REDIS_CERT")
+            .env_remove("ERIC_REDIS_KEY")
             .env_remove("ERIC_SOCKET")
             .env_remove("ERIC_HTTP")
             .stdin(Stdio::null())
