@@ -245,7 +245,10 @@ fn a_node_speaks_tls_to_redis_with_a_ca_and_a_client_certificate() {
         &certificates.client_key,
     );
     let stderr = refused_start(&borrowed(&untrusted));
-    assert!(stderr.contains("cannot use the Redis at rediss://"), "{stderr}");
+    assert!(
+        stderr.contains("cannot use the Redis at rediss://"),
+        "{stderr}"
+    );
     // Redis asks for a client certificate: without one, no connection.
     let no_client = [
         "--redis".into(),
@@ -254,7 +257,10 @@ fn a_node_speaks_tls_to_redis_with_a_ca_and_a_client_certificate() {
         os(&certificates.ca),
     ];
     let stderr = refused_start(&borrowed(&no_client));
-    assert!(stderr.contains("cannot use the Redis at rediss://"), "{stderr}");
+    assert!(
+        stderr.contains("cannot use the Redis at rediss://"),
+        "{stderr}"
+    );
     // TLS certificates with a plain URL are a mistake, said so.
     let plain = [
         "--redis".into(),

@@ -110,13 +110,12 @@ impl RedisTls {
             return None;
         }
         Some(redis::TlsCertificates {
-            client_tls: self
-                .client
-                .clone()
-                .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+            client_tls: self.client.clone().map(|(client_cert, client_key)| {
+                redis::ClientTlsConfig {
                     client_cert,
                     client_key,
-                }),
+                }
+            }),
             root_cert: self.ca.clone(),
         })
     }
@@ -373,10 +372,7 @@ impl RedisEngine {
         if let Some(certificates) = config.tls.certificates() {
             builder = builder.certs(certificates);
         }
-        builder
-            .build()
-            .map(Some)
-            .map_err(unavailable)
+        builder.build().map(Some).map_err(unavailable)
     }
 
     fn handle(&self) -> &tokio::runtime::Handle {

@@ -3,7 +3,7 @@
 //!
 //! [`RedisEngine`] implements [`eric_socket::Engine`]; a
 //! [`ChannelContainer`](eric_socket::ChannelContainer) made with it is what the
-//! transports use, unchanged. Each node keeps local [`SseChannel`]s as the delivery
+//! transports use, unchanged. Each node keeps local [`SseChannel`](eric_sse::SseChannel)s as the delivery
 //! fabric (streams, queues and wake-ups are those of the in-memory engine) and Redis is
 //! the source of truth:
 //!

@@ -165,13 +165,19 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn ping(&self) -> bool {
         if self.tls.is_some() {
-            return self.try_cli(&["PING"]).is_some_and(|out| out.trim() == "PONG");
+            return self
+                .try_cli(&["PING"])
+                .is_some_and(|out| out.trim() == "PONG");
         }
         let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
