@@ -26,6 +26,13 @@ const SERVE: &str = "serve";
 /// what to do with them.
 const NOT_KEYS: &[&str] = &["config", "print-config"];
 
+/// The settings `--print-config` does not print, because they are secrets: output is
+/// pasted into tickets and chats. A password in a `--redis` URL is masked the same way.
+const SECRET_KEYS: &[&str] = &["jwt-secret"];
+
+/// What a secret is printed as.
+const MASK: &str = "********";
+
 /// The command line as `eric` runs it: `args` parsed by clap, then, for
 /// `serve --config FILE`, parsed again with the file's settings below the flags and the
 /// environment. Clap's own errors (and `--help`) end the process as usual.
@@ -328,6 +335,16 @@ pub fn effective(matches: &ArgMatches) -> String {
             .map(|values| values.map(|v| v.to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         match toml_value(arg, &raw) {
+            Some(_) if SECRET_KEYS.contains(&long) => {
+                let _ = writeln!(entry, "# {long} = (set; a secret, not printed)");
+            }
+            Some(toml::Value::String(url)) if long == "redis" => {
+                let _ = writeln!(
+                    entry,
+                    "{long} = {}",
+                    toml::Value::String(mask_password(&url))
+                );
+            }
             Some(value) => {
                 let _ = writeln!(entry, "{long} = {value}");
             }
@@ -346,6 +363,21 @@ pub fn effective(matches: &ArgMatches) -> String {
         let _ = write!(out, "\n# --- {heading} ---\n{text}");
     }
     out
+}
+
+/// `url` with the password of its user part (`redis://user:password@host`) masked.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:{MASK}{}", &rest[at..]),
+        None => url.to_owned(),
+    }
 }
 
 /// The TOML of a flag's values: a boolean for a switch, a list for a flag that
@@ -389,6 +421,25 @@ fn toml_value(arg: &Arg, raw: &[String]) -> Option<toml::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_masked_and_nothing_else() {
+        assert_eq!(
+            mask_password("redis://app:hunter2@redis.internal:6379/0"),
+            "redis://app:********@redis.internal:6379/0"
+        );
+        assert_eq!(
+            mask_password("rediss://:hunter2@10.0.0.1:6380"),
+            "rediss://:********@10.0.0.1:6380"
+        );
+        for unchanged in [
+            "redis://127.0.0.1:6379",
+            "/run/redis.sock",
+            "redis://app@h/x@y",
+        ] {
+            assert_eq!(mask_password(unchanged), unchanged);
+        }
+    }
     use crate::cli::Command;
 
     fn load(text: &str, flags: &[&str]) -> Result<(Cli, ArgMatches), CliError> {

@@ -107,6 +107,26 @@ fn the_printed_configuration_is_a_file_that_reads_back_to_the_same() {
 }
 
 #[test]
+fn secrets_are_not_printed() {
+    let output = eric()
+        .args(["serve", "--print-config", "--jwt-secret", "hunter2-signing"])
+        .args(["--redis", "redis://app:hunter2-redis@127.0.0.1:6379/0"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        text.contains("# jwt-secret = (set; a secret, not printed)"),
+        "{text}"
+    );
+    assert_eq!(
+        printed(text.as_bytes(), "redis").as_str(),
+        Some("redis://app:********@127.0.0.1:6379/0")
+    );
+}
+
+#[test]
 fn an_unknown_key_or_a_bad_value_exits_5_naming_the_key_and_the_line() {
     let dir = tempfile::tempdir().unwrap();
     for (text, needle) in [
