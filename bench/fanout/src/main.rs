@@ -15,7 +15,8 @@
 //! eric-fanout --target eric|nchan --url http://127.0.0.1:8080[/PREFIX] --subscribers N --messages M
 //!             [--rate R] [--channel fanout] [--server-pid PID] [--idle-seconds 3]
 //!             [--connect-concurrency 256] [--drain-timeout 10] [--publishers 4]
-//!             [--token JWT]
+//!             [--token JWT] [--publish-url http://127.0.0.1:8081[/PREFIX]]
+//!             [--other-pids PID,PID] [--redis-stats 127.0.0.1:6379]
 //! eric-fanout --target eric --url http://127.0.0.1:8080 --subscribers N --resume-behind K
 //!             [--channel fanout] [--server-pid PID] [--connect-concurrency 256]
 //!             [--drain-timeout 10]
@@ -27,6 +28,13 @@
 //! monotonic clock just before the publish request is written, and every subscriber
 //! reads the same clock when the bytes of the event arrive, so the latency is
 //! publish-to-receive through the server. See bench/README.md.
+//!
+//! With `--publish-url` the publishes (and eric's `PUT /create`) go to another server
+//! than the subscribers (two nodes sharing channels through Redis); `--other-pids` adds
+//! the CPU of more processes (that node, Redis) over the publishing window; with
+//! `--redis-stats ADDR` it sends Redis `CONFIG RESETSTAT` just before the measured
+//! publishes and reads `INFO commandstats` once the subscribers are drained, so the
+//! calls counted are those of the measured publishes and their deliveries.
 
 use eric_sse::Parser;
 use serde_json::{json, Value};
@@ -58,6 +66,13 @@ struct Options {
     host: String,
     /// The path the routes are mounted under (empty: at the root).
     prefix: String,
+    /// Where the publishes go: `--publish-url`, else the subscribers' server.
+    publish: Endpoint,
+    /// More processes whose CPU over the publishing window is reported (`--other-pids`).
+    other_pids: Vec<u32>,
+    /// The Redis whose command statistics are reset and read around the measured
+    /// publishes (`--redis-stats`).
+    redis_stats: Option<SocketAddr>,
     channel: String,
     subscribers: usize,
     messages: usize,
@@ -71,12 +86,45 @@ struct Options {
     resume_behind: Option<usize>,
 }
 
+/// An HTTP server's address, `Host` value (with the token's header, as [`Options::host`])
+/// and route prefix.
+#[derive(Clone, Debug)]
+struct Endpoint {
+    addr: SocketAddr,
+    host: String,
+    prefix: String,
+}
+
+/// Splits `http://IP:PORT[/PREFIX]` into an [`Endpoint`]; `token` is added to the host.
+fn parse_url(url: &str, flag: &str, token: Option<&str>) -> Endpoint {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| usage(&format!("--{flag} must start with http://")))
+        .trim_end_matches('/');
+    // A path after the address is where the routes are mounted (eric's API under a
+    // prefix of an application: http://127.0.0.1:3000/eric).
+    let (host, prefix) = match rest.split_once('/') {
+        Some((host, path)) => (host.to_owned(), format!("/{path}")),
+        None => (rest.to_owned(), String::new()),
+    };
+    let addr: SocketAddr = host
+        .parse()
+        .unwrap_or_else(|_| usage(&format!("--{flag} must be http://IP:PORT")));
+    // With a token (a server that checks tokens), every request carries it.
+    let host = match token {
+        Some(token) => format!("{host}\r\nAuthorization: Bearer {token}"),
+        None => host,
+    };
+    Endpoint { addr, host, prefix }
+}
+
 fn usage(problem: &str) -> ! {
     eprintln!("eric-fanout: {problem}");
     eprintln!(
         "usage: eric-fanout --target eric|nchan --url http://HOST:PORT --subscribers N --messages M \
          [--rate R] [--channel NAME] [--server-pid PID] [--idle-seconds S] \
-         [--connect-concurrency N] [--drain-timeout S] [--publishers P] [--token JWT]\n       \
+         [--connect-concurrency N] [--drain-timeout S] [--publishers P] [--token JWT] \
+         [--publish-url http://HOST:PORT] [--other-pids PID,PID] [--redis-stats HOST:PORT]\n       \
          eric-fanout --target eric --url http://HOST:PORT --subscribers N --resume-behind K \
          [--channel NAME] [--server-pid PID] [--connect-concurrency N] [--drain-timeout S]"
     );
@@ -113,33 +161,40 @@ fn parse_options() -> Options {
         _ => usage("--target must be eric or nchan"),
     };
     let url = take("url").unwrap_or_else(|| usage("--url is required"));
-    let rest = url
-        .strip_prefix("http://")
-        .unwrap_or_else(|| usage("--url must start with http://"))
-        .trim_end_matches('/');
-    // A path after the address is where the routes are mounted (eric's API under a
-    // prefix of an application: http://127.0.0.1:3000/eric).
-    let (host, prefix) = match rest.split_once('/') {
-        Some((host, path)) => (host.to_owned(), format!("/{path}")),
-        None => (rest.to_owned(), String::new()),
+    let token = take("token");
+    let subscribe = parse_url(&url, "url", token.as_deref());
+    let publish = match take("publish-url") {
+        Some(url) => parse_url(&url, "publish-url", token.as_deref()),
+        None => subscribe.clone(),
     };
-    let addr: SocketAddr = host
-        .parse()
-        .unwrap_or_else(|_| usage("--url must be http://IP:PORT"));
-    // With a token (a server that checks tokens), every request carries it.
-    let host = match take("token") {
-        Some(token) => format!("{host}\r\nAuthorization: Bearer {token}"),
-        None => host,
-    };
+    let other_pids = take("other-pids")
+        .map(|list| {
+            list.split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| {
+                    p.trim()
+                        .parse()
+                        .unwrap_or_else(|_| usage(&format!("--other-pids: not a pid: {p}")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let redis_stats = take("redis-stats").map(|a| {
+        a.parse()
+            .unwrap_or_else(|_| usage("--redis-stats must be IP:PORT"))
+    });
     let resume_behind = take("resume-behind").map(|_| num("resume-behind", None) as usize);
     if resume_behind.is_some() && target != Target::Eric {
         usage("--resume-behind needs --target eric (it checks eric's <epoch>-<offset> ids)");
     }
     Options {
         target,
-        addr,
-        host,
-        prefix,
+        addr: subscribe.addr,
+        host: subscribe.host,
+        prefix: subscribe.prefix,
+        publish,
+        other_pids,
+        redis_stats,
         channel: take("channel").unwrap_or_else(|| "fanout".to_owned()),
         subscribers: num("subscribers", None) as usize,
         // Resume mode publishes exactly the K messages it replays.
@@ -768,33 +823,40 @@ fn percentile_us(sorted: &[u64], p: f64) -> Value {
 /// `publishers` keep-alive connections (the first is `publisher`): publisher i sends the
 /// sequence numbers i, i+P, i+2P, ... one request at a time; with a rate, message k is
 /// due at k / rate seconds after the start (an absolute schedule: a late publish does
-/// not shift the next ones). Returns every publish's latency, the failed publishes and
-/// the seconds it took.
+/// not shift the next ones).
 async fn publish_measured(
     opts: &Options,
     mut publisher: Publisher,
     pub_path: &str,
     publishers: usize,
-) -> (Vec<u64>, u64, f64) {
+) -> Published {
     let publish_started = Instant::now();
     let tasks: Vec<_> = (0..publishers)
         .map(|first| {
             let mut publisher = if first == 0 {
-                std::mem::replace(&mut publisher, Publisher::new(opts.addr, opts.host.clone()))
+                std::mem::replace(
+                    &mut publisher,
+                    Publisher::new(opts.publish.addr, opts.publish.host.clone()),
+                )
             } else {
-                Publisher::new(opts.addr, opts.host.clone())
+                Publisher::new(opts.publish.addr, opts.publish.host.clone())
             };
             let (count, step, rate, target) = (opts.messages, publishers, opts.rate, opts.target);
             let pub_path = pub_path.to_owned();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
+                let mut lags = Vec::new();
                 let mut errors = 0u64;
                 for seq in (first..count).step_by(step) {
-                    if let Some(rate) = rate {
-                        let due = publish_started + Duration::from_secs_f64(seq as f64 / rate);
+                    let due = rate
+                        .map(|rate| publish_started + Duration::from_secs_f64(seq as f64 / rate));
+                    if let Some(due) = due {
                         tokio::time::sleep_until(due.into()).await;
                     }
                     let sent = now_ns();
+                    if let Some(due) = due {
+                        lags.push(due.elapsed().as_nanos() as u64);
+                    }
                     let payload = json!({"seq": seq, "sent": sent});
                     let body = match target {
                         Target::Eric => {
@@ -809,22 +871,107 @@ async fn publish_measured(
                     }
                     latencies.push(now_ns() - sent);
                 }
-                (latencies, errors)
+                (latencies, lags, errors)
             })
         })
         .collect();
-    let mut publish_latencies: Vec<u64> = Vec::with_capacity(opts.messages);
-    let mut publish_errors = 0;
+    let mut published = Published {
+        latencies_ns: Vec::with_capacity(opts.messages),
+        lags_ns: Vec::new(),
+        errors: 0,
+        seconds: 0.0,
+    };
     for task in tasks {
-        let (latencies, errors) = task.await.expect("publisher task");
-        publish_latencies.extend(latencies);
-        publish_errors += errors;
+        let (latencies, lags, errors) = task.await.expect("publisher task");
+        published.latencies_ns.extend(latencies);
+        published.lags_ns.extend(lags);
+        published.errors += errors;
     }
-    (
-        publish_latencies,
-        publish_errors,
-        publish_started.elapsed().as_secs_f64(),
-    )
+    published.seconds = publish_started.elapsed().as_secs_f64();
+    published.latencies_ns.sort_unstable();
+    published.lags_ns.sort_unstable();
+    published
+}
+
+/// What [`publish_measured`] did.
+struct Published {
+    /// Every publish's latency, from writing the request to reading the answer's end
+    /// (sorted).
+    latencies_ns: Vec<u64>,
+    /// With a rate: how late each publish was written after it was due (sorted), which
+    /// shows whether the schedule was held.
+    lags_ns: Vec<u64>,
+    /// Publishes not answered with a 2xx.
+    errors: u64,
+    /// From the first publish to the last answer.
+    seconds: f64,
+}
+
+/// Sends Redis one inline command on a connection of its own and returns the answer's
+/// text (a simple or a bulk string); an error answer is an error.
+async fn redis_command(addr: SocketAddr, command: &str) -> io::Result<String> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("{command}\r\n").as_bytes())
+        .await?;
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("Redis: {what}"));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = memchr::memmem::find(&buf, b"\r\n") {
+            let line = String::from_utf8_lossy(buf.get(1..end).unwrap_or_default()).into_owned();
+            match buf[0] {
+                b'+' => return Ok(line),
+                b'-' => return Err(io::Error::other(format!("Redis: {line}"))),
+                b'$' => {
+                    let len: i64 = line.parse().map_err(|_| bad("bad bulk length"))?;
+                    let Ok(len) = usize::try_from(len) else {
+                        return Ok(String::new());
+                    };
+                    let start = end + 2;
+                    if buf.len() >= start + len {
+                        return Ok(String::from_utf8_lossy(&buf[start..start + len]).into_owned());
+                    }
+                }
+                _ => return Err(bad("unexpected answer")),
+            }
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "Redis closed the connection",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The calls of each command in the text of `INFO commandstats`
+/// (`cmdstat_evalsha:calls=101,usec=...`), leaving out this tool's own `CONFIG
+/// RESETSTAT` and `INFO`.
+fn commandstats(text: &str) -> serde_json::Map<String, Value> {
+    let mut calls = serde_json::Map::new();
+    for line in text.lines() {
+        let Some((name, stats)) = line
+            .trim()
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        if name == "config|resetstat" || name == "info" {
+            continue;
+        }
+        if let Some(n) = stats
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("calls="))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            calls.insert(name.to_owned(), json!(n));
+        }
+    }
+    calls
 }
 
 /// Waits until `done`, or until no measured event has arrived for `timeout`.
@@ -902,7 +1049,8 @@ async fn resume(opts: &Options, mut publisher: Publisher, sub_path: &str, pub_pa
     };
 
     // One publisher, so that the order of the sequence numbers is that of the offsets.
-    let (_, publish_errors, publish_s) = publish_measured(opts, publisher, pub_path, 1).await;
+    let published = publish_measured(opts, publisher, pub_path, 1).await;
+    let (publish_errors, publish_s) = (published.errors, published.seconds);
 
     let shared = Arc::new(Shared {
         messages: behind,
@@ -1029,11 +1177,14 @@ async fn run(opts: Options) -> Value {
     let (sub_path, pub_path) = match opts.target {
         Target::Eric => (
             format!("{}/watch/{}", opts.prefix, opts.channel),
-            format!("{}/broadcast?channel_id={}", opts.prefix, opts.channel),
+            format!(
+                "{}/broadcast?channel_id={}",
+                opts.publish.prefix, opts.channel
+            ),
         ),
         Target::Nchan => (
             format!("{}/sub/{}", opts.prefix, opts.channel),
-            format!("{}/pub/{}", opts.prefix, opts.channel),
+            format!("{}/pub/{}", opts.publish.prefix, opts.channel),
         ),
     };
     let wrap = |payload: Value| -> Vec<u8> {
@@ -1043,18 +1194,18 @@ async fn run(opts: Options) -> Value {
         }
     };
 
-    let mut publisher = Publisher::new(opts.addr, opts.host.clone());
+    let mut publisher = Publisher::new(opts.publish.addr, opts.publish.host.clone());
     if opts.target == Target::Eric {
         // 409 when the channel exists already: fine.
         let status = publisher
             .send(
                 "PUT",
-                &format!("{}/create?channel_id={}", opts.prefix, opts.channel),
+                &format!("{}/create?channel_id={}", opts.publish.prefix, opts.channel),
                 b"",
             )
             .await
             .unwrap_or_else(|e| {
-                eprintln!("eric-fanout: cannot reach {}: {e}", opts.addr);
+                eprintln!("eric-fanout: cannot reach {}: {e}", opts.publish.addr);
                 std::process::exit(1)
             });
         if status != 200 && status != 201 && status != 409 {
@@ -1068,7 +1219,7 @@ async fn run(opts: Options) -> Value {
     if opts.target == Target::Nchan {
         // Create the channel, and let more than one worker serve a request.
         for _ in 0..4 {
-            let mut primer = Publisher::new(opts.addr, opts.host.clone());
+            let mut primer = Publisher::new(opts.publish.addr, opts.publish.host.clone());
             let _ = primer
                 .send("POST", &pub_path, &wrap(json!({"warmup": "prime"})))
                 .await;
@@ -1151,21 +1302,48 @@ async fn run(opts: Options) -> Value {
         _ => None,
     };
 
+    // Redis's counts start from zero here: what it runs from now on is the measured
+    // publishes' and their deliveries' (the warm-up's publishes were all answered).
+    let redis_reset = match opts.redis_stats {
+        Some(addr) => Some(redis_command(addr, "CONFIG RESETSTAT").await.map(drop)),
+        None => None,
+    };
     let server_cpu_before = opts.server_pid.map(cpu_ns);
+    let others_cpu_before: Vec<u64> = opts.other_pids.iter().map(|&pid| cpu_ns(pid)).collect();
     let publish_started_ns = now_ns();
-    let (mut publish_latencies, errors, publish_s) =
-        publish_measured(&opts, publisher, &pub_path, opts.publishers).await;
-    publish_errors += errors;
+    let published = publish_measured(&opts, publisher, &pub_path, opts.publishers).await;
+    publish_errors += published.errors;
+    let publish_s = published.seconds;
 
     drain(&shared, opts.drain_timeout, |shared| {
         shared.complete.load(Ordering::SeqCst) >= connected
     })
     .await;
     let last_receive_ns = shared.last_receive_ns.load(Ordering::SeqCst);
-    let server_cpu_busy_pct = server_cpu_before.zip(opts.server_pid).map(|(before, pid)| {
-        let elapsed = now_ns().saturating_sub(publish_started_ns).max(1);
-        100.0 * cpu_ns(pid).saturating_sub(before) as f64 / elapsed as f64
-    });
+    let busy_ns = now_ns().saturating_sub(publish_started_ns).max(1);
+    let server_cpu_busy_pct = server_cpu_before
+        .zip(opts.server_pid)
+        .map(|(before, pid)| 100.0 * cpu_ns(pid).saturating_sub(before) as f64 / busy_ns as f64);
+    let others: Vec<Value> = opts
+        .other_pids
+        .iter()
+        .zip(&others_cpu_before)
+        .map(|(&pid, &before)| {
+            json!({
+                "pid": pid,
+                "busy_cpu_pct": 100.0 * cpu_ns(pid).saturating_sub(before) as f64 / busy_ns as f64,
+            })
+        })
+        .collect();
+    let redis_commands = match (opts.redis_stats, redis_reset) {
+        (Some(addr), Some(Ok(()))) => Some(
+            redis_command(addr, "INFO commandstats")
+                .await
+                .map(|text| commandstats(&text)),
+        ),
+        (_, Some(Err(e))) => Some(Err(e)),
+        _ => None,
+    };
     shared.stop.send_replace(true);
 
     let mut unique = 0u64;
@@ -1186,7 +1364,6 @@ async fn run(opts: Options) -> Value {
         }
     }
     latencies.sort_unstable();
-    publish_latencies.sort_unstable();
     let expected = (opts.subscribers * opts.messages) as u64;
     let elapsed_s = last_receive_ns.saturating_sub(publish_started_ns) as f64 / 1e9;
     let per_subscriber = |before: Option<Memory>, after: Option<Memory>, f: fn(&Memory) -> u64| {
@@ -1214,8 +1391,17 @@ async fn run(opts: Options) -> Value {
         "subscriber_errors": errors,
         "publish_s": publish_s,
         "publish_per_s": opts.messages as f64 / publish_s,
-        "publish_p50_us": percentile_us(&publish_latencies, 0.5),
-        "publish_p99_us": percentile_us(&publish_latencies, 0.99),
+        "publish_p50_us": percentile_us(&published.latencies_ns, 0.5),
+        "publish_p99_us": percentile_us(&published.latencies_ns, 0.99),
+        "publish_max_us": percentile_us(&published.latencies_ns, 1.0),
+        "publish_server": opts.publish.addr.to_string(),
+        "publish_lag_us": opts.rate.map(|_| json!({
+            "p50": percentile_us(&published.lags_ns, 0.5),
+            "p99": percentile_us(&published.lags_ns, 0.99),
+            "max": percentile_us(&published.lags_ns, 1.0),
+        })),
+        "redis_commands": redis_commands.as_ref().and_then(|r| r.as_ref().ok()),
+        "redis_stats_error": redis_commands.as_ref().and_then(|r| r.as_ref().err().map(|e| e.to_string())),
         "elapsed_s": elapsed_s,
         "deliveries_per_s": if elapsed_s > 0.0 { unique as f64 / elapsed_s } else { 0.0 },
         "latency_us": {
@@ -1236,6 +1422,7 @@ async fn run(opts: Options) -> Value {
             "idle_cpu_pct": idle_cpu_pct,
             "busy_cpu_pct": server_cpu_busy_pct,
         },
+        "others": others,
     })
 }
 
