@@ -7,9 +7,10 @@
 
 mod redis_support;
 
-use redis_support::{wait_until, Event, Node, Redis, RedisCertificates, ERIC};
+use redis_support::{wait_until, Event, Node, Proxy, Redis, RedisCertificates, ERIC};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 fn payloads(events: &[Event]) -> Vec<u64> {
     events.iter().map(|e| e.data.parse().unwrap()).collect()
@@ -137,6 +138,92 @@ fn publishes_are_refused_while_redis_is_down_and_streams_heal_after() {
     assert_eq!(payloads(&healed), acknowledged);
     let offsets: Vec<u64> = healed.iter().map(offset).collect();
     assert_eq!(offsets, (2..=6).collect::<Vec<_>>(), "no gap, no repeat");
+}
+
+#[test]
+#[ignore = "needs redis-server"]
+fn a_hung_notification_connection_is_probed_replaced_and_healed() {
+    let redis = Redis::start();
+    let proxy = Proxy::start(redis.port);
+    let a = Node::start_with(&proxy.url(), &[]);
+    let b = Node::start(&redis);
+    a.create("quiet");
+    let mut watch = a.events("/watch/quiet", None);
+    assert_eq!(b.broadcast("quiet", 1), 200);
+    assert_eq!(payloads(&watch.take("n", 1)), [1]);
+
+    // Every connection of A's hangs: no error, no close, nothing comes through.
+    let subscribed = proxy.accepted_sending("SUBSCRIBE");
+    proxy.freeze();
+    let frozen = Instant::now();
+    let give_up = frozen + Duration::from_secs(20);
+    for n in 2..=4 {
+        assert_eq!(b.broadcast("quiet", n), 200);
+    }
+
+    // The probe: 5 s of silence, 2 s for a PONG that does not come, then a new
+    // notification connection, told from A's command connections by its SUBSCRIBE.
+    while proxy.accepted_sending("SUBSCRIBE") == subscribed {
+        assert!(
+            Instant::now() < give_up,
+            "A never noticed its hung notification connection"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let detected = frozen.elapsed();
+    assert!(
+        detected <= Duration::from_secs(10),
+        "noticed only after {detected:?}"
+    );
+
+    // The heal after the reconnect reads the log; should it miss, a broadcast's notice
+    // shows A the gap, which it fills from the log.
+    let heal_by = Instant::now() + Duration::from_secs(6);
+    let mut healed = Vec::new();
+    while healed.len() < 3 {
+        match watch.next_before(heal_by.min(give_up)) {
+            Some(event) if event.event == "n" => healed.push(event),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let by_itself = healed.len() == 3;
+    let last = if by_itself {
+        4
+    } else {
+        assert_eq!(b.broadcast("quiet", 5), 200);
+        5
+    };
+    while healed.len() < last - 1 {
+        match watch.next_before(give_up) {
+            Some(event) if event.event == "n" => healed.push(event),
+            Some(_) => {}
+            None => panic!(
+                "by {:?} A's stream had only {:?}",
+                frozen.elapsed(),
+                payloads(&healed)
+            ),
+        }
+    }
+    let expected: Vec<u64> = (2..=last as u64).collect();
+    assert_eq!(payloads(&healed), expected);
+    let offsets: Vec<u64> = healed.iter().map(offset).collect();
+    assert_eq!(offsets, expected, "no gap, no repeat");
+    eprintln!(
+        "noticed the hang after {detected:?}; healed {} after {:?}",
+        if by_itself {
+            "by itself"
+        } else {
+            "on the next broadcast"
+        },
+        frozen.elapsed()
+    );
+
+    // Nothing more of what was missed comes again.
+    let next = last as u64 + 1;
+    assert_eq!(b.broadcast("quiet", next), 200);
+    let after = watch.take("n", 1);
+    assert_eq!((payloads(&after), offset(&after[0])), (vec![next], next));
 }
 
 /// The value of the sample `series` (name and labels as written) in a `/metrics` body.

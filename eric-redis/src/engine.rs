@@ -755,26 +755,41 @@ async fn subscriber(inner: Arc<Inner>, mut ready: Option<std::sync::mpsc::SyncSe
                     if !ids.is_empty() {
                         tracing::info!(channels = ids.len(), "Redis notifications resumed");
                     }
+                    let mut healed = true;
                     for id in &ids {
                         let local = inner.local.read().get(id).cloned();
                         if let Some(local) = local {
-                            if let Err(error) = inner.catch_up(id, &local).await {
-                                tracing::warn!(channel = ?id, %error, "cannot heal from the log");
+                            match inner.catch_up(id, &local).await {
+                                Ok(()) => {}
+                                // The command connection may be as dead as the lost one
+                                // (now forgotten): what was published before the new
+                                // subscription would stay missing until the channel's next
+                                // notification, so connect and heal again.
+                                Err(error @ Error::Unavailable(_)) => {
+                                    tracing::warn!(channel = ?id, %error, "cannot heal from the log: reconnecting");
+                                    healed = false;
+                                    break;
+                                }
+                                Err(error) => {
+                                    tracing::warn!(channel = ?id, %error, "cannot heal from the log");
+                                }
                             }
                         }
                     }
-                    backoff = Duration::from_millis(50);
-                    loop {
-                        tokio::select! {
-                            message = stream.next() => match message {
-                                Some(message) => inner.on_notice(message.get_channel_name(), message.get_payload_bytes()),
-                                None => break,
-                            },
-                            () = tokio::time::sleep(PROBE_INTERVAL) => {
-                                let probe = tokio::time::timeout(inner.timeout, sink.ping::<Value>()).await;
-                                if !matches!(probe, Ok(Ok(_))) {
-                                    tracing::warn!("the Redis notification connection does not answer: reconnecting");
-                                    break;
+                    if healed {
+                        backoff = Duration::from_millis(50);
+                        loop {
+                            tokio::select! {
+                                message = stream.next() => match message {
+                                    Some(message) => inner.on_notice(message.get_channel_name(), message.get_payload_bytes()),
+                                    None => break,
+                                },
+                                () = tokio::time::sleep(PROBE_INTERVAL) => {
+                                    let probe = tokio::time::timeout(inner.timeout, sink.ping::<Value>()).await;
+                                    if !matches!(probe, Ok(Ok(_))) {
+                                        tracing::warn!("the Redis notification connection does not answer: reconnecting");
+                                        break;
+                                    }
                                 }
                             }
                         }

@@ -5,10 +5,13 @@
 #![allow(dead_code)]
 
 use rustix::process::Signal;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub const ERIC: &str = env!("CARGO_BIN_EXE_eric");
@@ -432,6 +435,17 @@ pub struct Event {
 pub struct Events {
     reader: BufReader<TcpStream>,
     pub status: u16,
+    /// What was read of an event not yet whole when a wait ran out: the next read goes
+    /// on from there.
+    line: String,
+    pending: Pending,
+}
+
+#[derive(Default)]
+struct Pending {
+    id: Option<String>,
+    event: Option<String>,
+    data: Vec<String>,
 }
 
 impl Events {
@@ -455,32 +469,52 @@ impl Events {
                 break;
             }
         }
-        Events { reader, status }
+        Events {
+            reader,
+            status,
+            line: String::new(),
+            pending: Pending::default(),
+        }
     }
 
     /// The next event (chunk framing and comments skipped).
     pub fn next(&mut self) -> Event {
-        let mut id = None;
-        let mut event = String::from("message");
-        let mut data = Vec::new();
-        let mut line = String::new();
+        self.next_before(Instant::now() + WAIT)
+            .expect("an event in time")
+    }
+
+    /// The next event, or `None` when none is whole by `deadline`.
+    pub fn next_before(&mut self, deadline: Instant) -> Option<Event> {
         loop {
-            line.clear();
-            let read = self.reader.read_line(&mut line).expect("an event in time");
-            assert!(read > 0, "the stream ended");
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.reader.get_ref().set_read_timeout(Some(left)).unwrap();
+            // A read that times out keeps in `line` what it got (ASCII here).
+            match self.reader.read_line(&mut self.line) {
+                Ok(read) => assert!(read > 0, "the stream ended"),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return None
+                }
+                Err(e) => panic!("reading the stream: {e}"),
+            }
+            let line = std::mem::take(&mut self.line);
             let text = line.trim_end_matches(['\r', '\n']);
+            let pending = &mut self.pending;
             if let Some(value) = text.strip_prefix("id: ") {
-                id = Some(value.to_owned());
+                pending.id = Some(value.to_owned());
             } else if let Some(value) = text.strip_prefix("event: ") {
-                event = value.to_owned();
+                pending.event = Some(value.to_owned());
             } else if let Some(value) = text.strip_prefix("data: ") {
-                data.push(value.to_owned());
-            } else if text.is_empty() && !data.is_empty() {
-                return Event {
-                    id,
-                    event,
-                    data: data.join("\n"),
-                };
+                pending.data.push(value.to_owned());
+            } else if text.is_empty() && !pending.data.is_empty() {
+                let done = std::mem::take(pending);
+                return Some(Event {
+                    id: done.id,
+                    event: done.event.unwrap_or_else(|| "message".to_owned()),
+                    data: done.data.join("\n"),
+                });
             }
         }
     }
@@ -495,6 +529,187 @@ impl Events {
             }
         }
         events
+    }
+}
+
+/// How often a proxy thread looks at its flags when nothing passes.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A TCP proxy on 127.0.0.1 in front of a port, to hang connections: [`Proxy::freeze`]
+/// stops every connection open at that moment from passing anything, either way, with
+/// the sockets left open and no error, as when a network drops packets silently; the
+/// connections made after pass. Its threads end when it is dropped.
+pub struct Proxy {
+    pub port: u16,
+    shared: Arc<ProxyShared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct ProxyShared {
+    stop: AtomicBool,
+    /// Every connection accepted so far.
+    connections: Mutex<Vec<Arc<Proxied>>>,
+    pumps: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// How much of what a client sends first is kept, to tell its connections apart.
+const OPENING: usize = 4096;
+
+#[derive(Default)]
+struct Proxied {
+    frozen: AtomicBool,
+    /// The first bytes its client sent.
+    opening: Mutex<Vec<u8>>,
+}
+
+impl Proxy {
+    pub fn start(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // Not blocking: the acceptor must see the stop flag.
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(ProxyShared::default());
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || accept(&listener, target, &shared))
+        };
+        Proxy {
+            port,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How many connections it accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.shared.connections.lock().unwrap().len()
+    }
+
+    /// How many of them had their client send `text` first thing (within 4 KiB).
+    pub fn accepted_sending(&self, text: &str) -> usize {
+        let connections = self.shared.connections.lock().unwrap();
+        connections
+            .iter()
+            .filter(|c| {
+                let opening = c.opening.lock().unwrap();
+                opening
+                    .windows(text.len())
+                    .any(|window| window == text.as_bytes())
+            })
+            .count()
+    }
+
+    /// Hangs every connection open now.
+    pub fn freeze(&self) {
+        for connection in self.shared.connections.lock().unwrap().iter() {
+            connection.frozen.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        // The acceptor has ended: no pump is added after this.
+        let pumps = std::mem::take(&mut *self.shared.pumps.lock().unwrap());
+        for pump in pumps {
+            let _ = pump.join();
+        }
+    }
+}
+
+fn accept(listener: &TcpListener, target: u16, shared: &Arc<ProxyShared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let client = match listener.accept() {
+            Ok((client, _)) => client,
+            Err(_) => {
+                std::thread::sleep(POLL);
+                continue;
+            }
+        };
+        // Dropping the client refuses it, as the target would.
+        let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else {
+            continue;
+        };
+        let (Ok(client_out), Ok(upstream_out)) = (client.try_clone(), upstream.try_clone()) else {
+            continue;
+        };
+        let _ = client.set_nonblocking(false);
+        let proxied = Arc::new(Proxied::default());
+        shared
+            .connections
+            .lock()
+            .unwrap()
+            .push(Arc::clone(&proxied));
+        let mut pumps = shared.pumps.lock().unwrap();
+        for (from, to, from_client) in [(client, upstream_out, true), (upstream, client_out, false)]
+        {
+            let shared = Arc::clone(shared);
+            let proxied = Arc::clone(&proxied);
+            pumps.push(std::thread::spawn(move || {
+                let opening = from_client.then_some(&proxied.opening);
+                pump(from, to, &proxied.frozen, opening, &shared.stop)
+            }));
+        }
+    }
+}
+
+/// Copies `from` to `to` until either ends or the proxy stops, the first bytes into
+/// `opening` when given; frozen, reads nothing more, so what is sent stays unanswered
+/// and nothing fails.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    frozen: &AtomicBool,
+    opening: Option<&Mutex<Vec<u8>>>,
+    stop: &AtomicBool,
+) {
+    // Bounded blocking, so the flags are seen.
+    if from.set_read_timeout(Some(POLL)).is_err() || to.set_write_timeout(Some(WAIT)).is_err() {
+        return;
+    }
+    let mut buffer = [0; 16 * 1024];
+    while !stop.load(Ordering::SeqCst) {
+        if frozen.load(Ordering::SeqCst) {
+            std::thread::sleep(POLL);
+            continue;
+        }
+        match from.read(&mut buffer) {
+            Ok(0) => {
+                let _ = to.shutdown(Shutdown::Write);
+                return;
+            }
+            // Bytes read as the freeze came are never delivered, like the rest.
+            Ok(_) if frozen.load(Ordering::SeqCst) => {}
+            Ok(read) => {
+                if let Some(opening) = opening {
+                    let mut opening = opening.lock().unwrap();
+                    let room = OPENING.saturating_sub(opening.len());
+                    opening.extend_from_slice(&buffer[..read.min(room)]);
+                }
+                if to.write_all(&buffer[..read]).is_err() {
+                    let _ = from.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(_) => {
+                let _ = to.shutdown(Shutdown::Both);
+                return;
+            }
+        }
     }
 }
 
