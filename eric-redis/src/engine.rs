@@ -630,19 +630,17 @@ impl Inner {
         }
     }
 
-    /// Applies one entry to the local channel, filling a gap from the log first.
-    async fn apply(&self, id: &str, entry: &Entry) -> Result<()> {
-        let Some(local) = self.local.read().get(id).cloned() else {
-            return Ok(());
-        };
-        if let Applied::Gap { .. } =
-            local
-                .channel
-                .apply(entry.offset, entry.to.as_deref(), &entry.message)
+    /// Applies `entry` to the local channel `id` if this node serves it; the local
+    /// channel when the entries before it are missing here (the entry was not applied).
+    fn apply(&self, id: &str, entry: &Entry) -> Option<Arc<Local>> {
+        let local = self.local.read().get(id).cloned()?;
+        match local
+            .channel
+            .apply(entry.offset, entry.to.as_deref(), &entry.message)
         {
-            self.catch_up(id, &local).await?;
+            Applied::Gap { .. } => Some(local),
+            Applied::Done | Applied::Duplicate => None,
         }
-        Ok(())
     }
 
     fn on_notice(self: &Arc<Self>, name: &str, payload: &[u8]) {
@@ -653,14 +651,19 @@ impl Inner {
             .map_err(|_| Error::Engine(format!("{name}: a notification is not UTF-8")))
             .and_then(|text| parse::notice(name, text));
         match notice {
+            // Applied here, in the order the notifications arrive (the order of the
+            // log: the publish script appends and notifies atomically); only a gap,
+            // after notifications were missed, waits for a read of the log.
             Ok(Notice::Entry(entry)) => {
-                let inner = Arc::clone(self);
-                let id = id.to_owned();
-                tokio::spawn(async move {
-                    if let Err(error) = inner.apply(&id, &entry).await {
-                        tracing::warn!(channel = ?id, %error, "cannot apply a published entry");
-                    }
-                });
+                if let Some(local) = self.apply(id, &entry) {
+                    let inner = Arc::clone(self);
+                    let id = id.to_owned();
+                    tokio::spawn(async move {
+                        if let Err(error) = inner.catch_up(&id, &local).await {
+                            tracing::warn!(channel = ?id, %error, "cannot heal from the log");
+                        }
+                    });
+                }
             }
             Ok(Notice::Removed) => self.forget(id, true),
             Ok(Notice::ListenerRemoved(listener)) => {
@@ -1125,16 +1128,16 @@ impl Engine for RedisEngine {
                 )
                 .await
                 .map_err(|e| script_error(&e, &keys.meta, &channel_id, to.as_deref()))?;
-            // Stored: what follows is this node's own copy, which the notification
-            // would bring too.
+            // Stored: this node's streams get it now rather than on its notification.
+            // Publishes of one channel acknowledged in another order than the log's
+            // find a gap here: then the notifications, which come in the log's order,
+            // bring the entry, with no read of the log and no wait for the publisher.
             let entry = Entry {
                 offset,
                 to,
                 message,
             };
-            if let Err(error) = inner.apply(&channel_id, &entry).await {
-                tracing::debug!(channel = ?channel_id, %error, "the local copy will catch up later");
-            }
+            inner.apply(&channel_id, &entry);
             Ok(())
         })
     }
