@@ -14,4 +14,5 @@ mod service;
 
 pub use client::{ClientError, EventStream, SocketClient};
 pub use gauge::ConnectionGauge;
+pub(crate) use gauge::ConnectionGuard;
 pub use server::{UnixServer, UnixServerConfig, DEFAULT_MAX_COMMAND_BYTES};
