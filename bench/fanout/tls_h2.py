@@ -196,6 +196,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connect-timeout", type=float, default=120)
     parser.add_argument("--drain-timeout", type=float, default=60)
+    parser.add_argument("--out", type=Path, help="write every run's figures here (JSON)")
     args = parser.parse_args()
     results = []
     failed = False
@@ -210,6 +211,8 @@ def main():
                       f"deliveries/s, {r['rss_per_subscriber_bytes']:,.0f} B per idle "
                       f"subscriber{'  (SHORT: ' + str(r['delivered']) + ')' if short else ''}",
                       flush=True)
+    if args.out:
+        args.out.write_text(json.dumps({"runs": results, "failed": failed}, indent=1))
     for protocol in ("TLS + HTTP/2", "HTTP/1.1"):
         rates = sorted(r["deliveries_per_s"] for r in results if r["protocol"] == protocol)
         memory = sorted(r["rss_per_subscriber_bytes"] for r in results
