@@ -190,6 +190,23 @@ fn gauge(
         .encode_gauge(value)
 }
 
+/// Writes a latency histogram (seconds) without labels.
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    latency: &LatencyCounts,
+) -> fmt::Result {
+    encoder
+        .encode_descriptor(name, help, None, MetricType::Histogram)?
+        .encode_histogram::<NoLabelSet>(
+            latency.sum_seconds,
+            latency.count(),
+            &latency.bounded(),
+            None,
+        )
+}
+
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let e = &mut encoder;
@@ -287,17 +304,11 @@ impl Collector for Scrape {
                 ("marker", self.counter(Counter::ResumeMarker)),
             ],
         )?;
-        e.encode_descriptor(
+        histogram(
+            e,
             "eric_publish_duration_seconds",
             "Time to queue a published message for its listeners",
-            None,
-            MetricType::Histogram,
-        )?
-        .encode_histogram::<NoLabelSet>(
-            self.latency.sum_seconds,
-            self.latency.count(),
-            &self.latency.bounded(),
-            None,
+            &self.latency,
         )?;
         if let Some(engine) = &self.engine {
             encode_engine(e, engine)?;
@@ -342,19 +353,12 @@ fn encode_engine(encoder: &mut DescriptorEncoder, engine: &EngineFigures) -> fmt
             MetricType::Counter,
         )?
         .encode_counter::<NoLabelSet, _, u64>(&engine.reconnects, None)?;
-    encoder
-        .encode_descriptor(
-            &format!("eric_{store}_command_duration_seconds"),
-            &format!("Time from sending a command to {store} to its answer"),
-            None,
-            MetricType::Histogram,
-        )?
-        .encode_histogram::<NoLabelSet>(
-            engine.command_latency.sum_seconds,
-            engine.command_latency.count(),
-            &engine.command_latency.bounded(),
-            None,
-        )
+    histogram(
+        encoder,
+        &format!("eric_{store}_command_duration_seconds"),
+        &format!("Time from sending a command to {store} to its answer"),
+        &engine.command_latency,
+    )
 }
 
 /// The exposition of `container`'s figures; `ready` is whether `/readyz` answers 200.
