@@ -212,9 +212,11 @@ struct Health {
 }
 
 impl Health {
-    /// Counts a command that took `took`, and whether the store answered it.
-    fn answered(&self, took: Duration, answered: bool) {
-        self.latency.observe(took);
+    /// Counts a command sent at `sent` that ended with `result`, and whether Redis
+    /// answered it (an error reply is an answer; a dropped connection is not).
+    fn record<T>(&self, sent: Instant, result: &redis::RedisResult<T>) {
+        self.latency.observe(sent.elapsed());
+        let answered = result.as_ref().map_or_else(answered, |_| true);
         self.commands_up.store(answered, Ordering::Relaxed);
     }
 }
@@ -447,6 +449,8 @@ impl Inner {
             self.health.commands_up.store(false, Ordering::Relaxed);
             unavailable(error)
         })?;
+        // A new connection answered its handshake: up until a command says otherwise.
+        self.health.commands_up.store(true, Ordering::Relaxed);
         if self.health.connected_once.swap(true, Ordering::Relaxed) {
             self.health.reconnects.fetch_add(1, Ordering::Relaxed);
         }
@@ -468,10 +472,7 @@ impl Inner {
         let mut connection = self.connection().await?;
         let sent = Instant::now();
         let result = cmd.query_async(&mut connection).await;
-        self.health.answered(
-            sent.elapsed(),
-            result.as_ref().map_or_else(answered, |_| true),
-        );
+        self.health.record(sent, &result);
         match result {
             Ok(value) => Ok(value),
             Err(error) => Err(self.fail(error, key).await),
@@ -491,10 +492,7 @@ impl Inner {
         })?;
         let sent = Instant::now();
         let result = invocation.invoke_async(&mut connection).await;
-        self.health.answered(
-            sent.elapsed(),
-            result.as_ref().map_or_else(answered, |_| true),
-        );
+        self.health.record(sent, &result);
         if let Err(error) = &result {
             if matches!(failure(error, key), Error::Unavailable(_)) {
                 *self.connection.lock().await = None;
