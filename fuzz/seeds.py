@@ -169,3 +169,62 @@ write("python_json", "invalid_utf8", b"\xff\xfe\xe2\x82 a")
 write("python_json", "nul", b"a\x00b")
 for name, value in [("float_third", 1 / 3), ("float_tiny", 5e-324), ("float_e16", 1e16), ("float_neg", -2.5e-7)]:
     write("python_json", name, struct.pack("<d", value))
+
+# The access checks: a glob and a channel id on either side of a newline; header,
+# cookie and query text; JSON objects, which are also signed as a token's claims.
+FUZZ_SECRET = b"the fuzzing secret"  # eric_socket::fuzzing's
+
+
+def hs256(claims):
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def part(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+    head = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = part(json.dumps(claims).encode())
+    signature = hmac.new(FUZZ_SECRET, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{part(signature)}"
+
+
+IN_2100 = 4102444800
+access = {
+    "glob_prefix": "news.*\nnews.sport.uk",
+    "glob_not_prefix": "news.*\nnewsroom",
+    "glob_every": "*\n",
+    "glob_stars": "a*b**c\naXbYbc",
+    "glob_unicode": "\u00e9t\u00e9.*\n\u00e9t\u00e9.x",
+    "bearer_malformed": "Bearer abc.def.ghi",
+    "bearer_empty": "bearer   ",
+    "basic": "Basic dXNlcjpwYXNz",
+    "cookie": "theme=dark; eric_token=abc.def.ghi",
+    "cookie_quoted": 'eric_token="abc"; eric_token=x',
+    "query": "channel=c&access_token=abc.def.ghi",
+    "query_empty": "access_token=&access_token=x",
+    "bearer_valid": "Bearer " + hs256({"exp": IN_2100, "eric": {"subscribe": ["news.*"]}}),
+    "cookie_valid": "eric_token=" + hs256({"exp": IN_2100, "eric": {"admin": True}}),
+    "query_valid": "access_token=" + hs256({"exp": IN_2100}),
+    "bearer_expired": "Bearer " + hs256({"exp": 1}),
+    "claims_grants": '{"exp": 4102444800, "eric": {"publish": ["a"], "subscribe": ["news.*", "*"], "admin": false}}',
+    "claims_bare": '{"exp": 4102444800}',
+    "claims_expired": '{"exp": 1, "eric": {"admin": true}}',
+    "claims_no_exp": '{"eric": {"admin": true}}',
+    "claims_exp_text": '{"exp": "4102444800"}',
+    "claims_exp_float": '{"exp": 4102444800.5}',
+    "claims_exp_huge": '{"exp": 18446744073709551615}',
+    "claims_exp_over": '{"exp": 18446744073709551616}',
+    "claims_exp_negative": '{"exp": -1}',
+    "claims_nbf_future": '{"exp": 4102444800, "nbf": 4102444000}',
+    "claims_nbf_past": '{"exp": 4102444800, "nbf": 1}',
+    "claims_nbf_text": '{"exp": 4102444800, "nbf": "1"}',
+    "claims_unknown_grant": '{"exp": 4102444800, "eric": {"publsh": ["a"]}}',
+    "claims_grants_null": '{"exp": 4102444800, "eric": null}',
+    "claims_grants_wrong_type": '{"exp": 4102444800, "eric": {"publish": "a"}}',
+    "claims_registered": '{"exp": 4102444800, "iss": 5, "aud": ["x"], "sub": null, "iat": "x"}',
+}
+for name, text in access.items():
+    write("access", name, text)
+write("access", "header_bytes", b"Bearer \xff\xfe")

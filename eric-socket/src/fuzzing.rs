@@ -220,3 +220,251 @@ fn served(head: &httparse::Request<'_, '_>) -> Option<http::Uri> {
     }
     Some(uri)
 }
+
+/// The access checks of the HTTP server, on any bytes, three ways:
+///
+/// * the channel glob: the bytes before the first `\n` as a pattern, those after it as a
+///   channel id (each at most 64 bytes, read as UTF-8 with replacement), matched by
+///   [`pattern_matches`](crate::http::auth::pattern_matches) as a plain dynamic
+///   programme over every split matches them;
+/// * the token reader: the bytes as an `Authorization` header, as a `Cookie` header and
+///   as a query, each on a server that needs a token and on one that lets anonymous
+///   subscribers in and reads query tokens: nothing panics, every refusal is a `401`
+///   with the `invalid_token` challenge, a request with no token is let in only
+///   anonymously, and a token is only ever accepted from where it may come;
+/// * signed claims: when the bytes are a JSON object, they are signed as a token's
+///   claims with the server's secret and sent in the header and in the cookie: both
+///   give the same answer, which is a token granting exactly the `"eric"` claim until
+///   `exp` when `exp`, `nbf` and `"eric"` are valid, and a `401` when they are not.
+#[cfg(feature = "http")]
+pub fn check_access(data: &[u8]) {
+    use crate::http::auth::pattern_matches;
+
+    let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let pattern = String::from_utf8_lossy(&data[..split.min(64)]);
+    let channel = String::from_utf8_lossy(&data[(split + 1).min(data.len())..]);
+    let channel: String = channel.chars().take(64).collect();
+    assert_eq!(
+        pattern_matches(&pattern, &channel),
+        glob_reference(pattern.as_bytes(), channel.as_bytes()),
+        "{pattern:?} against {channel:?}"
+    );
+    access::check_token_reader(data);
+    if let Ok(claims) = serde_json::from_slice::<serde_json::Map<String, Value>>(data) {
+        access::check_signed_claims(claims);
+    }
+}
+
+/// Whether the glob `pattern` matches the whole of `text`: a table of which prefixes of
+/// the pattern match which prefixes of the text, `*` taking any run.
+#[cfg(feature = "http")]
+fn glob_reference(pattern: &[u8], text: &[u8]) -> bool {
+    // matches[j]: the pattern so far matches text[..j].
+    let mut matches = vec![false; text.len() + 1];
+    matches[0] = true;
+    for &p in pattern {
+        let mut next = vec![false; text.len() + 1];
+        for j in 0..=text.len() {
+            next[j] = if p == b'*' {
+                matches[j] || (j > 0 && next[j - 1])
+            } else {
+                j > 0 && matches[j - 1] && text[j - 1] == p
+            };
+        }
+        matches = next;
+    }
+    matches[text.len()]
+}
+
+#[cfg(feature = "http")]
+mod access {
+    use crate::http::auth::{authenticate, AccessConfig, Grants, JwtKey, Refusal};
+    use crate::http::auth::{Access, Gate};
+    use http::{header, HeaderValue, Request, StatusCode};
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::{Map, Value};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    const SECRET: &[u8] = b"the fuzzing secret";
+
+    /// A server that needs a token and reads none from the query, and one that lets
+    /// anonymous subscribers in and reads query tokens.
+    fn gates() -> [Gate; 2] {
+        let key = JwtKey::hs256(SECRET).expect("a secret that is not empty");
+        let strict = AccessConfig {
+            key: Some(key.clone()),
+            ..AccessConfig::default()
+        };
+        let lenient = AccessConfig {
+            key: Some(key),
+            anonymous_subscribe: true,
+            query_token: true,
+            ..AccessConfig::default()
+        };
+        [Gate::new(strict), Gate::new(lenient)]
+    }
+
+    fn request(uri: &str, header: Option<(header::HeaderName, HeaderValue)>) -> Request<()> {
+        let mut request = Request::builder().uri(uri);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        request.body(()).expect("a valid request")
+    }
+
+    fn assert_invalid_token(refusal: &Refusal) {
+        assert_eq!(refusal.status, StatusCode::UNAUTHORIZED, "{refusal:?}");
+        assert!(
+            refusal
+                .challenge
+                .as_bytes()
+                .ends_with(br#"error="invalid_token""#),
+            "{refusal:?}"
+        );
+        assert!(!refusal.message.is_empty());
+    }
+
+    pub(super) fn check_token_reader(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        for (lenient, gate) in gates().iter().enumerate() {
+            let lenient = lenient == 1;
+            if let Ok(value) = HeaderValue::from_bytes(data) {
+                let answer = authenticate(
+                    gate,
+                    &request("/watch/c", Some((header::AUTHORIZATION, value.clone()))),
+                );
+                match answer {
+                    Err(refusal) => assert_invalid_token(&refusal),
+                    Ok(Access::Token { .. }) => {
+                        let scheme = text.trim().get(..7).unwrap_or_default();
+                        assert!(scheme.eq_ignore_ascii_case("bearer "), "accepted {text:?}");
+                    }
+                    Ok(other) => panic!("an Authorization header {text:?} gave {other:?}"),
+                }
+                let answer =
+                    authenticate(gate, &request("/watch/c", Some((header::COOKIE, value))));
+                match answer {
+                    Err(refusal) => assert_invalid_token(&refusal),
+                    Ok(Access::Token { .. }) => assert!(text.contains("eric_token")),
+                    Ok(Access::Anonymous) => assert!(lenient),
+                    Ok(Access::Open) => panic!("a server with a key answered Open"),
+                }
+            }
+            let uri = format!(
+                "/watch/c?{}",
+                percent_encoding::utf8_percent_encode(&text, QUERY)
+            );
+            let answer = authenticate(gate, &request(&uri, None));
+            match answer {
+                Err(refusal) => assert_invalid_token(&refusal),
+                Ok(Access::Token { .. }) => assert!(lenient && text.contains("access_token")),
+                Ok(Access::Anonymous) => assert!(lenient),
+                Ok(Access::Open) => panic!("a server with a key answered Open"),
+            }
+        }
+    }
+
+    /// What a query may hold as it is: everything but controls, space, `#` and `%`
+    /// (which are encoded), so `&` and `=` keep their meaning.
+    const QUERY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'#')
+        .add(b'%')
+        .add(b'"')
+        .add(b'<')
+        .add(b'>')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'|')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'[')
+        .add(b']');
+
+    /// Seconds around now within which `exp` and `nbf` are not judged: the clock moves
+    /// while a check runs.
+    const MARGIN: u64 = 5;
+
+    pub(super) fn check_signed_claims(claims: Map<String, Value>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs();
+        let token = encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .expect("a JSON object signs");
+        let gate = &gates()[0];
+        let bearer =
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("base64url is a valid header");
+        let cookie = HeaderValue::from_str(&format!("other=1; eric_token={token}"))
+            .expect("base64url is a valid header");
+        let by_header = authenticate(
+            gate,
+            &request("/watch/c", Some((header::AUTHORIZATION, bearer))),
+        );
+        let by_cookie = authenticate(gate, &request("/watch/c", Some((header::COOKIE, cookie))));
+        let summary = |answer: &Result<Access, Refusal>| match answer {
+            Ok(access) => Ok(format!("{access:?}")),
+            Err(refusal) => Err((refusal.status, refusal.message.clone())),
+        };
+        assert_eq!(
+            summary(&by_header),
+            summary(&by_cookie),
+            "header and cookie differ"
+        );
+
+        let exp = claims.get("exp").and_then(Value::as_u64);
+        let grants = match claims.get("eric") {
+            None => Some(Grants::default()),
+            Some(eric) => serde_json::from_value::<Grants>(eric.clone()).ok(),
+        };
+        match &by_header {
+            Ok(Access::Token {
+                grants: granted,
+                expires,
+            }) => {
+                let exp = exp.expect("a token accepted without a whole-number exp");
+                assert!(
+                    exp.saturating_add(MARGIN) > now,
+                    "a token accepted after its exp {exp}"
+                );
+                assert_eq!(
+                    Some(granted),
+                    grants.as_ref(),
+                    "the grants are not the claim's"
+                );
+                assert_eq!(*expires, UNIX_EPOCH.checked_add(Duration::from_secs(exp)));
+                if let Some(nbf) = claims.get("nbf").filter(|nbf| !nbf.is_null()) {
+                    let nbf = nbf
+                        .as_u64()
+                        .expect("a token accepted with an nbf that is no whole number");
+                    assert!(nbf <= now + MARGIN, "a token accepted before its nbf {nbf}");
+                }
+            }
+            Ok(other) => panic!("a signed token gave {other:?}"),
+            Err(refusal) => {
+                assert_invalid_token(refusal);
+                // Refused although it is valid? Only the claims the server reads decide,
+                // for a token with no other registered claim in it.
+                let registered = ["iss", "aud", "sub", "iat", "jti"];
+                let plain = !claims.keys().any(|key| registered.contains(&key.as_str()));
+                let valid_exp = exp.is_some_and(|exp| exp > now + MARGIN);
+                let valid_nbf = match claims.get("nbf") {
+                    None | Some(Value::Null) => true,
+                    Some(nbf) => nbf
+                        .as_u64()
+                        .is_some_and(|nbf| nbf.saturating_add(MARGIN) < now),
+                };
+                assert!(
+                    !(plain && valid_exp && valid_nbf && grants.is_some()),
+                    "a valid token was refused: {}",
+                    refusal.message
+                );
+            }
+        }
+    }
+}

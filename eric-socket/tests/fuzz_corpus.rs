@@ -25,3 +25,9 @@ fn the_python_json_corpus_passes_its_check() {
 fn the_http_head_corpus_passes_its_check() {
     replay("http_head", eric_socket::fuzzing::check_http_head);
 }
+
+#[cfg(feature = "http")]
+#[test]
+fn the_access_corpus_passes_its_check() {
+    replay("access", eric_socket::fuzzing::check_access);
+}

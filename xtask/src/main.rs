@@ -15,8 +15,9 @@
 //!   the ones before it, so crates not yet on crates.io are found), each built from its
 //!   package unless `--no-verify`. Needs the crates.io index (network). Uploads nothing.
 //! * `dist`: a release build of `eric` in a tarball, with its SHA-256 checksum.
-//! * `fuzz [--seconds N] [TARGET]`: runs the libFuzzer targets of `fuzz/` (all, one after
-//!   another, or TARGET) for N seconds each through `cargo +nightly fuzz run`, starting
+//! * `fuzz [--seconds N] [--sanitizer address|none] [TARGET]`: runs the libFuzzer targets
+//!   of `fuzz/` (all, one after another, or TARGET) for N seconds each through
+//!   `cargo +nightly fuzz run` (AddressSanitizer unless `--sanitizer none`), starting
 //!   from the committed corpus; new inputs go to `target/fuzz-corpus/TARGET`, crashes to
 //!   `fuzz/artifacts/TARGET`. Needs a nightly toolchain and cargo-fuzz.
 
@@ -55,7 +56,13 @@ const RUNTIME_FREE: [(&str, &[&str]); 3] = [
 ];
 
 /// The fuzz targets of `fuzz/` (fuzz/Cargo.toml), run by `fuzz` when none is named.
-const FUZZ_TARGETS: [&str; 4] = ["socket_command", "sse_parser", "http_head", "python_json"];
+const FUZZ_TARGETS: [&str; 5] = [
+    "socket_command",
+    "sse_parser",
+    "http_head",
+    "python_json",
+    "access",
+];
 
 /// How long `fuzz` runs each target when `--seconds` is not given.
 const DEFAULT_FUZZ_SECONDS: u64 = 60;
@@ -77,9 +84,7 @@ fn main() -> ExitCode {
         ["release", "--dry-run", "--no-verify"] => publish_dry_run(true),
         ["release", version, "--no-verify"] => release(version, true),
         ["dist"] => dist(),
-        ["fuzz", rest @ ..] => {
-            fuzz_args(rest).and_then(|(seconds, targets)| fuzz(seconds, &targets))
-        }
+        ["fuzz", rest @ ..] => fuzz_args(rest).and_then(fuzz),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -89,7 +94,8 @@ fn main() -> ExitCode {
                  release <version> [--no-verify]  bump versions, package, commit and tag\n  \
                  release --dry-run [--no-verify]  cargo publish --dry-run of every crate\n  \
                  dist                             release tarball of `eric` with its SHA-256\n  \
-                 fuzz [--seconds N] [TARGET]      run the fuzz targets (nightly, cargo-fuzz)"
+                 fuzz [--seconds N] [--sanitizer address|none] [TARGET]\n  \
+                                                  run the fuzz targets (nightly, cargo-fuzz)"
             );
             return ExitCode::from(2);
         }
@@ -464,13 +470,35 @@ fn dist() -> Result {
     Ok(())
 }
 
-/// The seconds per target and the targets of `fuzz [--seconds N] [TARGET]`.
-fn fuzz_args(args: &[&str]) -> Result<(u64, Vec<&'static str>)> {
+/// The sanitizers `fuzz --sanitizer` takes: cargo-fuzz's default, and none (eric's
+/// crates have no unsafe code, and without it a target runs several times faster).
+const FUZZ_SANITIZERS: [&str; 2] = ["address", "none"];
+
+/// What `fuzz [--seconds N] [--sanitizer S] [TARGET]` asked for.
+#[derive(Debug, PartialEq)]
+struct FuzzArgs {
+    /// How long each target runs.
+    seconds: u64,
+    /// The sanitizer the targets are built with.
+    sanitizer: &'static str,
+    /// The targets, in the order they run.
+    targets: Vec<&'static str>,
+}
+
+/// Reads the arguments of `fuzz`.
+fn fuzz_args(args: &[&str]) -> Result<FuzzArgs> {
     let mut seconds = DEFAULT_FUZZ_SECONDS;
+    let mut sanitizer = FUZZ_SANITIZERS[0];
     let mut targets: Vec<&'static str> = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        if *arg == "--seconds" {
+        if *arg == "--sanitizer" {
+            let value = args.next().ok_or("--sanitizer needs address or none")?;
+            sanitizer = FUZZ_SANITIZERS
+                .iter()
+                .find(|s| *s == value)
+                .ok_or_else(|| format!("--sanitizer {value}: expected address or none"))?;
+        } else if *arg == "--seconds" {
             let value = args.next().ok_or("--seconds needs a number")?;
             seconds = value
                 .parse()
@@ -489,11 +517,15 @@ fn fuzz_args(args: &[&str]) -> Result<(u64, Vec<&'static str>)> {
     if targets.is_empty() {
         targets = FUZZ_TARGETS.to_vec();
     }
-    Ok((seconds, targets))
+    Ok(FuzzArgs {
+        seconds,
+        sanitizer,
+        targets,
+    })
 }
 
-/// Runs each of `targets` for `seconds` with `cargo +nightly fuzz run`.
-fn fuzz(seconds: u64, targets: &[&str]) -> Result {
+/// Runs each target for its seconds with `cargo +nightly fuzz run`.
+fn fuzz(args: FuzzArgs) -> Result {
     let root = root()?;
     // Through rustup's `cargo`, so that `+nightly` picks the toolchain; the outer
     // cargo's variables would pin the inner one to the stable toolchain.
@@ -517,17 +549,17 @@ fn fuzz(seconds: u64, targets: &[&str]) -> Result {
                 .into(),
         );
     }
-    for target in targets {
+    for target in args.targets {
         let work = root.join("target/fuzz-corpus").join(target);
         std::fs::create_dir_all(&work)
             .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
         let seeds = root.join("fuzz/corpus").join(target);
         run(nightly_cargo()
-            .args(["fuzz", "run", target])
+            .args(["fuzz", "run", "--sanitizer", args.sanitizer, target])
             .arg(&work)
             .arg(&seeds)
             .arg("--")
-            .arg(format!("-max_total_time={seconds}"))
+            .arg(format!("-max_total_time={}", args.seconds))
             .arg("-print_final_stats=1"))?;
     }
     Ok(())
@@ -571,15 +603,25 @@ mod tests {
 
     #[test]
     fn fuzz_runs_every_target_for_a_minute_unless_told_otherwise() {
-        assert_eq!(fuzz_args(&[]), Ok((60, FUZZ_TARGETS.to_vec())));
+        let plan = |seconds, sanitizer, targets| FuzzArgs {
+            seconds,
+            sanitizer,
+            targets,
+        };
+        assert_eq!(
+            fuzz_args(&[]),
+            Ok(plan(60, "address", FUZZ_TARGETS.to_vec()))
+        );
         assert_eq!(
             fuzz_args(&["--seconds", "600", "http_head"]),
-            Ok((600, vec!["http_head"]))
+            Ok(plan(600, "address", vec!["http_head"]))
         );
         assert_eq!(
-            fuzz_args(&["sse_parser", "--seconds", "5"]),
-            Ok((5, vec!["sse_parser"]))
+            fuzz_args(&["sse_parser", "--sanitizer", "none", "--seconds", "5"]),
+            Ok(plan(5, "none", vec!["sse_parser"]))
         );
+        assert!(fuzz_args(&["--sanitizer", "memory"]).is_err());
+        assert!(fuzz_args(&["--sanitizer"]).is_err());
         assert!(fuzz_args(&["--seconds"]).is_err());
         assert!(fuzz_args(&["--seconds", "0"]).is_err());
         assert!(fuzz_args(&["--seconds", "ten"]).is_err());

@@ -226,6 +226,10 @@ impl Refusal {
 #[derive(Deserialize)]
 struct Claims {
     exp: u64,
+    /// Read only so that an `nbf` that is not a number of seconds refuses the token:
+    /// the validation checks an `nbf` it can read and passes over one it cannot.
+    #[serde(default, rename = "nbf")]
+    _not_before: Option<u64>,
     #[serde(default)]
     eric: Grants,
 }

@@ -227,6 +227,20 @@ fn expired_and_not_yet_valid_tokens_are_refused() {
     refused(&secret_gate(), &hs256(&no_exp), "exp");
 }
 
+/// Found by the `access` fuzz target: the validation passes over an `nbf` it cannot
+/// read as a number, so a token "not valid before" a string was valid at once.
+#[test]
+fn an_nbf_that_is_no_number_is_refused_not_passed_over() {
+    for nbf in [json!("1"), json!(1.5), json!(-1), json!([now() + 600])] {
+        refused(
+            &secret_gate(),
+            &hs256(&claims(json!({"nbf": nbf}))),
+            "malformed",
+        );
+    }
+    assert!(check(&secret_gate(), &hs256(&claims(json!({"nbf": null})))).is_ok());
+}
+
 #[test]
 fn issuer_and_audience_are_checked_when_configured() {
     let strict = gate(JwtKey::hs256(SECRET).unwrap(), |config| {
