@@ -362,6 +362,52 @@ struct Queued {
     message: Arc<Message>,
 }
 
+/// Messages a stream took from its listener's queue at once, under one lock, to yield
+/// one by one without taking the lock again: the queue's ring itself, swapped with the
+/// batch's empty one, so taking a batch moves no message and allocates nothing.
+///
+/// Its messages count as queued against the byte bound and the ledger until the stream
+/// comes back for more; what a stream did not yield when it ends goes back to the
+/// front of the queue ([`Listener::give_back`]).
+pub(crate) struct Batch {
+    entries: VecDeque<Queued>,
+    /// The size of each message, when the queue counts bytes (else empty).
+    sizes: VecDeque<u32>,
+    epoch: Epoch,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            entries: VecDeque::new(),
+            sizes: VecDeque::new(),
+            epoch: Epoch::from_u64(0),
+        }
+    }
+}
+
+impl Batch {
+    /// The next message of the batch.
+    pub(crate) fn pop(&mut self) -> Option<Delivery> {
+        let Queued { id, message } = self.entries.pop_front()?;
+        self.sizes.pop_front();
+        Some(Delivery {
+            id,
+            epoch: self.epoch,
+            message,
+        })
+    }
+
+    /// How many messages it still holds.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 // In declaration order (`repr(C)`): what every push reads and writes comes first, right
 // after the mutex's lock byte (see `Listener`).
 #[repr(C)]
@@ -411,6 +457,10 @@ struct QueueState {
     ledger: Option<Arc<QueueLedger>>,
     /// Bytes taken by consumers and not yet given back to the ledger.
     unreleased: usize,
+    /// Bytes of the messages a stream took in its last [`Batch`]: they still count
+    /// against the byte bound and the ledger until the stream comes back for more (by
+    /// then it yielded them all) or gives the rest back.
+    batch_bytes: usize,
 }
 
 impl Default for QueueState {
@@ -437,6 +487,7 @@ impl Default for QueueState {
             cut_discarded: 0,
             ledger: None,
             unreleased: 0,
+            batch_bytes: 0,
         }
     }
 }
@@ -602,6 +653,30 @@ impl QueueState {
             ledger.release(self.unreleased);
         }
         self.unreleased = 0;
+    }
+
+    /// Moves what is queued into `batch` (empty): the rest of a stream's run of plain
+    /// messages, after the one it yields now.
+    fn take_batch(&mut self, batch: &mut Batch) {
+        debug_assert!(batch.is_empty() && self.batch_bytes == 0);
+        std::mem::swap(&mut self.entries, &mut batch.entries);
+        std::mem::swap(&mut self.sizes, &mut batch.sizes);
+        batch.epoch = self.epoch;
+        self.delivered += batch.len() as u64;
+        self.batch_bytes = std::mem::take(&mut self.bytes);
+    }
+
+    /// The stream is done with its last batch: the bytes of what it yielded stop
+    /// counting.
+    fn finish_batch(&mut self, yielded_bytes: usize) {
+        if self.batch_bytes == 0 {
+            return;
+        }
+        self.batch_bytes -= yielded_bytes;
+        self.unreleased += yielded_bytes;
+        if self.entries.is_empty() || self.unreleased >= RELEASE_BATCH {
+            self.release_all();
+        }
     }
 
     /// Discards every queued message; returns how many.
@@ -818,7 +893,7 @@ impl Listener {
             delivered: state.delivered,
             dropped: state.dropped,
             last_event_id: state.last_id,
-            queued_bytes: state.bytes,
+            queued_bytes: state.bytes + state.batch_bytes,
             too_slow: state.too_slow,
         }
     }
@@ -922,7 +997,7 @@ impl Listener {
             return Err(Refused::WhileCut);
         }
         // A single message over the bound is taken: the bound is on falling behind.
-        if state.bytes + size > state.max_bytes && !state.entries.is_empty() {
+        if state.bytes + state.batch_bytes + size > state.max_bytes && !state.entries.is_empty() {
             state.cut(id);
             let wakeup = state.take_wakeup();
             drop(state);
@@ -1037,6 +1112,91 @@ impl Listener {
                 state.register(cx.waker());
                 Poll::Pending
             }
+        }
+    }
+
+    /// [`poll_next`](Self::poll_next) for a stream that takes what is queued in one go:
+    /// after a plain message, the messages queued behind it move into `batch` (which
+    /// must be empty; made when first needed), for the stream to yield before it comes
+    /// back. Markers, a stop and a removal come one at a time, as from `poll_next`.
+    pub(crate) fn poll_batch(
+        &self,
+        cx: &mut Context<'_>,
+        batch: &mut Option<Box<Batch>>,
+    ) -> Poll<Next> {
+        let mut state = self.queue.lock();
+        // The stream yielded the whole of its last batch before it came back.
+        let yielded = state.batch_bytes;
+        state.finish_batch(yielded);
+        match self.next_locked(&mut state, true) {
+            Some(next) => {
+                if matches!(next, Next::Message(_))
+                    && state.mark == Mark::None
+                    && !state.entries.is_empty()
+                {
+                    state.take_batch(batch.get_or_insert_with(Box::default));
+                }
+                Poll::Ready(next)
+            }
+            None => {
+                state.register(cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Puts what a stream took in `batch` and did not yield back at the front of the
+    /// queue, for the listener's next stream, and stops counting what it yielded. When
+    /// the queue lost messages since (a marker is due) they join the loss the marker
+    /// reports; when the listener was removed they are discarded with its queue. The
+    /// queue may hold a batch more than its bound for a while: the next push over the
+    /// bound applies the overflow policy.
+    pub(crate) fn give_back(&self, batch: &mut Batch) {
+        let mut state = self.queue.lock();
+        let unyielded_bytes: usize = batch.sizes.iter().map(|&size| size as usize).sum();
+        let yielded = state.batch_bytes.saturating_sub(unyielded_bytes);
+        state.finish_batch(yielded);
+        if batch.is_empty() {
+            return;
+        }
+        let count = batch.len() as u64;
+        let first = batch.entries.front().map_or(0, |q| q.id);
+        state.batch_bytes = 0;
+        if state.removed || state.mark != Mark::None {
+            state.unreleased += unyielded_bytes;
+            state.release_all();
+            if !state.removed {
+                state.dropped += count;
+                let mark = match state.mark {
+                    Mark::Dropped {
+                        first: later,
+                        count: more,
+                    } => Mark::Dropped {
+                        first: first.min(later),
+                        count: count + more,
+                    },
+                    Mark::Cut { first: later } => Mark::Cut {
+                        first: first.min(later),
+                    },
+                    Mark::None => unreachable!("a marker is due"),
+                };
+                state.set_mark(mark);
+            }
+            drop(state);
+            batch.entries.clear();
+            batch.sizes.clear();
+            return;
+        }
+        batch.entries.append(&mut state.entries);
+        batch.sizes.append(&mut state.sizes);
+        std::mem::swap(&mut state.entries, &mut batch.entries);
+        std::mem::swap(&mut state.sizes, &mut batch.sizes);
+        state.bytes += unyielded_bytes;
+        state.delivered -= count;
+        if state.has_waiters() {
+            let wakeup = state.take_wakeup();
+            drop(state);
+            wakeup.run(&self.ready);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Streams of a listener's messages: async (`futures_core::Stream`) and blocking.
 
 use crate::channel::{Adapter, Channel};
-use crate::listener::{Listener, Next};
+use crate::listener::{Batch, Listener, Next};
 use crate::message::{Delivery, Message};
 use futures_core::Stream;
 use std::collections::VecDeque;
@@ -39,6 +39,9 @@ pub struct MessageStream<A: Adapter> {
     channel: Channel<A>,
     listener: Arc<Listener>,
     replay: VecDeque<Delivery>,
+    /// Messages taken from the queue in one go and not yielded yet (see [`Batch`]);
+    /// boxed, as most streams sleep most of the time.
+    batch: Option<Box<Batch>>,
     pause: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     rest_until: Option<Instant>,
     finished: bool,
@@ -137,6 +140,7 @@ impl<A: Adapter> MessageStream<A> {
             channel,
             listener,
             replay,
+            batch: None,
             pause: None,
             rest_until: None,
             finished: false,
@@ -173,6 +177,33 @@ impl<A: Adapter> MessageStream<A> {
     /// Whether the stream has ended.
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// How many messages the stream took from its listener's queue and has not yielded
+    /// yet: an async stream takes what is queued in one go. Dropped with the stream,
+    /// they go back to the front of the queue.
+    pub fn held(&self) -> usize {
+        self.batch.as_ref().map_or(0, |batch| batch.len())
+    }
+
+    /// The next message taken in a batch, if the listener still runs; a stopped
+    /// listener gets the batch back in its queue and the stream ends.
+    fn take_batched(&mut self) -> Option<Option<A::Output>> {
+        let batch = self.batch.as_mut().filter(|batch| !batch.is_empty())?;
+        if !self.listener.is_running() {
+            self.listener.give_back(batch);
+            self.finished = true;
+            return Some(None);
+        }
+        let delivery = batch.pop()?;
+        Some(self.accept(Next::Message(delivery)))
+    }
+
+    /// Whether the stream may take what is queued in one go: a handler runs (and may
+    /// stop the listener) as each message is yielded, and a stream delay paces them,
+    /// so with either they come one at a time.
+    fn batches(&self) -> bool {
+        !self.listener.has_handler() && self.channel.stream_delay().is_none()
     }
 
     /// Turns what the queue gave into the stream's next item (or its end).
@@ -241,6 +272,9 @@ impl<A: Adapter> MessageStream<A> {
         if let Some(item) = self.take_replayed() {
             return Some(item);
         }
+        if let Some(item) = self.take_batched() {
+            return item;
+        }
         let next = self.listener.try_next(true)?;
         self.accept(next)
     }
@@ -262,9 +296,12 @@ impl<A: Adapter> MessageStream<A> {
         }
         let item = match self.take_replayed() {
             Some(item) => Some(item),
-            None => match self.listener.wait_next(deadline) {
-                Some(next) => self.accept(next),
-                None => return Err(RecvTimeoutError::Timeout),
+            None => match self.take_batched() {
+                Some(item) => item,
+                None => match self.listener.wait_next(deadline) {
+                    Some(next) => self.accept(next),
+                    None => return Err(RecvTimeoutError::Timeout),
+                },
             },
         };
         match item {
@@ -296,12 +333,20 @@ impl<A: Adapter> Stream for MessageStream<A> {
             }
             this.pause = None;
         }
-        let item = match this.take_replayed() {
-            Some(item) => Some(item),
-            None => match this.listener.poll_next(cx) {
+        let item = if let Some(item) = this.take_replayed() {
+            Some(item)
+        } else if let Some(item) = this.take_batched() {
+            item
+        } else if this.batches() {
+            match this.listener.poll_batch(cx, &mut this.batch) {
                 Poll::Ready(next) => this.accept(next),
                 Poll::Pending => return Poll::Pending,
-            },
+            }
+        } else {
+            match this.listener.poll_next(cx) {
+                Poll::Ready(next) => this.accept(next),
+                Poll::Pending => return Poll::Pending,
+            }
         };
         if item.is_some() {
             if let Some(delay) = this.channel.stream_delay() {
@@ -314,6 +359,9 @@ impl<A: Adapter> Stream for MessageStream<A> {
 
 impl<A: Adapter> Drop for MessageStream<A> {
     fn drop(&mut self) {
+        if let Some(batch) = self.batch.as_mut() {
+            self.listener.give_back(batch);
+        }
         if self.remove_listener_on_drop {
             // Already gone if it was removed while the stream ran.
             let _ = self.channel.remove_listener(self.listener.id());

@@ -666,3 +666,115 @@ fn dispatch_to_refuses_a_listener_of_another_channel_and_names_both() {
     there.dispatch_to(&theirs, &message).unwrap();
     assert_eq!((ours.queue_len(), theirs.queue_len()), (1, 1));
 }
+
+/// Polls an async stream once, as an executor would, with a waker that does nothing.
+fn poll_once<S: futures::Stream + Unpin>(stream: &mut S) -> Option<Option<S::Item>> {
+    use futures::FutureExt;
+    stream.next().now_or_never()
+}
+
+fn ids<S: futures::Stream<Item = eric_core::Delivery> + Unpin>(stream: &mut S) -> Vec<u64> {
+    std::iter::from_fn(|| poll_once(stream).flatten().map(|d| d.id)).collect()
+}
+
+#[test]
+fn an_async_stream_takes_the_queue_at_once_and_gives_back_what_it_did_not_yield() {
+    let (channel, listener) = channel_with_started_listener();
+    for message in counters(5) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    let mut stream = channel.message_stream(&listener);
+    assert_eq!(poll_once(&mut stream).flatten().unwrap().id, 1);
+    assert_eq!((stream.held(), listener.queue_len()), (4, 0));
+    assert_eq!(listener.stats().delivered, 5);
+    assert_eq!(poll_once(&mut stream).flatten().unwrap().id, 2);
+    drop(stream);
+    // The three it held go back to the front, before what came meanwhile.
+    channel
+        .dispatch(listener.id(), Message::empty("later"))
+        .unwrap();
+    assert_eq!(listener.queue_len(), 4);
+    assert_eq!(listener.stats().delivered, 2);
+    let mut next = channel.message_stream(&listener);
+    assert_eq!(ids(&mut next), [3, 4, 5, 6]);
+}
+
+#[test]
+fn a_stopped_listener_keeps_what_its_stream_held() {
+    let (channel, listener) = channel_with_started_listener();
+    for message in counters(4) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    let mut stream = channel.message_stream(&listener);
+    assert_eq!(poll_once(&mut stream).flatten().unwrap().id, 1);
+    listener.stop();
+    assert_eq!(
+        poll_once(&mut stream),
+        Some(None),
+        "the stream ends at once"
+    );
+    assert_eq!(listener.queue_len(), 3);
+    listener.start();
+    let mut next = channel.message_stream(&listener);
+    assert_eq!(ids(&mut next), [2, 3, 4]);
+}
+
+#[test]
+fn what_a_stream_holds_counts_against_the_byte_bound_until_it_comes_back() {
+    let message = Message::new("t", "x".repeat(1000));
+    let size = message_size(&message);
+    let ledger = Arc::new(QueueLedger::new(Some(usize::MAX)));
+    let channel = Channel::builder(Identity)
+        .retention(Retention::entries(100))
+        .queue_config(QueueConfig::unbounded().with_max_bytes(size * 3))
+        .ledger(Arc::clone(&ledger))
+        .build();
+    let listener = channel.add_listener();
+    listener.start();
+    let mut stream = channel.message_stream(&listener);
+    for _ in 0..3 {
+        channel.broadcast(message.clone());
+    }
+    assert_eq!(poll_once(&mut stream).flatten().unwrap().id, 1);
+    assert_eq!(stream.held(), 2);
+    assert_eq!(listener.stats().queued_bytes, size * 2, "held, not yielded");
+    // One more fits beside the two held; the next is over the bound and cuts the queue.
+    assert_eq!(channel.broadcast(message.clone()).too_slow, 0);
+    assert_eq!(channel.broadcast(message.clone()).too_slow, 1);
+    let mut items = Vec::new();
+    while let Some(Some(item)) = poll_once(&mut stream) {
+        items.push(item);
+    }
+    assert_eq!(items.iter().map(|d| d.id).collect::<Vec<_>>(), [2, 3, 3]);
+    assert_eq!(items[2].payload["error"], "too_slow");
+    assert_eq!(items[2].payload["last_event_id"], at(&channel, 3));
+    assert!(stream.is_finished());
+    assert_eq!(listener.stats().queued_bytes, 0);
+    assert_eq!(ledger.queued_bytes(), 0, "every byte given back");
+}
+
+#[test]
+fn what_a_stream_held_joins_the_gap_of_a_later_drop_oldest_discard() {
+    let (channel, listener) = started_listener_with_history(100);
+    let listener = {
+        let _ = channel.remove_listener(listener.id());
+        bounded_listener(&channel, 3, OverflowPolicy::DropOldest)
+    };
+    for message in counters(3) {
+        channel.dispatch(listener.id(), message).unwrap();
+    }
+    let mut stream = channel.message_stream(&listener);
+    assert_eq!(poll_once(&mut stream).flatten().unwrap().id, 1);
+    for message in counters(4) {
+        let _ = channel.dispatch(listener.id(), message);
+    }
+    // 4, 5, 6 queued, then 7 discarded 4; the stream held 2 and 3 when it ended.
+    drop(stream);
+    let mut next = channel.message_stream(&listener);
+    let marker = poll_once(&mut next).flatten().unwrap();
+    assert_eq!(marker.msg_type, MESSAGE_TYPE_ERROR);
+    assert_eq!(marker.payload["last_event_id"], at(&channel, 1));
+    assert_eq!(marker.payload["dropped"], 3);
+    assert_eq!(ids(&mut next), [5, 6, 7]);
+    assert_eq!(listener.stats().dropped, 3);
+}

@@ -203,7 +203,7 @@ impl Drop for LiveEvents {
         if self.phase != Phase::Ended && self.stop.shutdown.is_shutdown() {
             self.stop
                 .undelivered
-                .add(self.events.listener().stats().queued);
+                .add(self.events.held() + self.events.listener().stats().queued);
         }
         if let Some(metrics) = &self.metrics {
             metrics.stream_closed(Transport::Http, self.events.channel().id());

@@ -292,7 +292,7 @@ impl Drop for Outgoing<'_> {
     fn drop(&mut self) {
         if self.shutdown.is_shutdown() {
             self.undelivered
-                .add(self.unwritten + self.events.listener().stats().queued);
+                .add(self.unwritten + self.events.held() + self.events.listener().stats().queued);
         }
         self.container
             .metrics()
