@@ -5,6 +5,10 @@ a seed found failing reads as a case. Inputs that a fuzzer found failing are kep
 beside these, named `crash-*` (written by hand from the crash, not by this script).
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import struct
 
@@ -176,11 +180,6 @@ FUZZ_SECRET = b"the fuzzing secret"  # eric_socket::fuzzing's
 
 
 def hs256(claims):
-    import base64
-    import hashlib
-    import hmac
-    import json
-
     def part(data):
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 

@@ -371,7 +371,8 @@ struct Queued {
 /// front of the queue ([`Listener::give_back`]).
 pub(crate) struct Batch {
     entries: VecDeque<Queued>,
-    /// The size of each message, when the queue counts bytes (else empty).
+    /// The size of each message taken, when the queue counts bytes (else empty): a pop
+    /// leaves it, so the sizes of what is not yielded yet are its last `entries.len()`.
     sizes: VecDeque<u32>,
     epoch: Epoch,
 }
@@ -390,7 +391,6 @@ impl Batch {
     /// The next message of the batch.
     pub(crate) fn pop(&mut self) -> Option<Delivery> {
         let Queued { id, message } = self.entries.pop_front()?;
-        self.sizes.pop_front();
         Some(Delivery {
             id,
             epoch: self.epoch,
@@ -659,6 +659,7 @@ impl QueueState {
     /// messages, after the one it yields now.
     fn take_batch(&mut self, batch: &mut Batch) {
         debug_assert!(batch.is_empty() && self.batch_bytes == 0);
+        batch.sizes.clear();
         std::mem::swap(&mut self.entries, &mut batch.entries);
         std::mem::swap(&mut self.sizes, &mut batch.sizes);
         batch.epoch = self.epoch;
@@ -1103,38 +1104,28 @@ impl Listener {
     }
 
     /// The next message, or registers `cx`'s waker to be woken by the next push, stop or
-    /// removal.
-    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
-        let mut state = self.queue.lock();
-        match self.next_locked(&mut state, true) {
-            Some(next) => Poll::Ready(next),
-            None => {
-                state.register(cx.waker());
-                Poll::Pending
-            }
-        }
-    }
-
-    /// [`poll_next`](Self::poll_next) for a stream that takes what is queued in one go:
-    /// after a plain message, the messages queued behind it move into `batch` (which
-    /// must be empty; made when first needed), for the stream to yield before it comes
-    /// back. Markers, a stop and a removal come one at a time, as from `poll_next`.
-    pub(crate) fn poll_batch(
+    /// removal. With a `batch` (an async stream that takes what is queued in one go),
+    /// the messages queued behind a plain message move into it (it must be empty; made
+    /// when first needed), for the stream to yield before it comes back; markers, a stop
+    /// and a removal come one at a time all the same.
+    pub(crate) fn poll_next(
         &self,
         cx: &mut Context<'_>,
-        batch: &mut Option<Box<Batch>>,
+        batch: Option<&mut Option<Box<Batch>>>,
     ) -> Poll<Next> {
         let mut state = self.queue.lock();
-        // The stream yielded the whole of its last batch before it came back.
+        // A stream comes back once it yielded the whole of its last batch.
         let yielded = state.batch_bytes;
         state.finish_batch(yielded);
         match self.next_locked(&mut state, true) {
             Some(next) => {
-                if matches!(next, Next::Message(_))
-                    && state.mark == Mark::None
-                    && !state.entries.is_empty()
-                {
-                    state.take_batch(batch.get_or_insert_with(Box::default));
+                if let Some(batch) = batch {
+                    if matches!(next, Next::Message(_))
+                        && state.mark == Mark::None
+                        && !state.entries.is_empty()
+                    {
+                        state.take_batch(batch.get_or_insert_with(Box::default));
+                    }
                 }
                 Poll::Ready(next)
             }
@@ -1152,8 +1143,10 @@ impl Listener {
     /// queue may hold a batch more than its bound for a while: the next push over the
     /// bound applies the overflow policy.
     pub(crate) fn give_back(&self, batch: &mut Batch) {
-        let mut state = self.queue.lock();
+        let yielded_sizes = batch.sizes.len().saturating_sub(batch.len());
+        batch.sizes.drain(..yielded_sizes);
         let unyielded_bytes: usize = batch.sizes.iter().map(|&size| size as usize).sum();
+        let mut state = self.queue.lock();
         let yielded = state.batch_bytes.saturating_sub(unyielded_bytes);
         state.finish_batch(yielded);
         if batch.is_empty() {
@@ -1167,20 +1160,18 @@ impl Listener {
             state.release_all();
             if !state.removed {
                 state.dropped += count;
-                let mark = match state.mark {
-                    Mark::Dropped {
-                        first: later,
-                        count: more,
-                    } => Mark::Dropped {
-                        first: first.min(later),
-                        count: count + more,
-                    },
-                    Mark::Cut { first: later } => Mark::Cut {
-                        first: first.min(later),
-                    },
-                    Mark::None => unreachable!("a marker is due"),
-                };
-                state.set_mark(mark);
+            }
+            // What the batch held is older than what the queue lost since.
+            match &mut state.mark {
+                Mark::Dropped {
+                    first: from,
+                    count: lost,
+                } => {
+                    *from = first.min(*from);
+                    *lost += count;
+                }
+                Mark::Cut { first: from } => *from = first.min(*from),
+                Mark::None => {}
             }
             drop(state);
             batch.entries.clear();

@@ -186,6 +186,12 @@ impl<A: Adapter> MessageStream<A> {
         self.batch.as_ref().map_or(0, |batch| batch.len())
     }
 
+    /// How many messages for this stream it has not yielded yet: those it
+    /// [`held`](Self::held) and those still in its listener's queue.
+    pub fn pending(&self) -> usize {
+        self.held() + self.listener.queue_len()
+    }
+
     /// The next message taken in a batch, if the listener still runs; a stopped
     /// listener gets the batch back in its queue and the stream ends.
     fn take_batched(&mut self) -> Option<Option<A::Output>> {
@@ -337,13 +343,9 @@ impl<A: Adapter> Stream for MessageStream<A> {
             Some(item)
         } else if let Some(item) = this.take_batched() {
             item
-        } else if this.batches() {
-            match this.listener.poll_batch(cx, &mut this.batch) {
-                Poll::Ready(next) => this.accept(next),
-                Poll::Pending => return Poll::Pending,
-            }
         } else {
-            match this.listener.poll_next(cx) {
+            let batch = this.batches().then_some(&mut this.batch);
+            match this.listener.poll_next(cx, batch) {
                 Poll::Ready(next) => this.accept(next),
                 Poll::Pending => return Poll::Pending,
             }

@@ -227,18 +227,26 @@ fn a_drop_oldest_dispatch_is_reported_to_the_ledger_observer() {
     );
 }
 
-#[test]
-fn a_queue_over_its_byte_bound_ends_its_stream_as_too_slow_and_the_log_resumes_it() {
+/// A channel that retains its last 100 messages and whose queues may fall at most three
+/// of `message` (1 KB) behind, counted by a ledger with no budget; one started listener.
+fn three_messages_behind_at_most() -> (Channel<Identity>, Arc<QueueLedger>, Arc<Listener>, Message)
+{
     let message = Message::new("t", "x".repeat(1000));
-    let size = message_size(&message);
     let ledger = Arc::new(QueueLedger::new(Some(usize::MAX)));
     let channel = Channel::builder(Identity)
         .retention(Retention::entries(100))
-        .queue_config(QueueConfig::unbounded().with_max_bytes(size * 3))
+        .queue_config(QueueConfig::unbounded().with_max_bytes(message_size(&message) * 3))
         .ledger(Arc::clone(&ledger))
         .build();
     let listener = channel.add_listener();
     listener.start();
+    (channel, ledger, listener, message)
+}
+
+#[test]
+fn a_queue_over_its_byte_bound_ends_its_stream_as_too_slow_and_the_log_resumes_it() {
+    let (channel, ledger, listener, message) = three_messages_behind_at_most();
+    let size = message_size(&message);
     let mut stream = channel.message_stream(&listener);
     channel.broadcast(message.clone());
     assert_eq!(stream.try_recv().unwrap().id, 1);
@@ -721,16 +729,8 @@ fn a_stopped_listener_keeps_what_its_stream_held() {
 
 #[test]
 fn what_a_stream_holds_counts_against_the_byte_bound_until_it_comes_back() {
-    let message = Message::new("t", "x".repeat(1000));
+    let (channel, ledger, listener, message) = three_messages_behind_at_most();
     let size = message_size(&message);
-    let ledger = Arc::new(QueueLedger::new(Some(usize::MAX)));
-    let channel = Channel::builder(Identity)
-        .retention(Retention::entries(100))
-        .queue_config(QueueConfig::unbounded().with_max_bytes(size * 3))
-        .ledger(Arc::clone(&ledger))
-        .build();
-    let listener = channel.add_listener();
-    listener.start();
     let mut stream = channel.message_stream(&listener);
     for _ in 0..3 {
         channel.broadcast(message.clone());

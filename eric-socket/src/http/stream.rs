@@ -201,9 +201,7 @@ impl Drop for LiveEvents {
     fn drop(&mut self) {
         // Cut by the end of the grace period, or its client left, while shutting down.
         if self.phase != Phase::Ended && self.stop.shutdown.is_shutdown() {
-            self.stop
-                .undelivered
-                .add(self.events.held() + self.events.listener().stats().queued);
+            self.stop.undelivered.add(self.events.pending());
         }
         if let Some(metrics) = &self.metrics {
             metrics.stream_closed(Transport::Http, self.events.channel().id());

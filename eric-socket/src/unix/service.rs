@@ -291,8 +291,7 @@ struct Outgoing<'a> {
 impl Drop for Outgoing<'_> {
     fn drop(&mut self) {
         if self.shutdown.is_shutdown() {
-            self.undelivered
-                .add(self.unwritten + self.events.held() + self.events.listener().stats().queued);
+            self.undelivered.add(self.unwritten + self.events.pending());
         }
         self.container
             .metrics()
