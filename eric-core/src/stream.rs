@@ -7,6 +7,7 @@ use futures_core::Stream;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -190,6 +191,59 @@ impl<A: Adapter> MessageStream<A> {
     /// [`held`](Self::held) and those still in its listener's queue.
     pub fn pending(&self) -> usize {
         self.held() + self.listener.queue_len()
+    }
+
+    /// Polls for the items ready now and hands each to `each`, in order, until `each`
+    /// breaks (the rest wait for the next poll), none is ready or the stream ends: the
+    /// same items as [`poll_next`](Stream::poll_next) called in a loop, for a writer that
+    /// sends what is ready in one go and would otherwise pay one poll per item.
+    ///
+    /// `Ready(Some(n))` when it handed over `n >= 1` items, `Ready(None)` once the stream
+    /// has ended, `Pending` when no item is ready (the task is woken when one is).
+    pub fn poll_each(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut each: impl FnMut(A::Output) -> ControlFlow<()>,
+    ) -> Poll<Option<usize>> {
+        let mut handed = 0;
+        while !self.finished {
+            if let Some(mut batch) = self.batch.take_if(|batch| !batch.is_empty()) {
+                if !self.listener.is_running() {
+                    self.listener.give_back(&mut batch);
+                    self.batch = Some(batch);
+                    self.finished = true;
+                    break;
+                }
+                let mut full = false;
+                while let Some(delivery) = batch.pop() {
+                    if let Some(item) = self.accept(Next::Message(delivery)) {
+                        handed += 1;
+                        if each(item).is_break() || self.finished {
+                            full = true;
+                            break;
+                        }
+                    }
+                }
+                self.batch = Some(batch);
+                if full {
+                    break;
+                }
+                continue;
+            }
+            // The replay, a paced stream, or a batch to take: one item at a time.
+            match Pin::new(&mut *self).poll_next(cx) {
+                Poll::Ready(Some(item)) => {
+                    handed += 1;
+                    if each(item).is_break() {
+                        break;
+                    }
+                }
+                Poll::Ready(None) => break,
+                Poll::Pending if handed == 0 => return Poll::Pending,
+                Poll::Pending => break,
+            }
+        }
+        Poll::Ready((handed > 0).then_some(handed))
     }
 
     /// The next message taken in a batch, if the listener still runs; a stopped

@@ -8,7 +8,9 @@ use eric_core::{Channel, Delivery, Identity, MessageStream, Retention, MESSAGE_T
 use eric_core::{Listener, Message};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -17,6 +19,8 @@ enum Op {
     Dispatch(usize),
     /// Subscriber `s` reads up to `n` items.
     Read(usize, usize),
+    /// Subscriber `s` takes up to `n` items in one poll, as the HTTP writer does.
+    ReadReady(usize, usize),
     /// Subscriber `s`'s connection dies with up to `n` items taken but never seen.
     Lose(usize, usize),
     /// Subscriber `s` disconnects.
@@ -33,7 +37,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => Just(Op::Broadcast),
         2 => (0..NAMED).prop_map(Op::Dispatch),
-        4 => (0..SUBSCRIBERS, 1..4usize).prop_map(|(s, n)| Op::Read(s, n)),
+        3 => (0..SUBSCRIBERS, 1..4usize).prop_map(|(s, n)| Op::Read(s, n)),
+        2 => (0..SUBSCRIBERS, 1..6usize).prop_map(|(s, n)| Op::ReadReady(s, n)),
         1 => (0..SUBSCRIBERS, 1..3usize).prop_map(|(s, n)| Op::Lose(s, n)),
         1 => (0..SUBSCRIBERS).prop_map(Op::Disconnect),
         2 => (0..SUBSCRIBERS).prop_map(Op::Resume),
@@ -123,6 +128,33 @@ fn run(retention: usize, ops: &[Op]) -> usize {
                 }
                 if !seen {
                     subscriber.stream = None;
+                }
+            }
+            Op::ReadReady(s, n) => {
+                let subscriber = &mut subscribers[s];
+                let Some(stream) = subscriber.stream.as_mut() else {
+                    continue;
+                };
+                let mut items = Vec::new();
+                let mut cx = Context::from_waker(Waker::noop());
+                let handed = stream.poll_each(&mut cx, |item| {
+                    items.push(item);
+                    match items.len() < n {
+                        true => ControlFlow::Continue(()),
+                        false => ControlFlow::Break(()),
+                    }
+                });
+                match handed {
+                    Poll::Ready(Some(count)) => assert_eq!(count, items.len()),
+                    Poll::Ready(None) | Poll::Pending => assert!(items.is_empty()),
+                }
+                assert!(
+                    items.len() <= n,
+                    "{} items handed past a break",
+                    items.len()
+                );
+                for item in items {
+                    subscriber.take(item, true);
                 }
             }
             Op::Disconnect(s) => subscribers[s].stream = None,

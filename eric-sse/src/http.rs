@@ -42,6 +42,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -185,6 +186,33 @@ impl<S> SseBody<S> {
     }
 }
 
+/// A stream of events that can hand over every event ready at once, which
+/// [`SseBody::poll_batched_pieces`] writes without one poll per event.
+///
+/// [`MessageStream`](eric_core::MessageStream)s of an [`SseChannel`](crate::SseChannel)
+/// are such streams.
+pub trait EventBatches: Stream<Item = SseEvent> + Unpin {
+    /// Hands the events ready now to `each`, in order, until `each` breaks, none is
+    /// ready or the stream ends; the same events as [`poll_next`](Stream::poll_next)
+    /// called in a loop. `Ready(Some(n))` when it handed over `n >= 1` events,
+    /// `Ready(None)` once the stream has ended, `Pending` when none is ready.
+    fn poll_each(
+        &mut self,
+        cx: &mut Context<'_>,
+        each: impl FnMut(SseEvent) -> ControlFlow<()>,
+    ) -> Poll<Option<usize>>;
+}
+
+impl EventBatches for eric_core::MessageStream<crate::SseAdapter> {
+    fn poll_each(
+        &mut self,
+        cx: &mut Context<'_>,
+        each: impl FnMut(SseEvent) -> ControlFlow<()>,
+    ) -> Poll<Option<usize>> {
+        eric_core::MessageStream::poll_each(self, cx, each)
+    }
+}
+
 impl<S> SseBody<S>
 where
     S: Stream<Item = SseEvent> + Unpin,
@@ -202,6 +230,28 @@ where
         cx: &mut Context<'_>,
         pieces: &mut Vec<Bytes>,
     ) -> Poll<Option<()>> {
+        self.poll_pieces_with(cx, pieces, |events, cx, each| loop {
+            match Pin::new(&mut *events).poll_next(cx) {
+                Poll::Ready(Some(event)) => {
+                    if each(event).is_break() {
+                        return false;
+                    }
+                }
+                Poll::Ready(None) => return true,
+                Poll::Pending => return false,
+            }
+        })
+    }
+
+    /// Appends to `pieces` what goes out next: the opening `retry:`, the events ready
+    /// now up to the frame's bound, or a keep-alive. `pull` hands the events ready now
+    /// to its sink until the sink breaks, and says whether the stream has ended.
+    fn poll_pieces_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        pieces: &mut Vec<Bytes>,
+        pull: impl FnOnce(&mut S, &mut Context<'_>, &mut dyn FnMut(SseEvent) -> ControlFlow<()>) -> bool,
+    ) -> Poll<Option<()>> {
         let writer = &mut self.writer;
         let Some(events) = self.events.as_mut() else {
             return Poll::Ready(None);
@@ -212,22 +262,19 @@ where
             pieces.push(writer.retry());
             return Poll::Ready(Some(()));
         }
-        let mut ended = false;
+        let max_frame_bytes = writer.config.max_frame_bytes;
         let mut len = 0;
-        while len < writer.config.max_frame_bytes {
-            match Pin::new(&mut *events).poll_next(cx) {
-                Poll::Ready(Some(event)) => {
-                    let piece = writer.event(&event);
-                    len += piece.len();
-                    pieces.push(piece);
-                }
-                Poll::Ready(None) => {
-                    ended = true;
-                    break;
-                }
-                Poll::Pending => break,
+        let mut add = |event: SseEvent| {
+            let piece = writer.event(&event);
+            len += piece.len();
+            pieces.push(piece);
+            if len < max_frame_bytes {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
             }
-        }
+        };
+        let ended = pull(events, cx, &mut add);
         if ended {
             self.events = None;
             writer.keep_alive = None;
@@ -247,6 +294,20 @@ where
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+impl<S: EventBatches> SseBody<S> {
+    /// [`poll_pieces`](Self::poll_pieces) for a stream that hands over what is ready at
+    /// once: the same pieces, without one poll of the stream per event.
+    pub fn poll_batched_pieces(
+        &mut self,
+        cx: &mut Context<'_>,
+        pieces: &mut Vec<Bytes>,
+    ) -> Poll<Option<()>> {
+        self.poll_pieces_with(cx, pieces, |events, cx, each| {
+            matches!(events.poll_each(cx, each), Poll::Ready(None))
+        })
     }
 }
 
@@ -466,6 +527,54 @@ mod tests {
             "event: n\ndata: 2\n\n"
         );
         assert_eq!(next_frame(&mut body).await, None);
+    }
+
+    /// One of `SseBody`'s ways to poll for pieces.
+    type PollPieces<S> = fn(&mut SseBody<S>, &mut Context<'_>, &mut Vec<Bytes>) -> Poll<Option<()>>;
+
+    /// The frames a body writes with `poll`, until no event is ready.
+    fn frames_now<S: Stream<Item = SseEvent> + Unpin>(
+        body: &mut SseBody<S>,
+        poll: PollPieces<S>,
+    ) -> Vec<String> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut frames = Vec::new();
+        let mut pieces = Vec::new();
+        while let Poll::Ready(Some(())) = poll(body, &mut cx, &mut pieces) {
+            frames.push(String::from_utf8(pieces.concat()).unwrap());
+            pieces.clear();
+        }
+        frames
+    }
+
+    #[tokio::test]
+    async fn batched_pieces_are_the_frames_of_one_event_at_a_time() {
+        let channel = crate::SseChannel::new();
+        let (one, batched) = (channel.add_listener(), channel.add_listener());
+        one.start();
+        batched.start();
+        for i in 0..40 {
+            channel.broadcast(eric_core::Message::new("n", "x".repeat(i)));
+        }
+        // Frames end past 200 bytes, so the 40 events make several of them.
+        let config = no_keep_alive().with_max_frame_bytes(200);
+        let mut by_one = SseBody::with_config(channel.message_stream(&one), config.clone());
+        let mut by_batch = SseBody::with_config(channel.message_stream(&batched), config);
+        let expected = frames_now(&mut by_one, SseBody::poll_pieces);
+        assert!(expected.len() > 3, "{expected:?}");
+        assert_eq!(
+            frames_now(&mut by_batch, SseBody::poll_batched_pieces),
+            expected
+        );
+
+        channel.broadcast(eric_core::Message::new("n", "last"));
+        batched.stop();
+        let frames = frames_now(&mut by_batch, SseBody::poll_batched_pieces);
+        assert!(
+            frames.is_empty(),
+            "a stopped listener's stream wrote {frames:?}"
+        );
+        assert!(by_batch.is_end_stream());
     }
 
     #[tokio::test]

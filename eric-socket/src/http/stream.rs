@@ -5,12 +5,14 @@ use super::state::State;
 use crate::metrics::{DisconnectReason, Metrics, Transport};
 use crate::shutdown::{ShutdownHandle, Undelivered};
 use eric_core::MessageStream;
+use eric_sse::http::EventBatches;
 use eric_sse::{SseAdapter, SseEvent};
 use futures_core::Stream;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -120,13 +122,6 @@ impl LiveEvents {
         }
     }
 
-    fn delivered(&self, event: SseEvent) -> Poll<Option<SseEvent>> {
-        if let Some(metrics) = &self.metrics {
-            metrics.delivered(Transport::Http, 1);
-        }
-        Poll::Ready(Some(event))
-    }
-
     /// These events, ended at `expires` (the `exp` of the token that opened the stream)
     /// after an [`EVENT_TOKEN_EXPIRED`](super::auth::EVENT_TOKEN_EXPIRED) event: the
     /// client reconnects with a fresh token.
@@ -145,55 +140,87 @@ impl LiveEvents {
     }
 }
 
-impl Stream for LiveEvents {
-    type Item = SseEvent;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SseEvent>> {
-        let this = self.get_mut();
-        if this.phase == Phase::Live {
-            if let Some(expiry) = this.expiry.as_mut() {
+impl EventBatches for LiveEvents {
+    fn poll_each(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut each: impl FnMut(SseEvent) -> ControlFlow<()>,
+    ) -> Poll<Option<usize>> {
+        if self.phase == Phase::Live {
+            if let Some(expiry) = self.expiry.as_mut() {
                 if expiry.sleep.as_mut().poll(cx).is_ready() {
-                    this.phase = Phase::Ended;
+                    self.phase = Phase::Ended;
                     let exp = expiry.exp;
-                    return Poll::Ready(Some(SseEvent::new(
+                    let _ = each(SseEvent::new(
                         super::auth::EVENT_TOKEN_EXPIRED,
                         serde_json::json!({ "exp": exp }),
-                    )));
+                    ));
+                    return Poll::Ready(Some(1));
                 }
             }
             // A newer stream first: once it took over, not one more message leaves the
             // queue here (the new stream reads the log from where this one stopped).
-            let superseded = this
+            let superseded = self
                 .stop
                 .superseded
                 .as_mut()
                 .is_some_and(|superseded| Pin::new(superseded).poll(cx).is_ready());
             if superseded {
-                this.phase = Phase::Ended;
+                self.phase = Phase::Ended;
             } else {
                 // Shutdown is looked at only when the queue is empty: what is queued goes
                 // out either way, and a busy stream is not charged for the look per event.
-                let next = Pin::new(&mut this.events).poll_next(cx);
-                if let Poll::Ready(Some(event)) = next {
-                    return this.delivered(event);
+                let handed = self.events.poll_each(cx, &mut each);
+                if let Poll::Ready(Some(n)) = handed {
+                    return self.delivered(n);
                 }
-                if next.is_ready() || !this.stop.is_settled(cx) {
-                    return next;
+                if handed.is_ready() || !self.stop.is_settled(cx) {
+                    return handed;
                 }
-                this.phase = Phase::Draining;
-                if let Some(metrics) = &this.metrics {
+                self.phase = Phase::Draining;
+                if let Some(metrics) = &self.metrics {
                     metrics.disconnected(DisconnectReason::Shutdown);
                 }
             }
         }
-        if this.phase == Phase::Draining {
+        if self.phase == Phase::Draining {
             // Nothing more is published once shutdown has settled: the queue only shrinks.
-            if let Some(event) = this.events.try_recv() {
-                return this.delivered(event);
+            let mut handed = 0;
+            while let Some(event) = self.events.try_recv() {
+                handed += 1;
+                if each(event).is_break() {
+                    return self.delivered(handed);
+                }
             }
-            this.phase = Phase::Ended;
+            self.phase = Phase::Ended;
+            if handed > 0 {
+                return self.delivered(handed);
+            }
         }
         Poll::Ready(None)
+    }
+}
+
+impl LiveEvents {
+    /// Counts `n` events handed over as deliveries.
+    fn delivered(&self, n: usize) -> Poll<Option<usize>> {
+        if let Some(metrics) = &self.metrics {
+            metrics.delivered(Transport::Http, n as u64);
+        }
+        Poll::Ready(Some(n))
+    }
+}
+
+impl Stream for LiveEvents {
+    type Item = SseEvent;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SseEvent>> {
+        let mut next = None;
+        let handed = self.get_mut().poll_each(cx, |event| {
+            next = Some(event);
+            ControlFlow::Break(())
+        });
+        handed.map(|_| next)
     }
 }
 

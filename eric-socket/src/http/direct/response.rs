@@ -101,7 +101,7 @@ impl<'a> ResponseWriter<'a> {
             return Poll::Ready(None);
         };
         let mut pieces = chunk::piece_list();
-        match events.poll_pieces(cx, &mut pieces) {
+        match events.poll_batched_pieces(cx, &mut pieces) {
             Poll::Ready(Some(())) => Poll::Ready(Some(pieces)),
             Poll::Ready(None) => {
                 chunk::recycle(pieces);
