@@ -15,6 +15,7 @@
 
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Uri};
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 /// The `Host` names a server answers.
@@ -57,6 +58,7 @@ impl HostPolicy {
             if entry == "*" {
                 policy.any = true;
             } else if let Some((name, port)) = split_host(entry) {
+                let name = name.into_owned();
                 match port {
                     Some(port) => policy.names_with_port.push((name, port)),
                     None => policy.names.push(name),
@@ -78,16 +80,16 @@ impl HostPolicy {
             return Ok(());
         }
         let host = match uri.authority() {
-            Some(authority) => authority.as_str().to_owned(),
+            Some(authority) => Cow::Borrowed(authority.as_str()),
             None => match headers.get(header::HOST) {
                 None => return Ok(()),
-                Some(value) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                Some(value) => String::from_utf8_lossy(value.as_bytes()),
             },
         };
         let Some((name, port)) = split_host(host.trim()) else {
             return Err(format!("the Host header {host:?} is not a host name"));
         };
-        let known = self.names.contains(&name)
+        let known = self.names.iter().any(|allowed| *allowed == name)
             || (self.any_ip && name.parse::<IpAddr>().is_ok())
             || self.names_with_port.iter().any(|(allowed, allowed_port)| {
                 *allowed == name && port.unwrap_or(80) == *allowed_port
@@ -116,7 +118,7 @@ fn ip_name(ip: IpAddr) -> String {
 
 /// `host[:port]` as its lower-case name (an IPv6 address without its brackets, a
 /// trailing dot dropped) and its port; `None` when it is not of that shape.
-fn split_host(text: &str) -> Option<(String, Option<u16>)> {
+fn split_host(text: &str) -> Option<(Cow<'_, str>, Option<u16>)> {
     let (name, port) = if let Some(rest) = text.strip_prefix('[') {
         let (address, after) = rest.split_once(']')?;
         let port = match after {
@@ -125,18 +127,28 @@ fn split_host(text: &str) -> Option<(String, Option<u16>)> {
         };
         // Written the way `ip_name` writes it, whatever the spelling.
         let address: std::net::Ipv6Addr = address.parse().ok()?;
-        (ip_name(IpAddr::V6(address)), port)
+        (Cow::Owned(ip_name(IpAddr::V6(address))), port)
     } else {
         match text.rsplit_once(':') {
-            Some((name, port)) => (name.to_owned(), Some(port)),
-            None => (text.to_owned(), None),
+            Some((name, port)) => (Cow::Borrowed(name), Some(port)),
+            None => (Cow::Borrowed(text), None),
         }
     };
     let port = match port {
         None => None,
         Some(port) => Some(port.parse::<u16>().ok()?),
     };
-    let name = name.strip_suffix('.').unwrap_or(&name).to_ascii_lowercase();
+    // Lowercased only if it has to be: a request's host is checked on every request.
+    let name = match name {
+        Cow::Borrowed(name) => {
+            let name = name.strip_suffix('.').unwrap_or(name);
+            match name.bytes().any(|b| b.is_ascii_uppercase()) {
+                true => Cow::Owned(name.to_ascii_lowercase()),
+                false => Cow::Borrowed(name),
+            }
+        }
+        Cow::Owned(name) => Cow::Owned(name.to_ascii_lowercase()),
+    };
     let valid = !name.is_empty()
         && name
             .bytes()

@@ -129,8 +129,18 @@ impl Resource {
         let Some(rest) = path.strip_prefix('/') else {
             return Ok(None);
         };
-        let segments: Vec<&str> = rest.split('/').collect();
-        let resource = match segments.as_slice() {
+        // No route has more than three segments: a path with more is no route, and the
+        // segments fit on the stack (this runs for every request).
+        let mut buf = [""; 4];
+        let mut count = 0;
+        for segment in rest.split('/') {
+            let Some(slot) = buf.get_mut(count) else {
+                return Ok(None);
+            };
+            *slot = segment;
+            count += 1;
+        }
+        let resource = match &buf[..count] {
             [""] => Resource::Root,
             ["channels"] => Resource::Channels,
             ["create"] => Resource::Create,
@@ -207,7 +217,7 @@ impl Resource {
 }
 
 fn decode_segment(segment: &str) -> Result<String, ApiError> {
-    percent_decode(segment, false).ok_or_else(|| {
+    percent_decode(segment, false).map(Cow::into_owned).ok_or_else(|| {
         ApiError::bad_request(format!(
             "the path segment {segment:?} is not valid UTF-8 once percent-decoded: ids are UTF-8 text"
         ))
@@ -218,16 +228,18 @@ fn decode_segment(segment: &str) -> Result<String, ApiError> {
 /// `plus_is_space`, as forms write them) a query parameter's name or value. The one
 /// decoder of every id the routes read. `None` if the bytes are not UTF-8: replacing
 /// them with U+FFFD would let different raw ids name the same channel.
-fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
-    let text = if plus_is_space && text.contains('+') {
-        Cow::Owned(text.replace('+', " "))
-    } else {
-        Cow::Borrowed(text)
-    };
-    percent_encoding::percent_decode_str(&text)
+/// Borrows `text` when there is nothing to decode, as in most requests.
+fn percent_decode(text: &str, plus_is_space: bool) -> Option<Cow<'_, str>> {
+    if plus_is_space && text.contains('+') {
+        let text = text.replace('+', " ");
+        return percent_encoding::percent_decode_str(&text)
+            .decode_utf8()
+            .ok()
+            .map(|decoded| Cow::Owned(decoded.into_owned()));
+    }
+    percent_encoding::percent_decode_str(text)
         .decode_utf8()
         .ok()
-        .map(Cow::into_owned)
 }
 
 /// A failed request: its status and the message that names what was wrong.
@@ -747,7 +759,7 @@ fn query_param<B>(request: &Request<B>, name: &str) -> Result<Option<String>, Ap
         if percent_decode(key, true).as_deref() != Some(name) {
             continue;
         }
-        return percent_decode(value, true).map(Some).ok_or_else(|| {
+        return percent_decode(value, true).map(|value| Some(value.into_owned())).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "the query parameter {name} is not valid UTF-8 once percent-decoded: ids are UTF-8 text"
             ))
@@ -814,6 +826,16 @@ async fn read_body(state: &State, request: Request<impl RequestBody>) -> Result<
     }
 }
 
+/// A broadcast or dispatch body read without a map for the object around the payload.
+/// Unknown keys are ignored, as the general path ignores them.
+#[derive(serde::Deserialize)]
+struct MessageBody {
+    #[serde(rename = "type")]
+    msg_type: String,
+    #[serde(default)]
+    payload: Value,
+}
+
 const MESSAGE_SHAPE: &str = r#"{"type": "...", "payload": <any JSON>}"#;
 
 /// The message of a broadcast or dispatch body: `{"type": "...", "payload": ...}`
@@ -823,6 +845,17 @@ fn parse_message(body: &[u8]) -> Result<Message, ApiError> {
         return Err(ApiError::bad_request(format!(
             "the request body is empty; send a JSON object {MESSAGE_SHAPE}"
         )));
+    }
+    // The common body, an object with a string `type`, is read straight into its two
+    // fields; anything else (including duplicate keys, where the last one counts) takes
+    // the general path below, which also names what is wrong.
+    let object_first = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if object_first {
+        if let Ok(MessageBody { msg_type, payload }) = serde_json::from_slice(body) {
+            eric_core::check_message_type(&msg_type)
+                .map_err(|error| ApiError::bad_request(error.to_string()))?;
+            return Ok(Message::new(msg_type, payload));
+        }
     }
     let value: Value = serde_json::from_slice(body).map_err(|error| {
         ApiError::bad_request(format!(
@@ -1094,6 +1127,8 @@ mod tests {
         assert_eq!(Resource::parse("/stream/a").unwrap(), None);
         assert_eq!(Resource::parse("/channels/").unwrap(), None);
         assert_eq!(Resource::parse("/nope").unwrap(), None);
+        assert_eq!(Resource::parse("/stream/a/b/c").unwrap(), None);
+        assert_eq!(Resource::parse("/monitor/events/x/y/z").unwrap(), None);
         assert!(Resource::parse("/watch/%FF").is_err());
     }
 
@@ -1140,10 +1175,55 @@ mod tests {
             parse_message(br#"{"type": "t"}"#).unwrap().payload,
             Value::Null
         );
+        // What the general reading of a JSON object gives, whichever path reads it:
+        // other keys ignored, the last of two equal keys, escapes in keys.
+        for (body, msg_type, payload) in [
+            (
+                r#" {"x": [1], "payload": {"b": 1, "a": 2}, "type": "t"}"#,
+                "t",
+                json!({"b": 1, "a": 2}),
+            ),
+            (r#"{"type": "a", "payload": 1, "type": "b"}"#, "b", json!(1)),
+            (
+                r#"{"type": "a", "payload": 1, "payload": null}"#,
+                "a",
+                Value::Null,
+            ),
+            (
+                r#"{"typ\u0065": "t", "p\u0061yload": "x"}"#,
+                "t",
+                json!("x"),
+            ),
+        ] {
+            let message = parse_message(body.as_bytes()).unwrap();
+            assert_eq!(
+                (message.msg_type.as_str(), &message.payload),
+                (msg_type, &payload),
+                "{body}"
+            );
+            let keys: Vec<String> = message
+                .payload
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.keys().cloned())
+                .collect();
+            let expected: Vec<String> = payload
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.keys().cloned())
+                .collect();
+            assert_eq!(keys, expected, "key order of {body}");
+        }
         for (body, needle) in [
             (&b""[..], "empty"),
             (b"{", "not valid JSON"),
             (b"[1]", "an array, not a JSON object"),
+            (br#"["t", 1]"#, "an array, not a JSON object"),
+            (
+                br#"{"type": "t", "type": 1}"#,
+                "must be a string, not a number",
+            ),
+            (br#"{"type": "t"} x"#, "not valid JSON"),
             (br#"{"payload": 1}"#, "no \"type\""),
             (br#"{"type": 1}"#, "must be a string, not a number"),
             (br#"{"type": "a\nb"}"#, "line break"),
