@@ -848,15 +848,20 @@ fn parse_message(body: &[u8]) -> Result<Message, ApiError> {
     }
     // The common body, an object with a string `type`, is read straight into its two
     // fields; anything else (including duplicate keys, where the last one counts) takes
-    // the general path below, which also names what is wrong.
+    // the general path, which also names what is wrong.
     let object_first = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    if object_first {
-        if let Ok(MessageBody { msg_type, payload }) = serde_json::from_slice(body) {
-            eric_core::check_message_type(&msg_type)
-                .map_err(|error| ApiError::bad_request(error.to_string()))?;
-            return Ok(Message::new(msg_type, payload));
-        }
-    }
+    let direct = object_first.then(|| serde_json::from_slice(body).ok());
+    let MessageBody { msg_type, payload } = match direct.flatten() {
+        Some(message) => message,
+        None => read_message_body(body)?,
+    };
+    eric_core::check_message_type(&msg_type)
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    Ok(Message::new(msg_type, payload))
+}
+
+/// A message body read as any JSON document, then checked for its shape.
+fn read_message_body(body: &[u8]) -> Result<MessageBody, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|error| {
         ApiError::bad_request(format!(
             "the request body is not valid JSON ({error}); send a JSON object {MESSAGE_SHAPE}"
@@ -882,10 +887,8 @@ fn parse_message(body: &[u8]) -> Result<Message, ApiError> {
             )))
         }
     };
-    eric_core::check_message_type(&msg_type)
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
     let payload = object.remove("payload").unwrap_or(Value::Null);
-    Ok(Message::new(msg_type, payload))
+    Ok(MessageBody { msg_type, payload })
 }
 
 fn kind(value: &Value) -> &'static str {
