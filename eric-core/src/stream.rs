@@ -206,44 +206,31 @@ impl<A: Adapter> MessageStream<A> {
         mut each: impl FnMut(A::Output) -> ControlFlow<()>,
     ) -> Poll<Option<usize>> {
         let mut handed = 0;
-        while !self.finished {
-            if let Some(mut batch) = self.batch.take_if(|batch| !batch.is_empty()) {
-                if !self.listener.is_running() {
-                    self.listener.give_back(&mut batch);
-                    self.batch = Some(batch);
-                    self.finished = true;
-                    break;
-                }
-                let mut full = false;
-                while let Some(delivery) = batch.pop() {
-                    if let Some(item) = self.accept(Next::Message(delivery)) {
-                        handed += 1;
-                        if each(item).is_break() || self.finished {
-                            full = true;
-                            break;
-                        }
-                    }
-                }
-                self.batch = Some(batch);
-                if full {
-                    break;
-                }
-                continue;
-            }
-            // The replay, a paced stream, or a batch to take: one item at a time.
-            match Pin::new(&mut *self).poll_next(cx) {
+        loop {
+            // What the last poll took in a batch goes out without the rest of `poll_next`;
+            // the replay, a paced stream, or a batch to take go through it.
+            let batched = if self.finished {
+                None
+            } else {
+                self.take_batched()
+            };
+            let next = match batched {
+                Some(item) => Poll::Ready(item),
+                None => Pin::new(&mut *self).poll_next(cx),
+            };
+            match next {
                 Poll::Ready(Some(item)) => {
                     handed += 1;
                     if each(item).is_break() {
                         break;
                     }
                 }
-                Poll::Ready(None) => break,
+                Poll::Ready(None) if handed == 0 => return Poll::Ready(None),
                 Poll::Pending if handed == 0 => return Poll::Pending,
-                Poll::Pending => break,
+                Poll::Ready(None) | Poll::Pending => break,
             }
         }
-        Poll::Ready((handed > 0).then_some(handed))
+        Poll::Ready(Some(handed))
     }
 
     /// The next message taken in a batch, if the listener still runs; a stopped

@@ -147,7 +147,8 @@ fn split_host(text: &str) -> Option<(Cow<'_, str>, Option<u16>)> {
                 false => Cow::Borrowed(name),
             }
         }
-        Cow::Owned(name) => Cow::Owned(name.to_ascii_lowercase()),
+        // `ip_name` writes lower case, with no trailing dot.
+        owned @ Cow::Owned(_) => owned,
     };
     let valid = !name.is_empty()
         && name

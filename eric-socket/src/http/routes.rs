@@ -231,11 +231,8 @@ fn decode_segment(segment: &str) -> Result<String, ApiError> {
 /// Borrows `text` when there is nothing to decode, as in most requests.
 fn percent_decode(text: &str, plus_is_space: bool) -> Option<Cow<'_, str>> {
     if plus_is_space && text.contains('+') {
-        let text = text.replace('+', " ");
-        return percent_encoding::percent_decode_str(&text)
-            .decode_utf8()
-            .ok()
-            .map(|decoded| Cow::Owned(decoded.into_owned()));
+        let spaced = text.replace('+', " ");
+        return percent_decode(&spaced, false).map(|decoded| Cow::Owned(decoded.into_owned()));
     }
     percent_encoding::percent_decode_str(text)
         .decode_utf8()
@@ -841,16 +838,15 @@ const MESSAGE_SHAPE: &str = r#"{"type": "...", "payload": <any JSON>}"#;
 /// The message of a broadcast or dispatch body: `{"type": "...", "payload": ...}`
 /// (`payload` defaults to `null`; other keys are ignored).
 fn parse_message(body: &[u8]) -> Result<Message, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let Some(&first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Err(ApiError::bad_request(format!(
             "the request body is empty; send a JSON object {MESSAGE_SHAPE}"
         )));
-    }
+    };
     // The common body, an object with a string `type`, is read straight into its two
     // fields; anything else (including duplicate keys, where the last one counts) takes
     // the general path, which also names what is wrong.
-    let object_first = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let direct = object_first.then(|| serde_json::from_slice(body).ok());
+    let direct = (first == b'{').then(|| serde_json::from_slice(body).ok());
     let MessageBody { msg_type, payload } = match direct.flatten() {
         Some(message) => message,
         None => read_message_body(body)?,

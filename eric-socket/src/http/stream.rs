@@ -122,6 +122,14 @@ impl LiveEvents {
         }
     }
 
+    /// Counts `n` events handed over as deliveries.
+    fn delivered(&self, n: usize) -> Poll<Option<usize>> {
+        if let Some(metrics) = &self.metrics {
+            metrics.delivered(Transport::Http, n as u64);
+        }
+        Poll::Ready(Some(n))
+    }
+
     /// These events, ended at `expires` (the `exp` of the token that opened the stream)
     /// after an [`EVENT_TOKEN_EXPIRED`](super::auth::EVENT_TOKEN_EXPIRED) event: the
     /// client reconnects with a fresh token.
@@ -198,16 +206,6 @@ impl EventBatches for LiveEvents {
             }
         }
         Poll::Ready(None)
-    }
-}
-
-impl LiveEvents {
-    /// Counts `n` events handed over as deliveries.
-    fn delivered(&self, n: usize) -> Poll<Option<usize>> {
-        if let Some(metrics) = &self.metrics {
-            metrics.delivered(Transport::Http, n as u64);
-        }
-        Poll::Ready(Some(n))
     }
 }
 
