@@ -653,7 +653,7 @@ impl<A: Adapter> Channel<A> {
             let offset = log.next_offset();
             let size = self.size_of(&message);
             let listeners = self.inner.listeners.read();
-            for listener in listeners.iter() {
+            for listener in listeners.iter_for_push() {
                 match listener.push(offset, &message, size) {
                     Ok(()) => report.delivered += 1,
                     Err(Refused::Full) => report.rejected += 1,
@@ -741,7 +741,7 @@ impl<A: Adapter> Channel<A> {
                     log.append(message, Addressee::One(address));
                 }
                 None => {
-                    for listener in listeners.iter() {
+                    for listener in listeners.iter_for_push() {
                         match listener.push(offset, message, size) {
                             Ok(()) => queued += 1,
                             Err(Refused::MustDisconnect) => {
