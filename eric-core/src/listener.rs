@@ -964,9 +964,6 @@ impl Listener {
         self.queue.lock().cut_discarded
     }
 
-    /// Queues `message`, which took offset `id` of its channel's log and counts `size`
-    /// bytes (0 in a channel that does not count them), applying the overflow policy
-    /// and the byte bound.
     /// Asks the CPU to bring the queue's cache lines (its lock and the state a push
     /// reads and writes) into the cache, without waiting for them: a hint, which
     /// changes nothing the program can observe. A broadcast calls it a few listeners
@@ -991,6 +988,9 @@ impl Listener {
         }
     }
 
+    /// Queues `message`, which took offset `id` of its channel's log and counts `size`
+    /// bytes (0 in a channel that does not count them), applying the overflow policy
+    /// and the byte bound.
     pub(crate) fn push(&self, id: u64, message: &Arc<Message>, size: usize) -> Result<(), Refused> {
         let mut state = self.queue.lock();
         if state.queued() >= state.fast_below {

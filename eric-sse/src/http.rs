@@ -162,8 +162,8 @@ struct Writer {
     keep_alive: Option<Pin<Box<Sleep>>>,
     /// When the last frame went out, once the timer exists. A frame notes the time
     /// and leaves the timer be; when the timer fires it moves itself on to this time
-    /// plus the interval, if a frame went out since it was set: resetting a tokio timer
-    /// per frame cost more than the rest of writing a frame's piece (perf, N = 10,000).
+    /// plus the interval, if a frame went out since it was set. Resetting a tokio timer
+    /// takes the timer wheel's lock and moves its entry, too much to do per frame.
     last_frame: Option<Instant>,
 }
 
