@@ -202,10 +202,19 @@ impl Encoder {
     ///
     /// # Errors
     /// As [`encode_event`](Self::encode_event).
+    // Inline, with the encoding out of line: a stream calls it for every event it
+    // writes, and almost every call finds the shared bytes.
+    #[inline]
     pub fn encode_event_shared(&self, event: &SseEvent) -> Result<Bytes, EncodeError> {
-        if let Some(shared) = self.shared_encoding(event) {
-            return Ok(shared.clone());
+        match self.shared_encoding(event) {
+            Some(shared) => Ok(shared.clone()),
+            None => self.encode_event_alone(event),
         }
+    }
+
+    /// `event`'s bytes, made for this caller alone.
+    #[inline(never)]
+    fn encode_event_alone(&self, event: &SseEvent) -> Result<Bytes, EncodeError> {
         let mut buf = Vec::new();
         self.encode(event, None, &mut buf)?;
         Ok(Bytes::from(buf))
@@ -214,6 +223,7 @@ impl Encoder {
     /// The encoding of `event` kept in its message, made now if it has none; `None` for
     /// an event without an id, one that cannot be encoded, or one whose message keeps
     /// another encoding.
+    #[inline]
     fn shared_encoding<'e>(&self, event: &'e SseEvent) -> Option<&'e Bytes> {
         event.id()?;
         event
@@ -402,6 +412,7 @@ struct SharedEncoding {
 }
 
 impl SharedEncoding {
+    #[inline(never)]
     fn new(encoder: &Encoder, event: &SseEvent) -> Self {
         let mut bytes = Vec::new();
         let encoded = encoder.encode(event, None, &mut bytes).is_ok();

@@ -52,7 +52,7 @@ use futures_core::Stream;
 use http_body::{Body, Frame};
 use tokio::time::{Instant, Sleep};
 
-use crate::{Encoder, SseEvent};
+use crate::{EncodeError, Encoder, SseEvent};
 
 /// How an [`SseBody`] writes its stream.
 ///
@@ -328,13 +328,13 @@ impl Writer {
         Bytes::from(buf)
     }
 
+    #[inline]
     fn event(&mut self, event: &SseEvent) -> Bytes {
         let encoder = self.config.encoder;
-        encoder.encode_event_shared(event).unwrap_or_else(|error| {
-            let mut buf = Vec::new();
-            encoder.encode_comment(&format!("eric-sse: event skipped: {error}"), &mut buf);
-            Bytes::from(buf)
-        })
+        match encoder.encode_event_shared(event) {
+            Ok(bytes) => bytes,
+            Err(error) => skipped_event(encoder, &error),
+        }
     }
 
     /// Notes that a frame went out: the keep-alive silence starts again.
@@ -400,6 +400,14 @@ where
     fn is_end_stream(&self) -> bool {
         self.events.is_none()
     }
+}
+
+/// The comment written in place of an event that cannot be encoded.
+#[cold]
+fn skipped_event(encoder: Encoder, error: &EncodeError) -> Bytes {
+    let mut buf = Vec::new();
+    encoder.encode_comment(&format!("eric-sse: event skipped: {error}"), &mut buf);
+    Bytes::from(buf)
 }
 
 /// A `200 OK` response streaming `body`, with the headers an event stream needs:
