@@ -52,7 +52,7 @@ use futures_core::Stream;
 use http_body::{Body, Frame};
 use tokio::time::{Instant, Sleep};
 
-use crate::{EncodeError, Encoder, SseEvent};
+use crate::{Encoder, SseEvent};
 
 /// How an [`SseBody`] writes its stream.
 ///
@@ -404,7 +404,7 @@ where
 
 /// The comment written in place of an event that cannot be encoded.
 #[cold]
-fn skipped_event(encoder: Encoder, error: &EncodeError) -> Bytes {
+fn skipped_event(encoder: Encoder, error: &crate::EncodeError) -> Bytes {
     let mut buf = Vec::new();
     encoder.encode_comment(&format!("eric-sse: event skipped: {error}"), &mut buf);
     Bytes::from(buf)
