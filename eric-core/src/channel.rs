@@ -1,7 +1,7 @@
 //! Channels: a set of listeners, each with its queue, and an adapter for what consumers see.
 
 use crate::error::{Error, Result};
-use crate::listener::{message_size, Listener, Losses, QueueConfig, QueueLedger, Refused};
+use crate::listener::{message_size, Listener, Losses, QueueConfig, QueueLedger, Refused, Tail};
 use crate::log::{Addressee, ChannelLog, Epoch, Position, Retention};
 use crate::message::{Delivery, Message};
 use crate::registry::ListenerSet;
@@ -211,6 +211,9 @@ pub struct BroadcastReport {
 /// choose): they tell a channel's listeners from those of any other.
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
+/// How many broadcasts apart a channel trims its tail of deferred pushes.
+const TRIM_EVERY: u64 = 64;
+
 struct Inner<A> {
     id: String,
     serial: u64,
@@ -230,6 +233,8 @@ struct Inner<A> {
     /// Whether publishes measure their message for byte bounds and the budget;
     /// otherwise every message counts 0 bytes.
     counts_bytes: bool,
+    tail: Arc<Tail>,
+    defer: bool,
 }
 
 /// A set of listeners, one queue each, and the adapter that shapes what they receive:
@@ -286,6 +291,7 @@ pub struct ChannelBuilder<A> {
     epoch: Option<Epoch>,
     ledger: Option<Arc<QueueLedger>>,
     last: u64,
+    defer: bool,
 }
 
 impl<A: Adapter> ChannelBuilder<A> {
@@ -337,6 +343,12 @@ impl<A: Adapter> ChannelBuilder<A> {
         self
     }
 
+    /// PROTOTYPE: broadcasts deferred to the consumers (on by default on this branch).
+    pub fn defer_broadcasts(mut self, on: bool) -> Self {
+        self.defer = on;
+        self
+    }
+
     /// The channel.
     pub fn build(self) -> Channel<A> {
         let epoch = self.epoch.unwrap_or_default();
@@ -351,6 +363,8 @@ impl<A: Adapter> ChannelBuilder<A> {
                 counts_bytes: self.queue_config.max_bytes.is_some()
                     || self.ledger.as_ref().is_some_and(|l| l.counts_bytes()),
                 ledger: self.ledger,
+                tail: Arc::default(),
+                defer: self.defer,
                 queue_config: self.queue_config,
                 stream_delay: self.stream_delay,
             }),
@@ -375,6 +389,7 @@ impl<A: Adapter> Channel<A> {
             epoch: None,
             ledger: None,
             last: 0,
+            defer: true,
         }
     }
 
@@ -436,12 +451,20 @@ impl<A: Adapter> Channel<A> {
         let id = std::iter::repeat_with(crate::id::next_listener_id)
             .find(|id| !listeners.contains(id))
             .expect("the id counter goes on");
-        let listener = Arc::new(Listener::with_id(id).queue_config(config).joining(
-            self.inner.serial,
-            log.position().offset,
-            self.inner.epoch,
-            self.inner.ledger.as_ref(),
-        ));
+        let listener = Arc::new(
+            Listener::with_id(id)
+                .queue_config(config)
+                .joining(
+                    self.inner.serial,
+                    log.position().offset,
+                    self.inner.epoch,
+                    self.inner.ledger.as_ref(),
+                )
+                .with_tail(
+                    self.inner.defer.then_some(&self.inner.tail),
+                    log.position().offset,
+                ),
+        );
         listeners.insert(Arc::clone(&listener));
         listener
     }
@@ -453,12 +476,19 @@ impl<A: Adapter> Channel<A> {
         if listeners.contains(listener.id()) {
             return Err(Error::DuplicateId(listener.id().to_owned()));
         }
-        let listener = Arc::new(listener.joining(
-            self.inner.serial,
-            log.position().offset,
-            self.inner.epoch,
-            self.inner.ledger.as_ref(),
-        ));
+        let listener = Arc::new(
+            listener
+                .joining(
+                    self.inner.serial,
+                    log.position().offset,
+                    self.inner.epoch,
+                    self.inner.ledger.as_ref(),
+                )
+                .with_tail(
+                    self.inner.defer.then_some(&self.inner.tail),
+                    log.position().offset,
+                ),
+        );
         listeners.insert(Arc::clone(&listener));
         Ok(listener)
     }
@@ -653,27 +683,82 @@ impl<A: Adapter> Channel<A> {
             let offset = log.next_offset();
             let size = self.size_of(&message);
             let listeners = self.inner.listeners.read();
-            for listener in listeners.iter_for_push() {
-                match listener.push(offset, &message, size) {
-                    Ok(()) => report.delivered += 1,
-                    Err(Refused::Full) => report.rejected += 1,
-                    Err(Refused::MustDisconnect) => to_disconnect.push(Arc::clone(listener)),
-                    Err(Refused::Removed) => {}
-                    Err(Refused::Discarded) => {
-                        report.delivered += 1;
-                        report.discarded += 1;
+            if self.inner.defer {
+                let mut deferred = 0;
+                for listener in listeners.iter_for_defer() {
+                    if listener.try_defer(size) {
+                        deferred += 1;
+                        continue;
                     }
-                    Err(Refused::Cut) => {
-                        report.too_slow += 1;
-                        losses.too_slow += 1;
-                        losses.too_slow_discarded += listener.cut_discarded();
+                    match listener.push_broadcast(offset, &message, size) {
+                        Ok(()) => report.delivered += 1,
+                        Err(Refused::Full) => report.rejected += 1,
+                        Err(Refused::MustDisconnect) => to_disconnect.push(Arc::clone(listener)),
+                        Err(Refused::Removed) => {}
+                        Err(Refused::Discarded) => {
+                            report.delivered += 1;
+                            report.discarded += 1;
+                        }
+                        Err(Refused::Cut) => {
+                            report.too_slow += 1;
+                            losses.too_slow += 1;
+                            losses.too_slow_discarded += listener.cut_discarded();
+                        }
+                        Err(Refused::WhileCut) => losses.too_slow_discarded += 1,
                     }
-                    Err(Refused::WhileCut) => losses.too_slow_discarded += 1,
                 }
+                report.delivered += deferred;
+                let tail = &self.inner.tail;
+                if deferred > 0 {
+                    tail.entries
+                        .lock()
+                        .push_back((offset, Arc::clone(&message), size));
+                }
+                // Raised while the listener set is held: a listener removed later has
+                // every push deferred to it in view when it discards its queue.
+                tail.watermark.store(offset, Ordering::SeqCst);
+                if tail.broadcasts.fetch_add(1, Ordering::Relaxed) % TRIM_EVERY == TRIM_EVERY - 1 {
+                    let oldest_needed = listeners
+                        .iter()
+                        .map(|listener| listener.applied_seen())
+                        .min()
+                        .unwrap_or(u64::MAX);
+                    let mut entries = tail.entries.lock();
+                    while entries
+                        .front()
+                        .is_some_and(|(at, _, _)| *at <= oldest_needed)
+                    {
+                        entries.pop_front();
+                    }
+                }
+                drop(listeners);
+            } else {
+                for listener in listeners.iter_for_push() {
+                    match listener.push(offset, &message, size) {
+                        Ok(()) => report.delivered += 1,
+                        Err(Refused::Full) => report.rejected += 1,
+                        Err(Refused::MustDisconnect) => to_disconnect.push(Arc::clone(listener)),
+                        Err(Refused::Removed) => {}
+                        Err(Refused::Discarded) => {
+                            report.delivered += 1;
+                            report.discarded += 1;
+                        }
+                        Err(Refused::Cut) => {
+                            report.too_slow += 1;
+                            losses.too_slow += 1;
+                            losses.too_slow_discarded += listener.cut_discarded();
+                        }
+                        Err(Refused::WhileCut) => losses.too_slow_discarded += 1,
+                    }
+                }
+                drop(listeners);
             }
-            drop(listeners);
             log.append(&message, Addressee::All);
             self.take_bytes(size * report.delivered);
+        }
+        let waiters = std::mem::take(&mut *self.inner.tail.waiters.lock());
+        for listener in waiters {
+            listener.wake_deferred();
         }
         for listener in to_disconnect {
             self.overflowed(&listener, Refused::MustDisconnect);
@@ -785,12 +870,19 @@ impl<A: Adapter> Channel<A> {
         if listeners.contains(listener.id()) {
             return Err(Error::DuplicateId(listener.id().to_owned()));
         }
-        let listener = Arc::new(listener.joining(
-            self.inner.serial,
-            joined_at,
-            self.inner.epoch,
-            self.inner.ledger.as_ref(),
-        ));
+        let listener = Arc::new(
+            listener
+                .joining(
+                    self.inner.serial,
+                    joined_at,
+                    self.inner.epoch,
+                    self.inner.ledger.as_ref(),
+                )
+                .with_tail(
+                    self.inner.defer.then_some(&self.inner.tail),
+                    log.position().offset,
+                ),
+        );
         for (offset, message) in backlog.iter().take_while(|(offset, _)| *offset <= last) {
             // A bounded queue keeps what its policy keeps; the engine still holds the rest.
             let size = self.size_of(message);
@@ -846,12 +938,19 @@ impl<A: Adapter> Channel<A> {
                 if listeners.contains(listener.id()) {
                     return Err(Error::DuplicateId(listener.id().to_owned()));
                 }
-                let listener = Arc::new(listener.joining(
-                    self.inner.serial,
-                    log.position().offset,
-                    self.inner.epoch,
-                    self.inner.ledger.as_ref(),
-                ));
+                let listener = Arc::new(
+                    listener
+                        .joining(
+                            self.inner.serial,
+                            log.position().offset,
+                            self.inner.epoch,
+                            self.inner.ledger.as_ref(),
+                        )
+                        .with_tail(
+                            self.inner.defer.then_some(&self.inner.tail),
+                            log.position().offset,
+                        ),
+                );
                 listeners.insert(Arc::clone(&listener));
                 listener
             }

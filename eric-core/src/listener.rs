@@ -74,7 +74,7 @@ use crate::message::{Delivery, Message};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -192,6 +192,86 @@ pub fn message_size(message: &Message) -> usize {
         }
     }
     (message.msg_type.len() + value_size(&message.payload) + 24).min(u32::MAX as usize)
+}
+
+/// PROTOTYPE: broadcasts deferred to their consumers.
+#[derive(Default)]
+pub(crate) struct Tail {
+    pub(crate) entries: Mutex<VecDeque<(u64, Arc<Message>, usize)>>,
+    pub(crate) watermark: std::sync::atomic::AtomicU64,
+    pub(crate) waiters: Mutex<Vec<Arc<Listener>>>,
+    /// Broadcasts seen, for trimming every so many.
+    pub(crate) broadcasts: AtomicU64,
+}
+
+/// Room the fast path never reaches while a listener is removed, cut or not eligible.
+const NO_ROOM: i64 = 1 << 29;
+/// The most room either half starts with.
+const MAX_ROOM: i64 = 1 << 28;
+
+fn pack_room(count: i64, bytes: i64) -> u64 {
+    (((count as i32) as u32 as u64) << 32) | ((bytes as i32) as u32 as u64)
+}
+
+fn unpack_room(word: u64) -> (i64, i64) {
+    (
+        ((word >> 32) as u32 as i32) as i64,
+        (word as u32 as i32) as i64,
+    )
+}
+
+/// A locked queue: it applies the deferred pushes when it locks, and when it unlocks
+/// moves the listener's room by what the section changed.
+struct Section<'a> {
+    listener: &'a Listener,
+    state: MutexGuard<'a, QueueState>,
+    used: (i64, i64),
+}
+
+impl std::ops::Deref for Section<'_> {
+    type Target = QueueState;
+    fn deref(&self) -> &QueueState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Section<'_> {
+    fn deref_mut(&mut self) -> &mut QueueState {
+        &mut self.state
+    }
+}
+
+impl Section<'_> {
+    /// Moves the room by what changed since the last note, and notes again.
+    fn settle(&mut self) {
+        let now = self.listener.used(&self.state);
+        let delta = (self.used.0 - now.0, self.used.1 - now.1);
+        if delta != (0, 0) {
+            let _ = self
+                .listener
+                .room
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                    let (count, bytes) = unpack_room(word);
+                    Some(pack_room(count + delta.0, bytes + delta.1))
+                });
+        }
+        self.used = now;
+    }
+}
+
+impl Section<'_> {
+    /// After the lock was let go and taken again (a condition variable's wait): applies
+    /// what was deferred meanwhile and notes again.
+    fn resume(&mut self) {
+        self.listener.apply_deferred(&mut self.state);
+        self.used = self.listener.used(&self.state);
+    }
+}
+
+impl Drop for Section<'_> {
+    fn drop(&mut self) {
+        self.settle();
+    }
 }
 
 /// What a publish lost to queues: what [`QueueLedger`]'s observer is told.
@@ -341,6 +421,10 @@ impl fmt::Debug for QueueLedger {
 // messages allocated after them onto fewer cache sets (docs/benchmarks.md).
 #[repr(C)]
 pub struct Listener {
+    /// PROTOTYPE: how many more messages (high half) and bytes (low half) the queue
+    /// takes before a push could do anything but queue plainly; never more than the
+    /// truth. A broadcast defers its push while there is room.
+    room: std::sync::atomic::AtomicU64,
     queue: Mutex<QueueState>,
     id_key: IdKey,
     running: AtomicBool,
@@ -354,6 +438,12 @@ pub struct Listener {
     /// The serial number of the channel holding the listener (0 before it joins one).
     /// A listener joins at most one channel, once: joining takes it by value.
     channel: u64,
+    tail: Option<Arc<Tail>>,
+    /// Whether the queue's byte bound is small enough to be tracked in `room`.
+    bytes_bounded: bool,
+    /// The queue's `applied`, readable without its lock: the channel trims its tail
+    /// below the smallest.
+    applied_seen: AtomicU64,
 }
 
 /// A queued message and the offset it took in its channel's log.
@@ -461,6 +551,8 @@ struct QueueState {
     /// against the byte bound and the ledger until the stream comes back for more (by
     /// then it yielded them all) or gives the rest back.
     batch_bytes: usize,
+    applied: u64,
+    in_waiters: bool,
 }
 
 impl Default for QueueState {
@@ -488,6 +580,8 @@ impl Default for QueueState {
             ledger: None,
             unreleased: 0,
             batch_bytes: 0,
+            applied: 0,
+            in_waiters: false,
         }
     }
 }
@@ -783,6 +877,10 @@ impl Listener {
             queue: Mutex::new(QueueState::default()),
             running: AtomicBool::new(false),
             handler: None,
+            tail: None,
+            room: std::sync::atomic::AtomicU64::new(0),
+            bytes_bounded: false,
+            applied_seen: AtomicU64::new(0),
             config: QueueConfig::default(),
             id,
             ready: Condvar::new(),
@@ -810,6 +908,108 @@ impl Listener {
         state.refresh_extra();
         state.refresh_gate();
         self
+    }
+
+    pub(crate) fn with_tail(mut self, tail: Option<&Arc<Tail>>, applied: u64) -> Self {
+        self.tail = tail.cloned();
+        let state = self.queue.get_mut();
+        state.applied = applied;
+        self.applied_seen = AtomicU64::new(applied);
+        let capacity = state.capacity.min(MAX_ROOM as usize) as i64;
+        let max_bytes = state.max_bytes;
+        self.bytes_bounded = max_bytes != usize::MAX;
+        let (count, bytes) = match (tail.is_some(), max_bytes) {
+            (false, _) => (-NO_ROOM, 0),
+            (true, usize::MAX) => (capacity, MAX_ROOM),
+            (true, max) if max as i64 <= MAX_ROOM => (capacity, max as i64),
+            // A bound too large to track: every push takes the slow path.
+            (true, _) => (-NO_ROOM, 0),
+        };
+        self.room = std::sync::atomic::AtomicU64::new(pack_room(count, bytes));
+        self
+    }
+
+    /// What the queue uses against its room: entries (and a penalty that leaves no room
+    /// while it is removed or cut), and bytes when the bound is tracked.
+    fn used(&self, state: &QueueState) -> (i64, i64) {
+        let penalty = if state.removed || matches!(state.mark, Mark::Cut { .. }) {
+            NO_ROOM
+        } else {
+            0
+        };
+        let bytes = if self.bytes_bounded {
+            (state.bytes + state.batch_bytes) as i64
+        } else {
+            0
+        };
+        (state.entries.len() as i64 + penalty, bytes)
+    }
+
+    /// Locks the queue (see [`Section`]).
+    fn section(&self) -> Section<'_> {
+        let mut state = self.queue.lock();
+        self.apply_deferred(&mut state);
+        let used = self.used(&state);
+        Section {
+            listener: self,
+            state,
+            used,
+        }
+    }
+
+    /// Takes room for a deferred push of `size` bytes, if the queue would take it
+    /// plainly.
+    pub(crate) fn try_defer(&self, size: usize) -> bool {
+        let need = if self.bytes_bounded { size as i64 } else { 0 };
+        self.room
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let (count, bytes) = unpack_room(word);
+                (count >= 1 && bytes >= need).then(|| pack_room(count - 1, bytes - need))
+            })
+            .is_ok()
+    }
+
+    #[inline]
+    fn apply_deferred(&self, state: &mut QueueState) {
+        let Some(tail) = &self.tail else { return };
+        let mark = tail.watermark.load(Ordering::SeqCst);
+        if state.applied >= mark {
+            return;
+        }
+        self.apply_slow(tail, state, mark);
+    }
+
+    /// The offset up to which the queue has taken what was deferred to it.
+    pub(crate) fn applied_seen(&self) -> u64 {
+        self.applied_seen.load(Ordering::Acquire)
+    }
+
+    #[inline(never)]
+    fn apply_slow(&self, tail: &Tail, state: &mut QueueState, mark: u64) {
+        let entries = tail.entries.lock();
+        let from = state.applied;
+        let start = entries.partition_point(|(offset, _, _)| *offset <= from);
+        for (offset, message, size) in entries.range(start..) {
+            if *offset > mark {
+                break;
+            }
+            if state.removed {
+                state.unreleased += size;
+                state.release_all();
+            } else {
+                if state.counts_bytes {
+                    state.bytes += size;
+                    state.sizes.push_back(*size as u32);
+                }
+                state.last_id = *offset;
+                state.entries.push_back(Queued {
+                    id: *offset,
+                    message: Arc::clone(message),
+                });
+            }
+        }
+        state.applied = mark;
+        self.applied_seen.store(mark, Ordering::Release);
     }
 
     /// Whether the channel with this serial number holds (or held) the listener.
@@ -888,7 +1088,7 @@ impl Listener {
 
     /// Its counters: queue length, delivered, dropped, last event id.
     pub fn stats(&self) -> ListenerStats {
-        let state = self.queue.lock();
+        let mut state = self.section();
         ListenerStats {
             queued: state.queued(),
             delivered: state.delivered,
@@ -901,12 +1101,13 @@ impl Listener {
 
     /// Number of messages waiting in the queue.
     pub fn queue_len(&self) -> usize {
-        self.queue.lock().queued()
+        let mut state = self.section();
+        state.queued()
     }
 
     /// Whether the listener was removed from its channel (or disconnected by overflow).
     pub fn is_removed(&self) -> bool {
-        self.queue.lock().removed
+        self.section().removed
     }
 
     /// Pops the next queued message whether or not the listener runs, without calling
@@ -914,7 +1115,7 @@ impl Listener {
     /// Like [`Channel::deliver_next`](crate::Channel::deliver_next) it yields no marker
     /// (see the [module documentation](self)).
     pub fn take_next(&self) -> Option<Delivery> {
-        let mut state = self.queue.lock();
+        let mut state = self.section();
         Self::forget_markers(&mut state);
         state.pop()
     }
@@ -924,7 +1125,7 @@ impl Listener {
     /// the first). An engine that keeps queues elsewhere stores it as the listener's
     /// cursor.
     pub fn consumed_through(&self) -> u64 {
-        let state = self.queue.lock();
+        let state = self.section();
         match state.entries.front() {
             Some(first) => first.id - 1,
             None => state.last_id,
@@ -945,7 +1146,7 @@ impl Listener {
     /// from the log: the log covers what was discarded before it, so no marker is due
     /// any more.
     pub(crate) fn resume_point(&self) -> Option<u64> {
-        let mut state = self.queue.lock();
+        let mut state = self.section();
         Self::forget_markers(&mut state);
         state.entries.front().map(|q| q.id)
     }
@@ -961,7 +1162,7 @@ impl Listener {
     /// How many messages the queue's last cut discarded (what it held, and the message
     /// that went over the bound).
     pub(crate) fn cut_discarded(&self) -> u64 {
-        self.queue.lock().cut_discarded
+        self.section().cut_discarded
     }
 
     /// Asks the CPU to bring the queue's cache lines (its lock and the state a push
@@ -988,11 +1189,51 @@ impl Listener {
         }
     }
 
+    /// Asks the CPU for the line of the room word (see [`Self::prefetch_queue`]).
+    #[inline(always)]
+    pub(crate) fn prefetch_room(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let room = std::ptr::from_ref(&self.room).cast::<i8>();
+            // SAFETY: a prefetch reads no memory the program sees and never faults.
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(room);
+            }
+        }
+    }
+
     /// Queues `message`, which took offset `id` of its channel's log and counts `size`
     /// bytes (0 in a channel that does not count them), applying the overflow policy
     /// and the byte bound.
     pub(crate) fn push(&self, id: u64, message: &Arc<Message>, size: usize) -> Result<(), Refused> {
-        let mut state = self.queue.lock();
+        self.push_at(id, message, size, false)
+    }
+
+    /// `push` for a broadcast that did not defer it: whatever the outcome, the tail's
+    /// entry at `id` (other listeners may have deferred it) is never applied here.
+    pub(crate) fn push_broadcast(
+        &self,
+        id: u64,
+        message: &Arc<Message>,
+        size: usize,
+    ) -> Result<(), Refused> {
+        self.push_at(id, message, size, true)
+    }
+
+    fn push_at(
+        &self,
+        id: u64,
+        message: &Arc<Message>,
+        size: usize,
+        broadcast: bool,
+    ) -> Result<(), Refused> {
+        let mut state = self.section();
+        if broadcast {
+            state.applied = state.applied.max(id);
+            self.applied_seen.store(state.applied, Ordering::Release);
+        }
         if state.queued() >= state.fast_below {
             return self.push_slow(state, id, message, size);
         }
@@ -1009,7 +1250,7 @@ impl Listener {
     #[inline(never)]
     fn push_slow(
         &self,
-        mut state: MutexGuard<'_, QueueState>,
+        mut state: Section<'_>,
         id: u64,
         message: &Arc<Message>,
         size: usize,
@@ -1071,8 +1312,10 @@ impl Listener {
     /// messages still queued are discarded with it; when the removal is the overflow
     /// policy's doing they count as dropped.
     pub(crate) fn mark_removed(&self, by_overflow: bool) {
-        let mut state = self.queue.lock();
+        let mut state = self.section();
         state.removed = true;
+        state.applied = u64::MAX;
+        self.applied_seen.store(u64::MAX, Ordering::Release);
         state.refresh_gate();
         let discarded = state.discard_all();
         if by_overflow {
@@ -1084,8 +1327,15 @@ impl Listener {
     }
 
     fn wake_all(&self) {
-        let wakeup = self.queue.lock().take_wakeup();
+        let mut state = self.section();
+        state.in_waiters = false;
+        let wakeup = state.take_wakeup();
+        drop(state);
         wakeup.run(&self.ready);
+    }
+
+    pub(crate) fn wake_deferred(&self) {
+        self.wake_all();
     }
 
     /// What a consumer gets next; a stream (`markers`) gets a marker first when one is
@@ -1124,7 +1374,8 @@ impl Listener {
     /// (`markers`), a marker first when one is due.
     #[inline]
     pub(crate) fn try_next(&self, markers: bool) -> Option<Next> {
-        self.next_locked(&mut self.queue.lock(), markers)
+        let mut state = self.section();
+        self.next_locked(&mut state, markers)
     }
 
     /// The next message, or registers `cx`'s waker to be woken by the next push, stop or
@@ -1133,11 +1384,11 @@ impl Listener {
     /// when first needed), for the stream to yield before it comes back; markers, a stop
     /// and a removal come one at a time all the same.
     pub(crate) fn poll_next(
-        &self,
+        self: &Arc<Self>,
         cx: &mut Context<'_>,
         batch: Option<&mut Option<Box<Batch>>>,
     ) -> Poll<Next> {
-        let mut state = self.queue.lock();
+        let mut state = self.section();
         // A stream comes back once it yielded the whole of its last batch.
         let yielded = state.batch_bytes;
         state.finish_batch(yielded);
@@ -1155,6 +1406,16 @@ impl Listener {
             }
             None => {
                 state.register(cx.waker());
+                if let Some(tail) = &self.tail {
+                    if !state.in_waiters {
+                        state.in_waiters = true;
+                        tail.waiters.lock().push(Arc::clone(self));
+                    }
+                    if tail.watermark.load(Ordering::SeqCst) > state.applied {
+                        drop(state);
+                        cx.waker().wake_by_ref();
+                    }
+                }
                 Poll::Pending
             }
         }
@@ -1170,7 +1431,7 @@ impl Listener {
         let yielded_sizes = batch.sizes.len().saturating_sub(batch.len());
         batch.sizes.drain(..yielded_sizes);
         let unyielded_bytes: usize = batch.sizes.iter().map(|&size| size as usize).sum();
-        let mut state = self.queue.lock();
+        let mut state = self.section();
         let yielded = state.batch_bytes.saturating_sub(unyielded_bytes);
         state.finish_batch(yielded);
         if batch.is_empty() {
@@ -1217,18 +1478,41 @@ impl Listener {
 
     /// The next message, blocking the thread until one comes or `deadline` passes
     /// (`None` on timeout).
-    pub(crate) fn wait_next(&self, deadline: Option<Instant>) -> Option<Next> {
-        let mut state = self.queue.lock();
+    pub(crate) fn wait_next(self: &Arc<Self>, deadline: Option<Instant>) -> Option<Next> {
+        let mut state = self.section();
         loop {
+            state.settle();
+            state.resume();
             if let Some(next) = self.next_locked(&mut state, true) {
                 return Some(next);
             }
             state.blocked_threads += 1;
             state.refresh_gate();
+            if let Some(tail) = &self.tail {
+                if !state.in_waiters {
+                    state.in_waiters = true;
+                    tail.waiters.lock().push(Arc::clone(self));
+                }
+                if tail.watermark.load(Ordering::SeqCst) > state.applied {
+                    state.blocked_threads -= 1;
+                    state.refresh_gate();
+                    continue;
+                }
+            }
             let timed_out = match deadline {
-                Some(deadline) => self.ready.wait_until(&mut state, deadline).timed_out(),
+                Some(deadline) => {
+                    state.settle();
+                    let timed_out = self
+                        .ready
+                        .wait_until(&mut state.state, deadline)
+                        .timed_out();
+                    state.resume();
+                    timed_out
+                }
                 None => {
-                    self.ready.wait(&mut state);
+                    state.settle();
+                    self.ready.wait(&mut state.state);
+                    state.resume();
                     false
                 }
             };
