@@ -1,7 +1,8 @@
 //! Channels: a set of listeners, each with its queue, and an adapter for what consumers see.
 
+use crate::deferred::{DeferredPush, Tail};
 use crate::error::{Error, Result};
-use crate::listener::{message_size, Listener, Losses, QueueConfig, QueueLedger, Refused, Tail};
+use crate::listener::{message_size, Listener, Losses, QueueConfig, QueueLedger, Refused};
 use crate::log::{Addressee, ChannelLog, Epoch, Position, Retention};
 use crate::message::{Delivery, Message};
 use crate::registry::ListenerSet;
@@ -10,7 +11,6 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -207,16 +207,39 @@ pub struct BroadcastReport {
     pub too_slow: usize,
 }
 
-/// Serial numbers of channels, unique in the process (unlike ids, which callers
-/// choose): they tell a channel's listeners from those of any other.
-static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+/// What a broadcast's pushes did, gathered for its report.
+#[derive(Default)]
+struct Pushes {
+    report: BroadcastReport,
+    losses: Losses,
+    /// Listeners whose `Disconnect` policy acted, removed once the publish is done.
+    to_disconnect: Vec<Arc<Listener>>,
+}
 
-/// How many broadcasts apart a channel trims its tail of deferred pushes.
-const TRIM_EVERY: u64 = 64;
+impl Pushes {
+    fn note(&mut self, listener: &Arc<Listener>, pushed: std::result::Result<(), Refused>) {
+        let report = &mut self.report;
+        match pushed {
+            Ok(()) => report.delivered += 1,
+            Err(Refused::Full) => report.rejected += 1,
+            Err(Refused::MustDisconnect) => self.to_disconnect.push(Arc::clone(listener)),
+            Err(Refused::Removed) => {}
+            Err(Refused::Discarded) => {
+                report.delivered += 1;
+                report.discarded += 1;
+            }
+            Err(Refused::Cut) => {
+                report.too_slow += 1;
+                self.losses.too_slow += 1;
+                self.losses.too_slow_discarded += listener.cut_discarded();
+            }
+            Err(Refused::WhileCut) => self.losses.too_slow_discarded += 1,
+        }
+    }
+}
 
 struct Inner<A> {
     id: String,
-    serial: u64,
     /// The log's epoch, which never changes: readable without the log's lock.
     epoch: Epoch,
     adapter: A,
@@ -233,8 +256,17 @@ struct Inner<A> {
     /// Whether publishes measure their message for byte bounds and the budget;
     /// otherwise every message counts 0 bytes.
     counts_bytes: bool,
+    /// The broadcasts deferred to listeners, and the listeners waiting for them (see
+    /// [`crate::deferred`]). Each channel has its own, and its listeners hold it: it
+    /// also tells them from those of any other channel.
     tail: Arc<Tail>,
-    defer: bool,
+}
+
+impl<A> Drop for Inner<A> {
+    fn drop(&mut self) {
+        // The waiters hold their listeners, which hold the tail.
+        drop(self.tail.take_waiters());
+    }
 }
 
 /// A set of listeners, one queue each, and the adapter that shapes what they receive:
@@ -343,7 +375,14 @@ impl<A: Adapter> ChannelBuilder<A> {
         self
     }
 
-    /// PROTOTYPE: broadcasts deferred to the consumers (on by default on this branch).
+    /// Whether broadcasts defer their pushes to the consumers (the default) or push
+    /// into every queue at once.
+    ///
+    /// Deferring, a broadcast only takes room in each listener's queue and puts the
+    /// message once on a channel-wide list; each queue takes it when its consumer next
+    /// looks, on the consumer's core. What anyone sees is the same either way (reports,
+    /// deliveries, stats, markers); the publisher's share of the work is smaller, which
+    /// matters with thousands of listeners. See `docs/benchmarks.md`.
     pub fn defer_broadcasts(mut self, on: bool) -> Self {
         self.defer = on;
         self
@@ -355,7 +394,6 @@ impl<A: Adapter> ChannelBuilder<A> {
         Channel {
             inner: Arc::new(Inner {
                 id: self.id.unwrap_or_else(crate::id::next_channel_id),
-                serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
                 epoch,
                 adapter: self.adapter,
                 log: Mutex::new(ChannelLog::starting_after(epoch, self.retention, self.last)),
@@ -363,8 +401,7 @@ impl<A: Adapter> ChannelBuilder<A> {
                 counts_bytes: self.queue_config.max_bytes.is_some()
                     || self.ledger.as_ref().is_some_and(|l| l.counts_bytes()),
                 ledger: self.ledger,
-                tail: Arc::default(),
-                defer: self.defer,
+                tail: Arc::new(Tail::new(self.defer)),
                 queue_config: self.queue_config,
                 stream_delay: self.stream_delay,
             }),
@@ -391,6 +428,18 @@ impl<A: Adapter> Channel<A> {
             last: 0,
             defer: true,
         }
+    }
+
+    /// `listener` as one of the channel's, whose stream starts after `joined_at` and
+    /// whose log is at `offset` (the caller holds it and the listener set).
+    fn admit(&self, listener: Listener, joined_at: u64, offset: u64) -> Arc<Listener> {
+        Arc::new(listener.joining(
+            &self.inner.tail,
+            joined_at,
+            offset,
+            self.inner.epoch,
+            self.inner.ledger.as_ref(),
+        ))
     }
 
     /// The channel's id.
@@ -451,19 +500,10 @@ impl<A: Adapter> Channel<A> {
         let id = std::iter::repeat_with(crate::id::next_listener_id)
             .find(|id| !listeners.contains(id))
             .expect("the id counter goes on");
-        let listener = Arc::new(
-            Listener::with_id(id)
-                .queue_config(config)
-                .joining(
-                    self.inner.serial,
-                    log.position().offset,
-                    self.inner.epoch,
-                    self.inner.ledger.as_ref(),
-                )
-                .with_tail(
-                    self.inner.defer.then_some(&self.inner.tail),
-                    log.position().offset,
-                ),
+        let listener = self.admit(
+            Listener::with_id(id).queue_config(config),
+            log.position().offset,
+            log.position().offset,
         );
         listeners.insert(Arc::clone(&listener));
         listener
@@ -476,19 +516,7 @@ impl<A: Adapter> Channel<A> {
         if listeners.contains(listener.id()) {
             return Err(Error::DuplicateId(listener.id().to_owned()));
         }
-        let listener = Arc::new(
-            listener
-                .joining(
-                    self.inner.serial,
-                    log.position().offset,
-                    self.inner.epoch,
-                    self.inner.ledger.as_ref(),
-                )
-                .with_tail(
-                    self.inner.defer.then_some(&self.inner.tail),
-                    log.position().offset,
-                ),
-        );
+        let listener = self.admit(listener, log.position().offset, log.position().offset);
         listeners.insert(Arc::clone(&listener));
         Ok(listener)
     }
@@ -627,7 +655,7 @@ impl<A: Adapter> Channel<A> {
     /// belongs to another channel, or to none), and otherwise as
     /// [`dispatch`](Self::dispatch) does.
     pub fn dispatch_to(&self, listener: &Arc<Listener>, message: &Arc<Message>) -> Result<()> {
-        if !listener.joined(self.inner.serial) {
+        if !listener.joined(&self.inner.tail) {
             return Err(foreign_listener(listener, self.id()));
         }
         let mut log = self.inner.log.lock();
@@ -675,91 +703,54 @@ impl<A: Adapter> Channel<A> {
     /// whose bounded queue overflows are handled by their policy and counted in the report.
     pub fn broadcast(&self, message: impl Into<Arc<Message>>) -> BroadcastReport {
         let message = message.into();
-        let mut report = BroadcastReport::default();
-        let mut to_disconnect = Vec::new();
-        let mut losses = Losses::default();
+        let mut pushes = Pushes::default();
+        let tail = &self.inner.tail;
         {
             let mut log = self.inner.log.lock();
             let offset = log.next_offset();
             let size = self.size_of(&message);
             let listeners = self.inner.listeners.read();
-            if self.inner.defer {
+            if tail.defers() {
                 let mut deferred = 0;
-                for listener in listeners.iter_for_defer() {
+                for listener in listeners.iter_prefetching(Listener::prefetch_room) {
                     if listener.try_defer(size) {
                         deferred += 1;
-                        continue;
-                    }
-                    match listener.push_broadcast(offset, &message, size) {
-                        Ok(()) => report.delivered += 1,
-                        Err(Refused::Full) => report.rejected += 1,
-                        Err(Refused::MustDisconnect) => to_disconnect.push(Arc::clone(listener)),
-                        Err(Refused::Removed) => {}
-                        Err(Refused::Discarded) => {
-                            report.delivered += 1;
-                            report.discarded += 1;
-                        }
-                        Err(Refused::Cut) => {
-                            report.too_slow += 1;
-                            losses.too_slow += 1;
-                            losses.too_slow_discarded += listener.cut_discarded();
-                        }
-                        Err(Refused::WhileCut) => losses.too_slow_discarded += 1,
+                    } else {
+                        pushes.note(listener, listener.push_broadcast(offset, &message, size));
                     }
                 }
-                report.delivered += deferred;
-                let tail = &self.inner.tail;
-                if deferred > 0 {
-                    tail.entries
-                        .lock()
-                        .push_back((offset, Arc::clone(&message), size));
+                pushes.report.delivered += deferred;
+                let push = DeferredPush {
+                    offset,
+                    message: Arc::clone(&message),
+                    size,
+                };
+                if tail.end_broadcast(push, deferred > 0) {
+                    tail.trim(
+                        listeners
+                            .iter()
+                            .map(|l| l.applied())
+                            .min()
+                            .unwrap_or(u64::MAX),
+                    );
                 }
-                // Raised while the listener set is held: a listener removed later has
-                // every push deferred to it in view when it discards its queue.
-                tail.watermark.store(offset, Ordering::SeqCst);
-                if tail.broadcasts.fetch_add(1, Ordering::Relaxed) % TRIM_EVERY == TRIM_EVERY - 1 {
-                    let oldest_needed = listeners
-                        .iter()
-                        .map(|listener| listener.applied_seen())
-                        .min()
-                        .unwrap_or(u64::MAX);
-                    let mut entries = tail.entries.lock();
-                    while entries
-                        .front()
-                        .is_some_and(|(at, _, _)| *at <= oldest_needed)
-                    {
-                        entries.pop_front();
-                    }
-                }
-                drop(listeners);
             } else {
-                for listener in listeners.iter_for_push() {
-                    match listener.push(offset, &message, size) {
-                        Ok(()) => report.delivered += 1,
-                        Err(Refused::Full) => report.rejected += 1,
-                        Err(Refused::MustDisconnect) => to_disconnect.push(Arc::clone(listener)),
-                        Err(Refused::Removed) => {}
-                        Err(Refused::Discarded) => {
-                            report.delivered += 1;
-                            report.discarded += 1;
-                        }
-                        Err(Refused::Cut) => {
-                            report.too_slow += 1;
-                            losses.too_slow += 1;
-                            losses.too_slow_discarded += listener.cut_discarded();
-                        }
-                        Err(Refused::WhileCut) => losses.too_slow_discarded += 1,
-                    }
+                for listener in listeners.iter_prefetching(Listener::prefetch_queue) {
+                    pushes.note(listener, listener.push(offset, &message, size));
                 }
-                drop(listeners);
             }
+            drop(listeners);
             log.append(&message, Addressee::All);
-            self.take_bytes(size * report.delivered);
+            self.take_bytes(size * pushes.report.delivered);
         }
-        let waiters = std::mem::take(&mut *self.inner.tail.waiters.lock());
-        for listener in waiters {
-            listener.wake_deferred();
+        for listener in tail.take_waiters() {
+            listener.wake_for_tail();
         }
+        let Pushes {
+            mut report,
+            mut losses,
+            to_disconnect,
+        } = pushes;
         for listener in to_disconnect {
             self.overflowed(&listener, Refused::MustDisconnect);
             report.disconnected += 1;
@@ -826,7 +817,7 @@ impl<A: Adapter> Channel<A> {
                     log.append(message, Addressee::One(address));
                 }
                 None => {
-                    for listener in listeners.iter_for_push() {
+                    for listener in listeners.iter_prefetching(Listener::prefetch_queue) {
                         match listener.push(offset, message, size) {
                             Ok(()) => queued += 1,
                             Err(Refused::MustDisconnect) => {
@@ -870,19 +861,7 @@ impl<A: Adapter> Channel<A> {
         if listeners.contains(listener.id()) {
             return Err(Error::DuplicateId(listener.id().to_owned()));
         }
-        let listener = Arc::new(
-            listener
-                .joining(
-                    self.inner.serial,
-                    joined_at,
-                    self.inner.epoch,
-                    self.inner.ledger.as_ref(),
-                )
-                .with_tail(
-                    self.inner.defer.then_some(&self.inner.tail),
-                    log.position().offset,
-                ),
-        );
+        let listener = self.admit(listener, joined_at, log.position().offset);
         for (offset, message) in backlog.iter().take_while(|(offset, _)| *offset <= last) {
             // A bounded queue keeps what its policy keeps; the engine still holds the rest.
             let size = self.size_of(message);
@@ -938,19 +917,7 @@ impl<A: Adapter> Channel<A> {
                 if listeners.contains(listener.id()) {
                     return Err(Error::DuplicateId(listener.id().to_owned()));
                 }
-                let listener = Arc::new(
-                    listener
-                        .joining(
-                            self.inner.serial,
-                            log.position().offset,
-                            self.inner.epoch,
-                            self.inner.ledger.as_ref(),
-                        )
-                        .with_tail(
-                            self.inner.defer.then_some(&self.inner.tail),
-                            log.position().offset,
-                        ),
-                );
+                let listener = self.admit(listener, log.position().offset, log.position().offset);
                 listeners.insert(Arc::clone(&listener));
                 listener
             }

@@ -49,6 +49,7 @@
 #![deny(missing_docs)]
 
 mod channel;
+mod deferred;
 mod distributed;
 mod error;
 pub mod id;

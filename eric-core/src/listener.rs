@@ -68,6 +68,7 @@
 //! lost with a connection, stays in the channel's log (see [`crate::log`]), from which
 //! [`Channel::message_stream_after`](crate::Channel::message_stream_after) replays it.
 
+use crate::deferred::{DeferredPush, Room, Tail, MAX_ROOM, NO_ROOM};
 use crate::id_key::IdKey;
 use crate::log::{Epoch, Position};
 use crate::message::{Delivery, Message};
@@ -194,38 +195,22 @@ pub fn message_size(message: &Message) -> usize {
     (message.msg_type.len() + value_size(&message.payload) + 24).min(u32::MAX as usize)
 }
 
-/// PROTOTYPE: broadcasts deferred to their consumers.
-#[derive(Default)]
-pub(crate) struct Tail {
-    pub(crate) entries: Mutex<VecDeque<(u64, Arc<Message>, usize)>>,
-    pub(crate) watermark: std::sync::atomic::AtomicU64,
-    pub(crate) waiters: Mutex<Vec<Arc<Listener>>>,
-    /// Broadcasts seen, for trimming every so many.
-    pub(crate) broadcasts: AtomicU64,
-}
-
-/// Room the fast path never reaches while a listener is removed, cut or not eligible.
-const NO_ROOM: i64 = 1 << 29;
-/// The most room either half starts with.
-const MAX_ROOM: i64 = 1 << 28;
-
-fn pack_room(count: i64, bytes: i64) -> u64 {
-    (((count as i32) as u32 as u64) << 32) | ((bytes as i32) as u32 as u64)
-}
-
-fn unpack_room(word: u64) -> (i64, i64) {
-    (
-        ((word >> 32) as u32 as i32) as i64,
-        (word as u32 as i32) as i64,
-    )
-}
-
-/// A locked queue: it applies the deferred pushes when it locks, and when it unlocks
-/// moves the listener's room by what the section changed.
+/// A listener's queue, locked; in a channel that defers its broadcasts it first
+/// applies what was deferred to the queue, and when it unlocks gives back to the
+/// listener's [`Room`] what the section freed (see [`crate::deferred`]). Every lock of
+/// a queue goes through it.
 struct Section<'a> {
     listener: &'a Listener,
     state: MutexGuard<'a, QueueState>,
-    used: (i64, i64),
+    /// What the queue used when last noted.
+    used: Used,
+}
+
+/// What a queue uses against its [`Room`]: messages and bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Used {
+    messages: i64,
+    bytes: i64,
 }
 
 impl std::ops::Deref for Section<'_> {
@@ -242,24 +227,19 @@ impl std::ops::DerefMut for Section<'_> {
 }
 
 impl Section<'_> {
-    /// Moves the room by what changed since the last note, and notes again.
+    /// Gives back to the room what was freed since the last note (or takes what was
+    /// filled), and notes again: before the lock is let go.
     fn settle(&mut self) {
         let now = self.listener.used(&self.state);
-        let delta = (self.used.0 - now.0, self.used.1 - now.1);
-        if delta != (0, 0) {
-            let _ = self
-                .listener
-                .room
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                    let (count, bytes) = unpack_room(word);
-                    Some(pack_room(count + delta.0, bytes + delta.1))
-                });
+        if now != self.used {
+            self.listener.room.add(
+                self.used.messages - now.messages,
+                self.used.bytes - now.bytes,
+            );
+            self.used = now;
         }
-        self.used = now;
     }
-}
 
-impl Section<'_> {
     /// After the lock was let go and taken again (a condition variable's wait): applies
     /// what was deferred meanwhile and notes again.
     fn resume(&mut self) {
@@ -415,19 +395,22 @@ impl fmt::Debug for QueueLedger {
 /// assert!(listener.is_running());
 /// ```
 // In declaration order (`repr(C)`): a broadcast to many listeners touches each one
-// once per message, and what a push reads (the queue's lock and the first four fields
-// of its state) is its first 64 bytes, on one or two cache lines. It is not
-// `align(64)`, which would make that always one line: aligned allocations crowd the
-// messages allocated after them onto fewer cache sets (docs/benchmarks.md).
+// once per message. A deferring one reads the room word; a push reads the queue's lock
+// and the first fields of its state: the first 64 bytes, on one or two cache lines. It
+// is not `align(64)`, which would make that always one line: aligned allocations crowd
+// the messages allocated after them onto fewer cache sets (docs/benchmarks.md).
 #[repr(C)]
 pub struct Listener {
-    /// PROTOTYPE: how many more messages (high half) and bytes (low half) the queue
-    /// takes before a push could do anything but queue plainly; never more than the
-    /// truth. A broadcast defers its push while there is room.
-    room: std::sync::atomic::AtomicU64,
+    /// What a broadcast may defer to the queue (see [`crate::deferred`]).
+    room: Room,
     queue: Mutex<QueueState>,
     id_key: IdKey,
     running: AtomicBool,
+    /// Whether the listener's channel defers its broadcasts, so that its queue's
+    /// sections keep `room`.
+    tracks_room: bool,
+    /// Whether `room` counts bytes: the queue has a byte bound, small enough to count.
+    tracks_bytes: bool,
     handler: Option<Handler>,
     config: QueueConfig,
     id: String,
@@ -435,15 +418,14 @@ pub struct Listener {
     /// The channel's log offset when the listener joined it: entries up to it were
     /// published before the listener existed and are never replayed to it.
     joined_at: u64,
-    /// The serial number of the channel holding the listener (0 before it joins one).
-    /// A listener joins at most one channel, once: joining takes it by value.
-    channel: u64,
+    /// The deferred broadcasts of the channel holding the listener (none before it
+    /// joins one), which also tells that channel from any other. A listener joins at
+    /// most one channel, once: joining takes it by value.
     tail: Option<Arc<Tail>>,
-    /// Whether the queue's byte bound is small enough to be tracked in `room`.
-    bytes_bounded: bool,
-    /// The queue's `applied`, readable without its lock: the channel trims its tail
-    /// below the smallest.
-    applied_seen: AtomicU64,
+    /// The offset up to which the queue took what its channel's broadcasts deferred to
+    /// it (`u64::MAX` once removed). Written under the queue's lock; read without it by
+    /// the channel, which trims its tail below the smallest.
+    applied: AtomicU64,
 }
 
 /// A queued message and the offset it took in its channel's log.
@@ -515,23 +497,26 @@ struct QueueState {
     /// copied here, like the fields below from the configuration, so that a push or a
     /// pop reads it beside the ring it works on.
     capacity: usize,
+    // The small fields share one word.
+    blocked_threads: u32,
     removed: bool,
     /// Whether pushes and pops count the bytes of messages (a byte bound or a budget).
     counts_bytes: bool,
+    /// Whether a pop has more to do than take the front entry: a marker is due or the
+    /// queue counts bytes. One flag on the line of `delivered`, which every pop writes;
+    /// `refresh_extra` recomputes it.
+    extra: bool,
+    /// Whether the listener is on its channel's list of waiters (see [`Tail`]).
+    on_waiter_list: bool,
     /// The epoch of the channel's log, which every delivery carries: kept once, beside
     /// what a pop writes, rather than in each queued entry, which stays two words.
     epoch: Epoch,
     delivered: u64,
-    /// Whether a pop has more to do than take the front entry: a marker is due or the
-    /// queue counts bytes. One flag read beside `delivered`, which every pop writes;
-    /// `refresh_extra` recomputes it.
-    extra: bool,
     /// The marker a stream's next item is, if one is due.
     mark: Mark,
     dropped: u64,
     waker: Option<Waker>,
     more_wakers: Vec<Waker>,
-    blocked_threads: usize,
     /// Bytes of the messages waiting, when the queue counts them.
     bytes: usize,
     /// The size of each message waiting, when the queue counts bytes, in the order of
@@ -551,8 +536,6 @@ struct QueueState {
     /// against the byte bound and the ledger until the stream comes back for more (by
     /// then it yielded them all) or gives the rest back.
     batch_bytes: usize,
-    applied: u64,
-    in_waiters: bool,
 }
 
 impl Default for QueueState {
@@ -571,6 +554,7 @@ impl Default for QueueState {
             more_wakers: Vec::new(),
             blocked_threads: 0,
             extra: false,
+            on_waiter_list: false,
             mark: Mark::None,
             bytes: 0,
             sizes: VecDeque::new(),
@@ -580,8 +564,6 @@ impl Default for QueueState {
             ledger: None,
             unreleased: 0,
             batch_bytes: 0,
-            applied: 0,
-            in_waiters: false,
         }
     }
 }
@@ -878,74 +860,82 @@ impl Listener {
             running: AtomicBool::new(false),
             handler: None,
             tail: None,
-            room: std::sync::atomic::AtomicU64::new(0),
-            bytes_bounded: false,
-            applied_seen: AtomicU64::new(0),
+            room: Room::none(),
+            tracks_room: false,
+            tracks_bytes: false,
+            applied: AtomicU64::new(0),
             config: QueueConfig::default(),
             id,
             ready: Condvar::new(),
             joined_at: 0,
-            channel: 0,
         }
     }
 
-    /// The same listener, held by the channel with serial number `channel`, whose log
-    /// is at `offset` as it joins, of `epoch`,
-    /// counting its bytes against `ledger` if that has a budget.
+    /// The same listener, held by the channel whose deferred broadcasts are `tail` and
+    /// whose log is at `offset` as it joins (its broadcasts after that are the
+    /// listener's), of `epoch`, counting its bytes against `ledger` if that has a
+    /// budget. `joined_at` is where its stream starts: `offset`, or earlier for a
+    /// listener that resumes.
     pub(crate) fn joining(
         mut self,
-        channel: u64,
+        tail: &Arc<Tail>,
+        joined_at: u64,
         offset: u64,
         epoch: Epoch,
         ledger: Option<&Arc<QueueLedger>>,
     ) -> Self {
-        self.channel = channel;
-        self.joined_at = offset;
+        self.joined_at = joined_at;
+        self.applied = AtomicU64::new(offset);
         let state = self.queue.get_mut();
         state.epoch = epoch;
         state.ledger = ledger.filter(|l| l.counts_bytes()).cloned();
         state.counts_bytes = state.max_bytes != usize::MAX || state.ledger.is_some();
         state.refresh_extra();
         state.refresh_gate();
-        self
-    }
-
-    pub(crate) fn with_tail(mut self, tail: Option<&Arc<Tail>>, applied: u64) -> Self {
-        self.tail = tail.cloned();
-        let state = self.queue.get_mut();
-        state.applied = applied;
-        self.applied_seen = AtomicU64::new(applied);
+        // A queue that holds nothing yet: its room is its bounds.
         let capacity = state.capacity.min(MAX_ROOM as usize) as i64;
         let max_bytes = state.max_bytes;
-        self.bytes_bounded = max_bytes != usize::MAX;
-        let (count, bytes) = match (tail.is_some(), max_bytes) {
-            (false, _) => (-NO_ROOM, 0),
-            (true, usize::MAX) => (capacity, MAX_ROOM),
-            (true, max) if max as i64 <= MAX_ROOM => (capacity, max as i64),
-            // A bound too large to track: every push takes the slow path.
-            (true, _) => (-NO_ROOM, 0),
+        // A byte bound too large to count leaves every push to the eager path.
+        self.tracks_room =
+            tail.defers() && (max_bytes == usize::MAX || max_bytes <= MAX_ROOM as usize);
+        self.tracks_bytes = self.tracks_room && max_bytes != usize::MAX;
+        self.room = match (self.tracks_room, self.tracks_bytes) {
+            (false, _) => Room::none(),
+            (true, false) => Room::new(capacity, MAX_ROOM),
+            (true, true) => Room::new(capacity, max_bytes as i64),
         };
-        self.room = std::sync::atomic::AtomicU64::new(pack_room(count, bytes));
+        self.tail = Some(Arc::clone(tail));
         self
     }
 
-    /// What the queue uses against its room: entries (and a penalty that leaves no room
-    /// while it is removed or cut), and bytes when the bound is tracked.
-    fn used(&self, state: &QueueState) -> (i64, i64) {
-        let penalty = if state.removed || matches!(state.mark, Mark::Cut { .. }) {
-            NO_ROOM
+    /// What the queue uses against its room: its messages (and, while it is removed or
+    /// cut, [`NO_ROOM`] more), and its bytes if the room counts them; each counted up to
+    /// [`MAX_ROOM`], which is as good as full and keeps the room's halves in range.
+    /// Nothing in a channel that does not defer, whose sections then leave the room
+    /// alone.
+    #[inline]
+    fn used(&self, state: &QueueState) -> Used {
+        if !self.tracks_room {
+            return Used {
+                messages: 0,
+                bytes: 0,
+            };
+        }
+        let shut = state.removed || matches!(state.mark, Mark::Cut { .. });
+        let bytes = if self.tracks_bytes {
+            (state.bytes + state.batch_bytes).min(MAX_ROOM as usize) as i64
         } else {
             0
         };
-        let bytes = if self.bytes_bounded {
-            (state.bytes + state.batch_bytes) as i64
-        } else {
-            0
-        };
-        (state.entries.len() as i64 + penalty, bytes)
+        Used {
+            messages: state.entries.len().min(MAX_ROOM as usize) as i64
+                + if shut { NO_ROOM } else { 0 },
+            bytes,
+        }
     }
 
     /// Locks the queue (see [`Section`]).
+    #[inline]
     fn section(&self) -> Section<'_> {
         let mut state = self.queue.lock();
         self.apply_deferred(&mut state);
@@ -957,64 +947,55 @@ impl Listener {
         }
     }
 
-    /// Takes room for a deferred push of `size` bytes, if the queue would take it
-    /// plainly.
+    /// Takes room for a push of `size` bytes that the queue would take plainly, for a
+    /// broadcast to defer it; false if the queue has no room for it, or its channel
+    /// does not defer.
+    #[inline]
     pub(crate) fn try_defer(&self, size: usize) -> bool {
-        let need = if self.bytes_bounded { size as i64 } else { 0 };
-        self.room
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                let (count, bytes) = unpack_room(word);
-                (count >= 1 && bytes >= need).then(|| pack_room(count - 1, bytes - need))
-            })
-            .is_ok()
+        let bytes = if self.tracks_bytes { size as i64 } else { 0 };
+        self.room.try_take(bytes)
     }
 
+    /// Applies what the channel's broadcasts deferred to the queue and it did not take
+    /// yet.
     #[inline]
     fn apply_deferred(&self, state: &mut QueueState) {
         let Some(tail) = &self.tail else { return };
-        let mark = tail.watermark.load(Ordering::SeqCst);
-        if state.applied >= mark {
-            return;
+        // Relaxed: only this queue's sections write it, under the lock held here.
+        let applied = self.applied.load(Ordering::Relaxed);
+        let watermark = tail.watermark();
+        if applied < watermark {
+            self.apply_between(tail, state, applied, watermark);
         }
-        self.apply_slow(tail, state, mark);
     }
 
-    /// The offset up to which the queue has taken what was deferred to it.
-    pub(crate) fn applied_seen(&self) -> u64 {
-        self.applied_seen.load(Ordering::Acquire)
-    }
-
+    /// `apply_deferred` when there is something to apply: the same steps as a push
+    /// with room, in offset order.
     #[inline(never)]
-    fn apply_slow(&self, tail: &Tail, state: &mut QueueState, mark: u64) {
-        let entries = tail.entries.lock();
-        let from = state.applied;
-        let start = entries.partition_point(|(offset, _, _)| *offset <= from);
-        for (offset, message, size) in entries.range(start..) {
-            if *offset > mark {
-                break;
+    fn apply_between(&self, tail: &Tail, state: &mut QueueState, applied: u64, watermark: u64) {
+        tail.for_each_between(applied, watermark, |push: &DeferredPush| {
+            if state.counts_bytes {
+                state.bytes += push.size;
+                state.sizes.push_back(push.size as u32);
             }
-            if state.removed {
-                state.unreleased += size;
-                state.release_all();
-            } else {
-                if state.counts_bytes {
-                    state.bytes += size;
-                    state.sizes.push_back(*size as u32);
-                }
-                state.last_id = *offset;
-                state.entries.push_back(Queued {
-                    id: *offset,
-                    message: Arc::clone(message),
-                });
-            }
-        }
-        state.applied = mark;
-        self.applied_seen.store(mark, Ordering::Release);
+            state.last_id = push.offset;
+            state.entries.push_back(Queued {
+                id: push.offset,
+                message: Arc::clone(&push.message),
+            });
+        });
+        self.applied.store(watermark, Ordering::Release);
     }
 
-    /// Whether the channel with this serial number holds (or held) the listener.
-    pub(crate) fn joined(&self, channel: u64) -> bool {
-        self.channel == channel
+    /// The offset up to which the queue took what was deferred to it (see the field).
+    pub(crate) fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Whether the channel whose deferred broadcasts are `tail` holds (or held) the
+    /// listener.
+    pub(crate) fn joined(&self, tail: &Arc<Tail>) -> bool {
+        self.tail.as_ref().is_some_and(|own| Arc::ptr_eq(own, tail))
     }
 
     /// The same listener with `handler` called once per delivered message.
@@ -1088,7 +1069,7 @@ impl Listener {
 
     /// Its counters: queue length, delivered, dropped, last event id.
     pub fn stats(&self) -> ListenerStats {
-        let mut state = self.section();
+        let state = self.section();
         ListenerStats {
             queued: state.queued(),
             delivered: state.delivered,
@@ -1101,13 +1082,12 @@ impl Listener {
 
     /// Number of messages waiting in the queue.
     pub fn queue_len(&self) -> usize {
-        let mut state = self.section();
-        state.queued()
+        self.section().queued()
     }
 
     /// Whether the listener was removed from its channel (or disconnected by overflow).
     pub fn is_removed(&self) -> bool {
-        self.section().removed
+        self.queue.lock().removed
     }
 
     /// Pops the next queued message whether or not the listener runs, without calling
@@ -1162,78 +1142,60 @@ impl Listener {
     /// How many messages the queue's last cut discarded (what it held, and the message
     /// that went over the bound).
     pub(crate) fn cut_discarded(&self) -> u64 {
-        self.section().cut_discarded
+        self.queue.lock().cut_discarded
     }
 
     /// Asks the CPU to bring the queue's cache lines (its lock and the state a push
-    /// reads and writes) into the cache, without waiting for them: a hint, which
-    /// changes nothing the program can observe. A broadcast calls it a few listeners
-    /// ahead of its push ([`ListenerSet::iter_for_push`](crate::registry::ListenerSet::iter_for_push)):
+    /// reads and writes) into the cache, without waiting for them. A broadcast calls it
+    /// a few listeners ahead of its push
+    /// ([`ListenerSet::iter_prefetching`](crate::registry::ListenerSet::iter_prefetching)):
     /// with thousands of listeners each queue's lines were last written by its
     /// consumer's core or have left the cache, and a push waited for them in turn.
     #[inline(always)]
     pub(crate) fn prefetch_queue(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            const LINE: usize = 64;
-            let queue = std::ptr::from_ref(&self.queue).cast::<i8>();
-            for offset in (0..std::mem::size_of::<Mutex<QueueState>>()).step_by(LINE) {
-                // SAFETY: a prefetch reads no memory the program sees and never
-                // faults, whatever the address; this one is inside `self.queue`.
-                #[allow(unsafe_code)]
-                unsafe {
-                    _mm_prefetch::<_MM_HINT_T0>(queue.wrapping_add(offset));
-                }
-            }
-        }
+        prefetch(&self.queue);
     }
 
-    /// Asks the CPU for the line of the room word (see [`Self::prefetch_queue`]).
+    /// Asks the CPU for the line of the room word, as [`prefetch_queue`](Self::prefetch_queue)
+    /// does for the queue: what a deferring broadcast reads.
     #[inline(always)]
     pub(crate) fn prefetch_room(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let room = std::ptr::from_ref(&self.room).cast::<i8>();
-            // SAFETY: a prefetch reads no memory the program sees and never faults.
-            #[allow(unsafe_code)]
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(room);
-            }
-        }
+        prefetch(&self.room);
     }
 
     /// Queues `message`, which took offset `id` of its channel's log and counts `size`
     /// bytes (0 in a channel that does not count them), applying the overflow policy
     /// and the byte bound.
     pub(crate) fn push(&self, id: u64, message: &Arc<Message>, size: usize) -> Result<(), Refused> {
-        self.push_at(id, message, size, false)
+        let state = self.section();
+        self.push_locked(state, id, message, size)
     }
 
-    /// `push` for a broadcast that did not defer it: whatever the outcome, the tail's
-    /// entry at `id` (other listeners may have deferred it) is never applied here.
+    /// [`push`](Self::push) for a deferring broadcast that found no room in the queue.
+    /// Whatever the push does, the tail's entry at `id` (deferred to other listeners)
+    /// is not this queue's: a push refused here must not be applied later.
     pub(crate) fn push_broadcast(
         &self,
         id: u64,
         message: &Arc<Message>,
         size: usize,
     ) -> Result<(), Refused> {
-        self.push_at(id, message, size, true)
+        let state = self.section();
+        // Relaxed load: only sections of this queue write it, and this one holds it.
+        if self.applied.load(Ordering::Relaxed) < id {
+            self.applied.store(id, Ordering::Release);
+        }
+        self.push_locked(state, id, message, size)
     }
 
-    fn push_at(
+    #[inline]
+    fn push_locked(
         &self,
+        mut state: Section<'_>,
         id: u64,
         message: &Arc<Message>,
         size: usize,
-        broadcast: bool,
     ) -> Result<(), Refused> {
-        let mut state = self.section();
-        if broadcast {
-            state.applied = state.applied.max(id);
-            self.applied_seen.store(state.applied, Ordering::Release);
-        }
         if state.queued() >= state.fast_below {
             return self.push_slow(state, id, message, size);
         }
@@ -1314,8 +1276,8 @@ impl Listener {
     pub(crate) fn mark_removed(&self, by_overflow: bool) {
         let mut state = self.section();
         state.removed = true;
-        state.applied = u64::MAX;
-        self.applied_seen.store(u64::MAX, Ordering::Release);
+        // Its channel's broadcasts no longer defer to it, nor keep their tail for it.
+        self.applied.store(u64::MAX, Ordering::Release);
         state.refresh_gate();
         let discarded = state.discard_all();
         if by_overflow {
@@ -1327,15 +1289,37 @@ impl Listener {
     }
 
     fn wake_all(&self) {
-        let mut state = self.section();
-        state.in_waiters = false;
+        let wakeup = self.section().take_wakeup();
+        wakeup.run(&self.ready);
+    }
+
+    /// Wakes whoever waits for the queue's next message, for a broadcast that may
+    /// have deferred it: the list of waiters in the channel's [`Tail`] named it.
+    pub(crate) fn wake_for_tail(&self) {
+        // Not a section: the consumer applies the tail itself, on its own core, and
+        // waking changes nothing the room counts.
+        let mut state = self.queue.lock();
+        state.on_waiter_list = false;
         let wakeup = state.take_wakeup();
         drop(state);
         wakeup.run(&self.ready);
     }
 
-    pub(crate) fn wake_deferred(&self) {
-        self.wake_all();
+    /// For a consumer about to wait (a stream's waker registered, a thread about to
+    /// block): puts the listener on its channel's list of waiters, and says whether a
+    /// broadcast came since the queue's section applied the tail, in which case it must
+    /// not wait but look again.
+    fn wait_for_tail(self: &Arc<Self>, state: &mut QueueState) -> bool {
+        let Some(tail) = self.tail.as_ref().filter(|tail| tail.defers()) else {
+            return false;
+        };
+        if !state.on_waiter_list {
+            state.on_waiter_list = true;
+            tail.add_waiter(Arc::clone(self));
+        }
+        // SeqCst, with the store in `Tail::end_broadcast`: either the broadcast takes
+        // the list with this listener on it and wakes it, or this sees its watermark.
+        tail.watermark() > self.applied.load(Ordering::Relaxed)
     }
 
     /// What a consumer gets next; a stream (`markers`) gets a marker first when one is
@@ -1406,15 +1390,9 @@ impl Listener {
             }
             None => {
                 state.register(cx.waker());
-                if let Some(tail) = &self.tail {
-                    if !state.in_waiters {
-                        state.in_waiters = true;
-                        tail.waiters.lock().push(Arc::clone(self));
-                    }
-                    if tail.watermark.load(Ordering::SeqCst) > state.applied {
-                        drop(state);
-                        cx.waker().wake_by_ref();
-                    }
+                if self.wait_for_tail(&mut state) {
+                    drop(state);
+                    cx.waker().wake_by_ref();
                 }
                 Poll::Pending
             }
@@ -1481,41 +1459,28 @@ impl Listener {
     pub(crate) fn wait_next(self: &Arc<Self>, deadline: Option<Instant>) -> Option<Next> {
         let mut state = self.section();
         loop {
-            state.settle();
-            state.resume();
             if let Some(next) = self.next_locked(&mut state, true) {
                 return Some(next);
             }
+            if self.wait_for_tail(&mut state) {
+                state.settle();
+                state.resume();
+                continue;
+            }
             state.blocked_threads += 1;
             state.refresh_gate();
-            if let Some(tail) = &self.tail {
-                if !state.in_waiters {
-                    state.in_waiters = true;
-                    tail.waiters.lock().push(Arc::clone(self));
-                }
-                if tail.watermark.load(Ordering::SeqCst) > state.applied {
-                    state.blocked_threads -= 1;
-                    state.refresh_gate();
-                    continue;
-                }
-            }
+            state.settle();
             let timed_out = match deadline {
-                Some(deadline) => {
-                    state.settle();
-                    let timed_out = self
-                        .ready
-                        .wait_until(&mut state.state, deadline)
-                        .timed_out();
-                    state.resume();
-                    timed_out
-                }
+                Some(deadline) => self
+                    .ready
+                    .wait_until(&mut state.state, deadline)
+                    .timed_out(),
                 None => {
-                    state.settle();
                     self.ready.wait(&mut state.state);
-                    state.resume();
                     false
                 }
             };
+            state.resume();
             state.blocked_threads -= 1;
             state.refresh_gate();
             if timed_out {
@@ -1523,6 +1488,28 @@ impl Listener {
             }
         }
     }
+}
+
+/// Asks the CPU to bring the cache lines of `value` into the cache, without waiting for
+/// them: a hint, which changes nothing the program can observe.
+#[inline(always)]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        const LINE: usize = 64;
+        let start = std::ptr::from_ref(value).cast::<i8>();
+        for offset in (0..std::mem::size_of::<T>()).step_by(LINE) {
+            // SAFETY: a prefetch reads no memory the program sees and never faults,
+            // whatever the address; this one is inside `value`.
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset));
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 impl Default for Listener {
@@ -1539,5 +1526,16 @@ impl fmt::Debug for Listener {
             .field("has_handler", &self.has_handler())
             .field("config", &self.config)
             .finish()
+    }
+}
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    /// Every subscriber has a listener: its size is part of the memory an idle
+    /// subscriber costs, which the fan-out benchmark holds to account. 400 bytes since
+    /// deferred broadcasts came, which fit its room word and offset into what was
+    /// padding and a channel serial number.
+    #[test]
+    fn a_listener_stays_within_400_bytes() {
+        assert!(std::mem::size_of::<super::Listener>() <= 400);
     }
 }

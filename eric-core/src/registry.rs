@@ -125,26 +125,20 @@ impl ListenerSet {
         self.table.iter()
     }
 
-    /// Every listener, as [`iter`](Self::iter), for a walk that pushes to each: a
-    /// few listeners ahead of the one yielded, it asks the CPU to fetch the next one's
-    /// queue ([`Listener::prefetch_queue`]), so that a broadcast to thousands of
+    /// Every listener, as [`iter`](Self::iter), for a walk that touches each: a few
+    /// listeners ahead of the one yielded, it calls `prefetch` on the next one (which
+    /// asks the CPU to fetch what the walk will touch, as
+    /// [`Listener::prefetch_queue`] does), so that a broadcast to thousands of
     /// listeners waits for their cache lines a few at a time instead of one after the
     /// other (docs/benchmarks.md, "Prefetching the queues").
-    pub(crate) fn iter_for_push(&self) -> impl Iterator<Item = &Arc<Listener>> {
+    pub(crate) fn iter_prefetching(
+        &self,
+        prefetch: impl Fn(&Listener),
+    ) -> impl Iterator<Item = &Arc<Listener>> {
         let mut ahead = self.table.iter().skip(PREFETCH_DISTANCE);
         self.table.iter().inspect(move |_| {
             if let Some(listener) = ahead.next() {
-                listener.prefetch_queue();
-            }
-        })
-    }
-
-    /// Every listener, prefetching the room word of the one 8 ahead.
-    pub(crate) fn iter_for_defer(&self) -> impl Iterator<Item = &Arc<Listener>> {
-        let mut ahead = self.table.iter().skip(PREFETCH_DISTANCE);
-        self.table.iter().inspect(move |_| {
-            if let Some(listener) = ahead.next() {
-                listener.prefetch_room();
+                prefetch(listener);
             }
         })
     }
