@@ -528,13 +528,16 @@ impl<A: Adapter> Channel<A> {
     }
 
     fn take_out(&self, listener_id: &str, by_overflow: bool) -> Result<Arc<Listener>> {
-        let listener = self
-            .inner
-            .listeners
-            .write()
+        let mut listeners = self.inner.listeners.write();
+        let listener = listeners
             .remove(listener_id)
             .ok_or_else(|| Error::InvalidListener(listener_id.to_owned()))?;
-        listener.mark_removed(by_overflow);
+        // Before the set is let go: a broadcast that no longer finds the listener must
+        // neither have a deferred push of its own applied to it nor trim the tail below
+        // what it has yet to apply.
+        let wakeup = listener.mark_removed(by_overflow);
+        drop(listeners);
+        listener.wake(wakeup);
         Ok(listener)
     }
 

@@ -615,7 +615,7 @@ pub(crate) enum Refused {
 }
 
 /// Wakers taken out of the queue under its lock, woken after it is released.
-struct Wakeup {
+pub(crate) struct Wakeup {
     waker: Option<Waker>,
     more: Vec<Waker>,
     threads: bool,
@@ -1270,10 +1270,12 @@ impl Listener {
         }
     }
 
-    /// Marks the listener as removed from its channel and wakes its consumers. The
-    /// messages still queued are discarded with it; when the removal is the overflow
-    /// policy's doing they count as dropped.
-    pub(crate) fn mark_removed(&self, by_overflow: bool) {
+    /// Marks the listener as removed from its channel. The messages still queued are
+    /// discarded with it; when the removal is the overflow policy's doing they count as
+    /// dropped. Returns who is to be told, with [`wake`](Self::wake), once the caller
+    /// let go of the channel's listener set.
+    #[must_use]
+    pub(crate) fn mark_removed(&self, by_overflow: bool) -> Wakeup {
         let mut state = self.section();
         state.removed = true;
         // Its channel's broadcasts no longer defer to it, nor keep their tail for it.
@@ -1283,8 +1285,11 @@ impl Listener {
         if by_overflow {
             state.dropped += discarded;
         }
-        let wakeup = state.take_wakeup();
-        drop(state);
+        state.take_wakeup()
+    }
+
+    /// Wakes the consumers a [`Wakeup`] took out of the queue.
+    pub(crate) fn wake(&self, wakeup: Wakeup) {
         wakeup.run(&self.ready);
     }
 
