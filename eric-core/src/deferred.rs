@@ -33,7 +33,7 @@
 
 use crate::listener::Listener;
 use crate::message::Message;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,7 +65,8 @@ pub(crate) struct Tail {
     /// queue, and only broadcasts write it: it has a cache line of its own.
     watermark: Watermark,
     /// What was deferred, in offset order, from the oldest a listener still needs.
-    entries: Mutex<VecDeque<DeferredPush>>,
+    /// Consumers read it together; only broadcasts write it.
+    entries: RwLock<VecDeque<DeferredPush>>,
     /// Listeners with somebody waiting for their next message (a stream's waker, a
     /// blocked thread), woken after each broadcast.
     waiters: Mutex<Vec<Arc<Listener>>>,
@@ -82,7 +83,7 @@ impl Tail {
     pub(crate) fn new(defers: bool) -> Self {
         Tail {
             watermark: Watermark(AtomicU64::new(0)),
-            entries: Mutex::new(VecDeque::new()),
+            entries: RwLock::new(VecDeque::new()),
             waiters: Mutex::new(Vec::new()),
             broadcasts: AtomicU64::new(0),
             defers,
@@ -109,7 +110,7 @@ impl Tail {
     pub(crate) fn end_broadcast(&self, push: DeferredPush, deferred: bool) -> bool {
         let offset = push.offset;
         if deferred {
-            self.entries.lock().push_back(push);
+            self.entries.write().push_back(push);
         }
         // SeqCst, with the load in `Listener::wait_for_tail`: a consumer that goes on the
         // waiter list after the broadcast took it sees the new watermark.
@@ -120,7 +121,7 @@ impl Tail {
     /// Drops what every listener applied: the pushes up to `oldest_needed`, the
     /// smallest [`Listener::applied`] of the channel's listeners.
     pub(crate) fn trim(&self, oldest_needed: u64) {
-        let mut entries = self.entries.lock();
+        let mut entries = self.entries.write();
         while entries.front().is_some_and(|p| p.offset <= oldest_needed) {
             entries.pop_front();
         }
@@ -133,7 +134,7 @@ impl Tail {
         through: u64,
         mut apply: impl FnMut(&DeferredPush),
     ) {
-        let entries = self.entries.lock();
+        let entries = self.entries.read();
         let start = entries.partition_point(|p| p.offset <= after);
         for push in entries.range(start..) {
             if push.offset > through {
@@ -264,7 +265,7 @@ mod tests {
         seen.clear();
         tail.for_each_between(0, 3, |push| seen.push(push.offset));
         assert!(seen.is_empty());
-        let entries = tail.entries.lock();
+        let entries = tail.entries.read();
         assert_eq!(entries.len() as u64, TRIM_EVERY - 10);
     }
 }
