@@ -1517,6 +1517,17 @@ fn prefetch<T>(value: &T) {
     let _ = value;
 }
 
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // What was deferred to the queue and never applied counts against the ledger as
+        // what is queued does: applied now, it goes with the queue.
+        let mut state = self.queue.lock();
+        if state.ledger.is_some() {
+            self.apply_deferred(&mut state);
+        }
+    }
+}
+
 impl Default for Listener {
     fn default() -> Self {
         Listener::new()

@@ -6,7 +6,7 @@ use hashbrown::hash_table::{Entry, HashTable};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-/// How many listeners ahead of a push [`ListenerSet::iter_for_push`] prefetches: far
+/// How many listeners ahead [`ListenerSet::iter_prefetching`] prefetches: far
 /// enough for a line to come from memory while the pushes between run, near enough
 /// that it is still in the cache when its push comes (6 and 8 measured alike, 16 worse).
 const PREFETCH_DISTANCE: usize = 8;

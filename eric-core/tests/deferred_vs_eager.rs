@@ -182,3 +182,37 @@ fn unbounded_queues_see_the_same_either_way() {
         observe(true, &configs, &ops)
     );
 }
+
+/// A queue lets go of its bytes in the ledger when it goes, and so must what was
+/// deferred to it and never applied: here its channel and its listeners go with
+/// broadcasts no consumer ever took.
+#[test]
+fn a_dropped_channel_gives_back_every_byte_of_its_ledger() {
+    for defer in [false, true] {
+        let ledger = Arc::new(QueueLedger::new(Some(1 << 20)));
+        let channel = Channel::builder(Identity)
+            .ledger(Arc::clone(&ledger))
+            .defer_broadcasts(defer)
+            .build();
+        let listeners: Vec<_> = (0..3).map(|_| channel.add_listener()).collect();
+        for i in 0..10 {
+            channel.broadcast(Message::new("b", json!(i)));
+        }
+        assert!(
+            ledger.queued_bytes() > 0,
+            "defer {defer}: the broadcasts count"
+        );
+        drop(channel);
+        drop(listeners);
+        assert_eq!(ledger.queued_bytes(), 0, "defer {defer}");
+        // The count reads 0 below zero too: one more message must count its size.
+        let channel = Channel::builder(Identity)
+            .ledger(Arc::clone(&ledger))
+            .build();
+        let _listener = channel.add_listener();
+        let message = Message::new("b", json!(1));
+        let size = eric_core::message_size(&message);
+        channel.broadcast(message);
+        assert_eq!(ledger.queued_bytes(), size, "defer {defer}");
+    }
+}
