@@ -677,6 +677,20 @@ impl QueueState {
         self.refresh_gate();
     }
 
+    /// Appends `message` at offset `id`, counting its `size` if the queue counts bytes:
+    /// a push once its policy and bound let it in, or a deferred push applied.
+    fn enqueue(&mut self, id: u64, message: &Arc<Message>, size: usize) {
+        if self.counts_bytes {
+            self.bytes += size;
+            self.sizes.push_back(size as u32);
+        }
+        self.last_id = id;
+        self.entries.push_back(Queued {
+            id,
+            message: Arc::clone(message),
+        });
+    }
+
     /// Messages waiting for a consumer.
     fn queued(&self) -> usize {
         self.entries.len()
@@ -974,15 +988,7 @@ impl Listener {
     #[inline(never)]
     fn apply_between(&self, tail: &Tail, state: &mut QueueState, applied: u64, watermark: u64) {
         tail.for_each_between(applied, watermark, |push: &DeferredPush| {
-            if state.counts_bytes {
-                state.bytes += push.size;
-                state.sizes.push_back(push.size as u32);
-            }
-            state.last_id = push.offset;
-            state.entries.push_back(Queued {
-                id: push.offset,
-                message: Arc::clone(&push.message),
-            });
+            state.enqueue(push.offset, &push.message, push.size);
         });
         self.applied.store(watermark, Ordering::Release);
     }
@@ -1249,15 +1255,7 @@ impl Listener {
                 }
             }
         }
-        if state.counts_bytes {
-            state.bytes += size;
-            state.sizes.push_back(size as u32);
-        }
-        state.last_id = id;
-        state.entries.push_back(Queued {
-            id,
-            message: Arc::clone(message),
-        });
+        state.enqueue(id, message, size);
         if state.has_waiters() {
             let wakeup = state.take_wakeup();
             drop(state);
@@ -1544,6 +1542,7 @@ impl fmt::Debug for Listener {
             .finish()
     }
 }
+
 #[cfg(all(test, target_pointer_width = "64"))]
 mod tests {
     /// Every subscriber has a listener: its size is part of the memory an idle
