@@ -532,6 +532,28 @@ fn require(program: &str, args: &[&str], needle: &str, install: &str) {
     );
 }
 
+/// Fails at once, saying why, when this process ignores SIGINT: the sessions' `^C`
+/// could not stop their commands, which would run on until the wait gave up. A shell
+/// without job control starts its background commands so (`(cargo test &)`), and they
+/// pass it on; run the tests in the foreground.
+fn require_interruptible() {
+    // SigIgn: the ignored signals as a hexadecimal mask, bit n - 1 for signal n (Linux).
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return;
+    };
+    let ignored = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .unwrap_or(0);
+    const SIGINT: u32 = 2;
+    assert!(
+        ignored & (1 << (SIGINT - 1)) == 0,
+        "this test process ignores SIGINT, so the sessions' ^C cannot stop curl: it was \
+         started in the background by a shell without job control; run it in the foreground"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // A session: one block's server, directory and shared terminal
 
@@ -982,6 +1004,7 @@ fn every_block_is_run_or_marked_illustrative() {
 fn console_sessions_print_what_the_pages_show() {
     require("curl", &["--version"], "curl", "install curl");
     require("bash", &["--version"], "bash", "install bash");
+    require_interruptible();
     for block in examples(Kind::Console) {
         run_console(&block);
     }
@@ -996,6 +1019,7 @@ fn netcat_sessions_print_what_the_pages_show() {
         "OpenBSD netcat",
         "install OpenBSD netcat (Debian: apt install netcat-openbsd)",
     );
+    require_interruptible();
     for block in examples(Kind::Netcat) {
         run_console(&block);
     }
