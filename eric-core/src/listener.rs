@@ -1292,7 +1292,9 @@ impl Listener {
     }
 
     fn wake_all(&self) {
-        let wakeup = self.section().take_wakeup();
+        // A plain lock, as in `wake_for_tail`: taking the wakers changes nothing the room
+        // counts, and the consumer applies the tail itself.
+        let wakeup = self.queue.lock().take_wakeup();
         wakeup.run(&self.ready);
     }
 
@@ -1313,7 +1315,8 @@ impl Listener {
     /// broadcast came since the queue's section applied the tail, in which case it must
     /// not wait but look again.
     fn wait_for_tail(self: &Arc<Self>, state: &mut QueueState) -> bool {
-        let Some(tail) = self.tail.as_ref().filter(|tail| tail.defers()) else {
+        // A listener whose room is not tracked is never deferred to: its pushes wake it.
+        let Some(tail) = self.tail.as_ref().filter(|_| self.tracks_room) else {
             return false;
         };
         if !state.on_waiter_list {
