@@ -1,7 +1,7 @@
 //! A `redis-server` of a test's own: on a free port, its data in a temporary directory,
 //! killed when dropped. For eric's tests; not part of the API.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,52 +17,80 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts one and waits until it answers `PING`.
+    /// Starts one and waits until it answers as itself.
+    ///
+    /// The free port is found by binding port 0 and letting it go, so another process
+    /// can take it before `redis-server` binds it. Then `redis-server` exits, or, worse,
+    /// a `PING` would reach someone else's Redis. So readiness is the server naming this
+    /// child's process id, and a child that exited is started again on a new port.
     ///
     /// # Panics
     /// If `redis-server` cannot run or does not answer within 15 s.
     pub fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("eric-redis-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(&dir)
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian's redis-server package) runs");
-        let server = RedisServer { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !server.answers() {
-            assert!(Instant::now() < deadline, "redis-server does not answer");
-            std::thread::sleep(Duration::from_millis(20));
+        loop {
+            let port = free_port();
+            let dir =
+                std::env::temp_dir().join(format!("eric-redis-test-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("a temporary directory");
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .arg("--dir")
+                .arg(&dir)
+                .args(["--save", "", "--appendonly", "no"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server (Debian's redis-server package) runs");
+            let mut server = RedisServer { child, port, dir };
+            loop {
+                if server_pid(port) == Some(server.child.id()) {
+                    return server;
+                }
+                if server.child.try_wait().ok().flatten().is_some() {
+                    break; // it lost the port: try another
+                }
+                assert!(Instant::now() < deadline, "redis-server does not answer");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        server
     }
 
     /// Its URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+}
 
-    fn answers(&self) -> bool {
-        let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut answer = [0; 7];
-        tcp.write_all(b"PING\r\n").is_ok()
-            && tcp.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
-    }
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The process id of the plain-TCP Redis answering on `port`, from its `INFO server`;
+/// `None` while nothing answers there.
+pub fn server_pid(port: u16) -> Option<u32> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    tcp.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = BufReader::new(tcp);
+    let mut header = String::new();
+    reply.read_line(&mut header).ok()?;
+    let length: usize = header.strip_prefix('$')?.trim_end().parse().ok()?;
+    let mut info = vec![0; length];
+    reply.read_exact(&mut info).ok()?;
+    pid_in_info(std::str::from_utf8(&info).ok()?)
+}
+
+/// The `process_id` an `INFO server` reply names.
+pub fn pid_in_info(info: &str) -> Option<u32> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
 }
 
 impl Drop for RedisServer {

@@ -17,10 +17,7 @@ use std::time::{Duration, Instant};
 pub const ERIC: &str = env!("CARGO_BIN_EXE_eric");
 pub const WAIT: Duration = Duration::from_secs(15);
 
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
+pub use eric_redis::testing::free_port;
 
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -116,7 +113,7 @@ impl Redis {
             dir: tempfile::tempdir().unwrap(),
             tls: None,
         };
-        redis.launch();
+        redis.launch_on_a_free_port();
         redis
     }
 
@@ -129,11 +126,26 @@ impl Redis {
             dir: tempfile::tempdir().unwrap(),
             tls: Some(certificates.clone()),
         };
-        redis.launch();
+        redis.launch_on_a_free_port();
         redis
     }
 
-    fn launch(&mut self) {
+    /// The port came from [`free_port`], so another process may have taken it since:
+    /// then `redis-server` exits, and it starts again on another.
+    fn launch_on_a_free_port(&mut self) {
+        for _ in 0..5 {
+            if self.launch() {
+                return;
+            }
+            self.child = None;
+            self.port = free_port();
+        }
+        panic!("redis-server found no free port in 5 tries");
+    }
+
+    /// Starts `redis-server` and waits until it answers as itself: true, or false if it
+    /// exited first (its port was taken).
+    fn launch(&mut self) -> bool {
         let mut command = Command::new("redis-server");
         match &self.tls {
             None => command.args(["--port", &self.port.to_string()]),
@@ -163,8 +175,20 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (Debian's redis-server package) runs");
+        let pid = child.id();
         self.child = Some(child);
-        wait_until("redis-server answers", || self.ping());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if self.answering_pid() == Some(pid) {
+                return true;
+            }
+            let child = self.child.as_mut().expect("just started");
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            assert!(Instant::now() < deadline, "redis-server does not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn url(&self) -> String {
@@ -176,19 +200,13 @@ impl Redis {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    fn ping(&self) -> bool {
-        if self.tls.is_some() {
-            return self
-                .try_cli(&["PING"])
-                .is_some_and(|out| out.trim() == "PONG");
+    /// The process id of the Redis answering on its port, so a test never talks to
+    /// another test's Redis that took the port.
+    fn answering_pid(&self) -> Option<u32> {
+        match self.tls {
+            None => eric_redis::testing::server_pid(self.port),
+            Some(_) => eric_redis::testing::pid_in_info(&self.try_cli(&["INFO", "server"])?),
         }
-        let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        tcp.set_read_timeout(Some(WAIT)).unwrap();
-        let _ = tcp.write_all(b"PING\r\n");
-        let mut answer = [0; 7];
-        tcp.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
     }
 
     /// Stops it (SIGTERM: it writes what it holds) and waits until it is gone.
@@ -202,7 +220,10 @@ impl Redis {
     /// Starts it again on the same port and data.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        assert!(
+            self.launch(),
+            "redis-server could not start again on its port"
+        );
     }
 
     /// Runs `redis-cli` against it; its output.
