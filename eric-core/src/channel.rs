@@ -746,8 +746,8 @@ impl<A: Adapter> Channel<A> {
             log.append(&message, Addressee::All);
             self.take_bytes(size * pushes.report.delivered);
         }
-        for listener in tail.take_waiters() {
-            listener.wake_for_tail();
+        for waiter in tail.take_waiters() {
+            waiter.wake();
         }
         let Pushes {
             mut report,

@@ -35,8 +35,9 @@ use crate::listener::Listener;
 use crate::message::Message;
 use parking_lot::{Mutex, RwLock};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Waker;
 
 /// How many broadcasts apart a channel trims its tail.
 const TRIM_EVERY: u64 = 64;
@@ -67,15 +68,37 @@ pub(crate) struct Tail {
     /// What was deferred, in offset order, from the oldest a listener still needs.
     /// Consumers read it together; only broadcasts write it.
     entries: RwLock<VecDeque<DeferredPush>>,
-    /// Listeners with somebody waiting for their next message (a stream's waker, a
-    /// blocked thread), woken after each broadcast.
-    waiters: Mutex<Vec<Arc<Listener>>>,
+    /// Who waits for a listener's next message, woken after each broadcast.
+    waiters: Mutex<Vec<Waiter>>,
+    /// How many times a broadcast took the list of waiters (wrapping): a stream whose
+    /// waker went on the list in the current round is on it still.
+    round: AtomicU32,
     broadcasts: AtomicU64,
     defers: bool,
 }
 
 #[repr(align(64))]
 struct Watermark(AtomicU64);
+
+/// Somebody on a [`Tail`]'s list of waiters.
+pub(crate) enum Waiter {
+    /// A stream's task. The broadcast wakes it without locking the listener's queue,
+    /// whose lines stay in the consumer's cache.
+    Task(Waker),
+    /// Threads blocked on the listener's condition variable, which are told under the
+    /// queue's lock (see [`Listener::notify_threads`]).
+    Threads(Arc<Listener>),
+}
+
+impl Waiter {
+    /// Wakes it, for a broadcast that may have deferred its next message.
+    pub(crate) fn wake(self) {
+        match self {
+            Waiter::Task(waker) => waker.wake(),
+            Waiter::Threads(listener) => listener.notify_threads(),
+        }
+    }
+}
 
 impl Tail {
     /// The tail of a channel that defers its broadcasts, or (`defers` false) pushes
@@ -85,6 +108,7 @@ impl Tail {
             watermark: Watermark(AtomicU64::new(0)),
             entries: RwLock::new(VecDeque::new()),
             waiters: Mutex::new(Vec::new()),
+            round: AtomicU32::new(0),
             broadcasts: AtomicU64::new(0),
             defers,
         }
@@ -144,17 +168,28 @@ impl Tail {
         }
     }
 
-    /// Puts `listener` on the list woken after the next broadcast.
-    pub(crate) fn add_waiter(&self, listener: Arc<Listener>) {
-        self.waiters.lock().push(listener);
+    /// Puts `waiter` on the list woken after the next broadcast; returns the round it
+    /// went on in.
+    pub(crate) fn add_waiter(&self, waiter: Waiter) -> u32 {
+        let mut waiters = self.waiters.lock();
+        waiters.push(waiter);
+        self.round.load(Ordering::Relaxed)
     }
 
-    /// Takes the waiter list, for the caller to wake each one.
-    pub(crate) fn take_waiters(&self) -> Vec<Arc<Listener>> {
+    /// The current round of the list of waiters (see the field).
+    pub(crate) fn round(&self) -> u32 {
+        self.round.load(Ordering::Acquire)
+    }
+
+    /// Takes the list of waiters, for the caller to wake each one, and starts the next
+    /// round.
+    pub(crate) fn take_waiters(&self) -> Vec<Waiter> {
         let mut waiters = self.waiters.lock();
         if waiters.is_empty() {
             Vec::new()
         } else {
+            // Under the list's lock, so a waiter's round always names the list it is on.
+            self.round.fetch_add(1, Ordering::Release);
             std::mem::take(&mut *waiters)
         }
     }

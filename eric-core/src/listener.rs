@@ -68,14 +68,14 @@
 //! lost with a connection, stays in the channel's log (see [`crate::log`]), from which
 //! [`Channel::message_stream_after`](crate::Channel::message_stream_after) replays it.
 
-use crate::deferred::{DeferredPush, Room, Tail, MAX_ROOM, NO_ROOM};
+use crate::deferred::{DeferredPush, Room, Tail, Waiter, MAX_ROOM, NO_ROOM};
 use crate::id_key::IdKey;
 use crate::log::{Epoch, Position};
 use crate::message::{Delivery, Message};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -411,6 +411,11 @@ pub struct Listener {
     tracks_room: bool,
     /// Whether `room` counts bytes: the queue has a byte bound, small enough to count.
     tracks_bytes: bool,
+    /// The round of its channel's list of waiters (see [`Tail`]) that the stream's
+    /// waker last went on in. Written under the queue's lock. In the padding after the
+    /// flags, so 32 bits: a round repeats after 2^32 broadcasts, and a task that a
+    /// broadcast woke is polled long before.
+    listed_round: AtomicU32,
     handler: Option<Handler>,
     config: QueueConfig,
     id: String,
@@ -506,8 +511,6 @@ struct QueueState {
     /// queue counts bytes. One flag on the line of `delivered`, which every pop writes;
     /// `refresh_extra` recomputes it.
     extra: bool,
-    /// Whether the listener is on its channel's list of waiters (see [`Tail`]).
-    on_waiter_list: bool,
     /// The epoch of the channel's log, which every delivery carries: kept once, beside
     /// what a pop writes, rather than in each queued entry, which stays two words.
     epoch: Epoch,
@@ -554,7 +557,6 @@ impl Default for QueueState {
             more_wakers: Vec::new(),
             blocked_threads: 0,
             extra: false,
-            on_waiter_list: false,
             mark: Mark::None,
             bytes: 0,
             sizes: VecDeque::new(),
@@ -664,15 +666,36 @@ impl QueueState {
         wakeup
     }
 
-    fn register(&mut self, waker: &Waker) {
-        match &self.waker {
-            None => self.waker = Some(waker.clone()),
-            Some(current) if current.will_wake(waker) => {}
+    /// Registers `waker` to be woken by the next push, stop or removal; false if it
+    /// was already.
+    fn register(&mut self, waker: &Waker) -> bool {
+        let added = match &self.waker {
+            None => {
+                self.waker = Some(waker.clone());
+                true
+            }
+            Some(current) if current.will_wake(waker) => false,
             Some(_) => {
-                if !self.more_wakers.iter().any(|w| w.will_wake(waker)) {
+                let known = self.more_wakers.iter().any(|w| w.will_wake(waker));
+                if !known {
                     self.more_wakers.push(waker.clone());
                 }
+                !known
             }
+        };
+        self.refresh_gate();
+        added
+    }
+
+    /// Forgets `waker`, whose task is running: a broadcast may have woken it off its
+    /// channel's list of waiters, which leaves the registration in place.
+    fn forget_waker(&mut self, waker: &Waker) {
+        if self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.waker = None;
+        } else if !self.more_wakers.is_empty() {
+            self.more_wakers.retain(|w| !w.will_wake(waker));
+        } else {
+            return;
         }
         self.refresh_gate();
     }
@@ -877,6 +900,7 @@ impl Listener {
             room: Room::none(),
             tracks_room: false,
             tracks_bytes: false,
+            listed_round: AtomicU32::new(u32::MAX),
             applied: AtomicU64::new(0),
             config: QueueConfig::default(),
             id,
@@ -1298,33 +1322,48 @@ impl Listener {
         wakeup.run(&self.ready);
     }
 
-    /// Wakes whoever waits for the queue's next message, for a broadcast that may
-    /// have deferred it: the list of waiters in the channel's [`Tail`] named it.
-    pub(crate) fn wake_for_tail(&self) {
-        // Not a section: the consumer applies the tail itself, on its own core, and
-        // waking changes nothing the room counts.
-        let mut state = self.queue.lock();
-        state.on_waiter_list = false;
-        let wakeup = state.take_wakeup();
-        drop(state);
-        wakeup.run(&self.ready);
+    /// Tells the threads blocked on the queue that a broadcast may have deferred its
+    /// next message: the channel's list of waiters named them.
+    pub(crate) fn notify_threads(&self) {
+        // Under the lock, which a thread holds from its last look at the tail until
+        // its wait lets go of it: the notice cannot fall between the two. Not a
+        // section: the consumer applies the tail itself.
+        let state = self.queue.lock();
+        if state.blocked_threads > 0 {
+            self.ready.notify_all();
+        }
     }
 
-    /// For a consumer about to wait (a stream's waker registered, a thread about to
-    /// block): puts the listener on its channel's list of waiters, and says whether a
-    /// broadcast came since the queue's section applied the tail, in which case it must
-    /// not wait but look again.
-    fn wait_for_tail(self: &Arc<Self>, state: &mut QueueState) -> bool {
+    /// For a consumer about to wait: puts it on its channel's list of waiters (a
+    /// stream's task, `waker`, registered anew or not; `None`, a thread about to
+    /// block), and says whether a broadcast came since the queue's section applied the
+    /// tail, in which case it must not wait but look again. Under the queue's lock.
+    fn wait_for_tail(
+        self: &Arc<Self>,
+        _locked: &mut QueueState,
+        waker: Option<(&Waker, bool)>,
+    ) -> bool {
         // A listener whose room is not tracked is never deferred to: its pushes wake it.
         let Some(tail) = self.tail.as_ref().filter(|_| self.tracks_room) else {
             return false;
         };
-        if !state.on_waiter_list {
-            state.on_waiter_list = true;
-            tail.add_waiter(Arc::clone(self));
+        match waker {
+            // A task already on the list of the current round stays on it until a
+            // broadcast takes the list and wakes it; the wake comes before its next
+            // poll, which then sees the next round.
+            Some((waker, registered_anew)) => {
+                // Relaxed: written and read under the queue's lock only.
+                if registered_anew || self.listed_round.load(Ordering::Relaxed) != tail.round() {
+                    let round = tail.add_waiter(Waiter::Task(waker.clone()));
+                    self.listed_round.store(round, Ordering::Relaxed);
+                }
+            }
+            None => {
+                tail.add_waiter(Waiter::Threads(Arc::clone(self)));
+            }
         }
         // SeqCst, with the store in `Tail::end_broadcast`: either the broadcast takes
-        // the list with this listener on it and wakes it, or this sees its watermark.
+        // the list with this consumer on it and wakes it, or this sees its watermark.
         tail.watermark() > self.applied.load(Ordering::Relaxed)
     }
 
@@ -1384,6 +1423,7 @@ impl Listener {
         state.finish_batch(yielded);
         match self.next_locked(&mut state, true) {
             Some(next) => {
+                state.forget_waker(cx.waker());
                 if let Some(batch) = batch {
                     if matches!(next, Next::Message(_))
                         && state.mark == Mark::None
@@ -1395,8 +1435,8 @@ impl Listener {
                 Poll::Ready(next)
             }
             None => {
-                state.register(cx.waker());
-                if self.wait_for_tail(&mut state) {
+                let registered_anew = state.register(cx.waker());
+                if self.wait_for_tail(&mut state, Some((cx.waker(), registered_anew))) {
                     drop(state);
                     cx.waker().wake_by_ref();
                 }
@@ -1468,7 +1508,7 @@ impl Listener {
             if let Some(next) = self.next_locked(&mut state, true) {
                 return Some(next);
             }
-            if self.wait_for_tail(&mut state) {
+            if self.wait_for_tail(&mut state, None) {
                 state.settle();
                 state.resume();
                 continue;
