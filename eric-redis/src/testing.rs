@@ -44,16 +44,11 @@ impl RedisServer {
                 .spawn()
                 .expect("redis-server (Debian's redis-server package) runs");
             let mut server = RedisServer { child, port, dir };
-            loop {
-                if server_pid(port) == Some(server.child.id()) {
-                    return server;
-                }
-                if server.child.try_wait().ok().flatten().is_some() {
-                    break; // it lost the port: try another
-                }
-                assert!(Instant::now() < deadline, "redis-server does not answer");
-                std::thread::sleep(Duration::from_millis(20));
+            if wait_until_serving(&mut server.child, || server_pid(port)) {
+                return server;
             }
+            // It lost the port: try another.
+            assert!(Instant::now() < deadline, "redis-server found no free port");
         }
     }
 
@@ -69,6 +64,32 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// Waits until the Redis that `answering_pid` reaches is `child` (true), or `child`
+/// exits first (false): another process took its port.
+///
+/// # Panics
+/// If neither happens within 15 s; `child` is killed first.
+pub fn wait_until_serving(
+    child: &mut Child,
+    mut answering_pid: impl FnMut() -> Option<u32>,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if answering_pid() == Some(child.id()) {
+            return true;
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("redis-server does not answer");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The process id of the plain-TCP Redis answering on `port`, from its `INFO server`;

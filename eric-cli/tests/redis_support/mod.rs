@@ -158,7 +158,7 @@ impl Redis {
                 .arg("--tls-ca-cert-file")
                 .arg(&tls.ca),
         };
-        let child = command
+        let mut child = command
             .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -175,20 +175,9 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (Debian's redis-server package) runs");
-        let pid = child.id();
+        let serving = eric_redis::testing::wait_until_serving(&mut child, || self.answering_pid());
         self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if self.answering_pid() == Some(pid) {
-                return true;
-            }
-            let child = self.child.as_mut().expect("just started");
-            if child.try_wait().unwrap().is_some() {
-                return false;
-            }
-            assert!(Instant::now() < deadline, "redis-server does not answer");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        serving
     }
 
     pub fn url(&self) -> String {
@@ -744,6 +733,32 @@ fn free_cluster_port() -> u16 {
     }
 }
 
+/// Starts a cluster node on a free port, with its data under `dir`, and waits until it
+/// answers as itself; `None` if it exited first: another process took the port.
+fn start_cluster_node(dir: &Path) -> Option<(Child, u16)> {
+    let port = free_cluster_port();
+    let data = dir.join(port.to_string());
+    std::fs::create_dir_all(&data).unwrap();
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ])
+        .arg("--dir")
+        .arg(&data)
+        .args(["--save", "", "--appendonly", "yes"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server runs");
+    eric_redis::testing::wait_until_serving(&mut child, || eric_redis::testing::server_pid(port))
+        .then_some((child, port))
+}
+
 /// A Redis Cluster of three masters of the test's own, made with
 /// `redis-cli --cluster create`; killed on drop.
 pub struct RedisCluster {
@@ -761,34 +776,13 @@ impl RedisCluster {
             _dir: tempfile::tempdir().unwrap(),
         };
         for _ in 0..3 {
-            let port = free_cluster_port();
-            let data = dir.path().join(port.to_string());
-            std::fs::create_dir(&data).unwrap();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .arg("--dir")
-                .arg(&data)
-                .args(["--save", "", "--appendonly", "yes"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server runs");
+            let (child, port) = (0..5)
+                .find_map(|_| start_cluster_node(dir.path()))
+                .expect("a cluster node found a free port in 5 tries");
             cluster.children.push(child);
             cluster.ports.push(port);
         }
         cluster._dir = dir;
-        for port in &cluster.ports {
-            wait_until("a cluster node answers", || {
-                cluster.cli(*port, &["PING"]) == "PONG\n"
-            });
-        }
         let nodes: Vec<String> = cluster
             .ports
             .iter()
