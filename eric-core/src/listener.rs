@@ -1318,7 +1318,7 @@ impl Listener {
     }
 
     fn wake_all(&self) {
-        // A plain lock, as in `wake_for_tail`: taking the wakers changes nothing the room
+        // A plain lock, as in `notify_threads`: taking the wakers changes nothing the room
         // counts, and the consumer applies the tail itself.
         let wakeup = self.queue.lock().take_wakeup();
         wakeup.run(&self.ready);

@@ -27,8 +27,7 @@ impl RedisServer {
     /// # Panics
     /// If `redis-server` cannot run or does not answer within 15 s.
     pub fn start() -> RedisServer {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
+        on_a_free_port("redis-server", || {
             let port = free_port();
             let dir =
                 std::env::temp_dir().join(format!("eric-redis-test-{}-{port}", std::process::id()));
@@ -43,13 +42,10 @@ impl RedisServer {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("redis-server (Debian's redis-server package) runs");
+            // Dropped if it lost the port, which removes its directory.
             let mut server = RedisServer { child, port, dir };
-            if wait_until_serving(&mut server.child, || server_pid(port)) {
-                return server;
-            }
-            // It lost the port: try another.
-            assert!(Instant::now() < deadline, "redis-server found no free port");
-        }
+            wait_until_serving(&mut server.child, || server_pid(port)).then_some(server)
+        })
     }
 
     /// Its URL.
@@ -64,6 +60,19 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// Runs `launch`, which starts `what` on a port from [`free_port`] and gives `None` when
+/// it lost that port to another process, until it keeps one; five tries.
+///
+/// # Panics
+/// If all five lost their port.
+pub fn on_a_free_port<T>(what: &str, launch: impl FnMut() -> Option<T>) -> T {
+    const TRIES: usize = 5;
+    std::iter::repeat_with(launch)
+        .take(TRIES)
+        .find_map(|launched| launched)
+        .unwrap_or_else(|| panic!("{what} found no free port in {TRIES} tries"))
 }
 
 /// Waits until the Redis that `answering_pid` reaches is `child` (true), or `child`

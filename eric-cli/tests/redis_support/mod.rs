@@ -109,7 +109,7 @@ impl Redis {
     pub fn start() -> Redis {
         let mut redis = Redis {
             child: None,
-            port: free_port(),
+            port: 0, // chosen by `launch_on_a_free_port`
             dir: tempfile::tempdir().unwrap(),
             tls: None,
         };
@@ -122,7 +122,7 @@ impl Redis {
     pub fn start_tls(certificates: &RedisCertificates) -> Redis {
         let mut redis = Redis {
             child: None,
-            port: free_port(),
+            port: 0, // chosen by `launch_on_a_free_port`
             dir: tempfile::tempdir().unwrap(),
             tls: Some(certificates.clone()),
         };
@@ -130,17 +130,11 @@ impl Redis {
         redis
     }
 
-    /// The port came from [`free_port`], so another process may have taken it since:
-    /// then `redis-server` exits, and it starts again on another.
     fn launch_on_a_free_port(&mut self) {
-        for _ in 0..5 {
-            if self.launch() {
-                return;
-            }
-            self.child = None;
+        eric_redis::testing::on_a_free_port("redis-server", || {
             self.port = free_port();
-        }
-        panic!("redis-server found no free port in 5 tries");
+            self.launch().then_some(())
+        });
     }
 
     /// Starts `redis-server` and waits until it answers as itself: true, or false if it
@@ -176,7 +170,9 @@ impl Redis {
             .spawn()
             .expect("redis-server (Debian's redis-server package) runs");
         let serving = eric_redis::testing::wait_until_serving(&mut child, || self.answering_pid());
-        self.child = Some(child);
+        if serving {
+            self.child = Some(child);
+        }
         serving
     }
 
@@ -776,9 +772,9 @@ impl RedisCluster {
             _dir: tempfile::tempdir().unwrap(),
         };
         for _ in 0..3 {
-            let (child, port) = (0..5)
-                .find_map(|_| start_cluster_node(dir.path()))
-                .expect("a cluster node found a free port in 5 tries");
+            let (child, port) = eric_redis::testing::on_a_free_port("a cluster node", || {
+                start_cluster_node(dir.path())
+            });
             cluster.children.push(child);
             cluster.ports.push(port);
         }
