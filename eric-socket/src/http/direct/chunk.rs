@@ -84,6 +84,16 @@ impl Chunk {
         }
     }
 
+    /// Adds `more` to the data of a chunk made by [`data`](Self::data) and not written
+    /// yet.
+    pub(super) fn extend_data(&mut self, mut more: Vec<Bytes>) {
+        debug_assert!(self.written == 0 && self.head.is_empty());
+        let mut data = std::mem::take(&mut self.data);
+        data.append(&mut more);
+        recycle(more);
+        *self = Chunk::data(data);
+    }
+
     fn set_chunk(&mut self, data: Vec<Bytes>, size: usize) {
         debug_assert!(self.written == 0 && self.suffix.is_empty());
         self.size_line = SizeLine::new(size);
@@ -190,7 +200,10 @@ mod tests {
             b"1\r\nx\r\n"
         );
         let pieces = vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cde")];
-        assert_eq!(bytes_of(&Chunk::data(pieces)), b"5\r\nabcde\r\n");
+        let mut chunk = Chunk::data(pieces);
+        assert_eq!(bytes_of(&chunk), b"5\r\nabcde\r\n");
+        chunk.extend_data(vec![Bytes::from_static(b"fghijklmnopq")]);
+        assert_eq!(bytes_of(&chunk), b"11\r\nabcdefghijklmnopq\r\n");
         assert_eq!(bytes_of(&Chunk::last()), b"0\r\n\r\n");
         for (size, line) in [
             (0, "0\r\n"),

@@ -54,6 +54,9 @@ pub(crate) struct ResponseWriter<'a> {
     rest: Vec<u8>,
     /// Neither side asked to close the connection after the response.
     keep_alive: bool,
+    /// `chunk` holds frames of a stream that is behind, held back while the tasks
+    /// ready before this one run, so that what they publish joins the same write.
+    gathering: bool,
 }
 
 impl<'a> ResponseWriter<'a> {
@@ -91,6 +94,7 @@ impl<'a> ResponseWriter<'a> {
             chunk: Chunk::new(Bytes::from(head)),
             rest,
             keep_alive,
+            gathering: false,
         }
     }
 
@@ -157,6 +161,11 @@ impl Future for ResponseWriter<'_> {
                 this.chunk.append_data(data);
             }
         }
+        if std::mem::take(&mut this.gathering) {
+            if let Poll::Ready(Some(data)) = this.poll_data(cx) {
+                this.chunk.extend_data(data);
+            }
+        }
         loop {
             while !this.chunk.is_written() {
                 match this.chunk.poll_write(this.stream, cx) {
@@ -169,7 +178,21 @@ impl Future for ResponseWriter<'_> {
                 return Poll::Ready(this.keep_alive.then(|| std::mem::take(&mut this.rest)));
             }
             match this.poll_data(cx) {
-                Poll::Ready(Some(data)) => this.chunk = Chunk::data(data),
+                Poll::Ready(Some(data)) => {
+                    // More than one frame came since the last write: the publishers
+                    // are ahead of this stream, and more frames are likely on their
+                    // way. A write costs about the same for one frame as for many, so
+                    // the stream goes to the back of the scheduler's queue once and
+                    // writes what came meanwhile with these. A stream that keeps up
+                    // (one frame at a time) writes at once.
+                    let behind = data.len() > 1;
+                    this.chunk = Chunk::data(data);
+                    if behind {
+                        this.gathering = true;
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
                 Poll::Ready(None) => {
                     this.chunk = Chunk::last();
                     this.last_chunk = true;
@@ -208,4 +231,177 @@ fn write_head(parts: &http::response::Parts, body: &ResponseBody, out: &mut Vec<
     out.extend_from_slice(b"date: ");
     out.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::ChannelContainer;
+    use crate::http::config::HttpServerConfig;
+    use crate::http::state::State;
+    use crate::http::stream::stop_future;
+    use crate::shutdown::ShutdownHandle;
+    use eric_core::Message;
+    use eric_sse::http::sse_response;
+    use eric_sse::SseChannel;
+    use std::io::Read;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+    use std::time::Duration;
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Wakes {
+        fn take(&self) -> usize {
+            self.0.swap(0, Ordering::SeqCst)
+        }
+    }
+
+    /// What the client received so far (its socket is non-blocking: a loopback write
+    /// is in the peer's receive queue when it returns).
+    fn received(client: &mut std::net::TcpStream) -> String {
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => panic!("client read: {error}"),
+            }
+        }
+        String::from_utf8(bytes).expect("UTF-8")
+    }
+
+    fn broadcast(container: &ChannelContainer, channel: &SseChannel, n: i64) {
+        container
+            .broadcast(channel, Message::new("m", serde_json::json!(n)))
+            .expect("broadcast");
+    }
+
+    /// The chunks of a chunked body: each chunk's data.
+    fn chunks(mut body: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        while let Some((size, rest)) = body.split_once("\r\n") {
+            let size = usize::from_str_radix(size, 16).expect("chunk size");
+            out.push(&rest[..size]);
+            body = rest[size..].strip_prefix("\r\n").expect("chunk end");
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_stream_behind_writes_what_came_while_it_waited_in_the_same_chunk() {
+        let container = Arc::new(ChannelContainer::new());
+        let state = State::new(
+            HttpServerConfig::default(),
+            Arc::clone(&container),
+            ShutdownHandle::new(),
+            None,
+        );
+        let channel = container.add_with_id("c").expect("channel");
+        let events = container.watch(&channel, None).expect("watch");
+        let permit = Arc::clone(&state.streams)
+            .try_acquire_owned()
+            .expect("permit");
+        let live = LiveEvents::new(events, stop_future(&state, None), permit, None, None);
+        let response = sse_response(SseBody::with_config(live, state.config.sse.clone()))
+            .map(ResponseBody::Sse);
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().expect("accept");
+        client.set_nonblocking(true).unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut server = TcpStream::from_std(server).unwrap();
+        // Known writable, as a connection is by the time its response goes out.
+        server.writable().await.unwrap();
+        let pending = PendingResponse {
+            response,
+            keep_alive: true,
+            rest: Vec::new(),
+        };
+        let mut writer = ResponseWriter::new(&mut server, pending);
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut poll = || Pin::new(&mut writer).poll(&mut Context::from_waker(&waker));
+
+        assert!(poll().is_pending());
+        let head = received(&mut client);
+        let (_, body) = head.split_once("\r\n\r\n").expect("a response head");
+        assert_eq!(chunks(body), ["retry: 1000\n\n"]);
+
+        // One frame: the stream keeps up, and writes it at once.
+        broadcast(&container, &channel, 1);
+        wakes.take();
+        assert!(poll().is_pending());
+        assert_eq!(wakes.take(), 0, "no wait for more");
+        let one = received(&mut client);
+        assert_eq!(chunks(&one).len(), 1);
+        assert!(chunks(&one)[0].ends_with("data: 1\n\n"), "{one:?}");
+
+        // Two frames: the stream is behind; it waits a turn, and wakes itself for it.
+        broadcast(&container, &channel, 2);
+        broadcast(&container, &channel, 3);
+        wakes.take();
+        assert!(poll().is_pending());
+        assert_eq!(
+            wakes.take(),
+            1,
+            "the stream's task goes to the back of the queue"
+        );
+        assert_eq!(received(&mut client), "", "nothing written before the turn");
+
+        // What came during the turn goes out with them, in one chunk.
+        broadcast(&container, &channel, 4);
+        assert!(poll().is_pending());
+        let gathered = received(&mut client);
+        let gathered = chunks(&gathered);
+        assert_eq!(gathered.len(), 1, "{gathered:?}");
+        let data: Vec<&str> = gathered[0]
+            .lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .collect();
+        assert_eq!(data, ["2", "3", "4"]);
+
+        // A turn with nothing new writes what the stream held.
+        broadcast(&container, &channel, 5);
+        broadcast(&container, &channel, 6);
+        assert!(poll().is_pending());
+        assert_eq!(received(&mut client), "");
+        assert!(poll().is_pending());
+        let held = received(&mut client);
+        assert_eq!(chunks(&held).len(), 1);
+        assert!(held.contains("data: 5\n\n") && held.contains("data: 6\n\n"));
+
+        // The channel's end ends the body after what was held.
+        broadcast(&container, &channel, 7);
+        broadcast(&container, &channel, 8);
+        assert!(poll().is_pending());
+        container.remove("c").expect("remove");
+        let mut end = Poll::Pending;
+        for _ in 0..10 {
+            end = poll();
+            if end.is_ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(end.is_ready(), "the response ends with its channel");
+        let rest = received(&mut client);
+        assert!(
+            rest.contains("data: 7\n\n") && rest.contains("data: 8\n\n"),
+            "{rest:?}"
+        );
+        assert!(rest.ends_with("0\r\n\r\n"), "{rest:?}");
+    }
 }
