@@ -58,6 +58,25 @@ fn broadcast(channel: &Channel<Identity>, n: u64) {
     );
 }
 
+/// Polls `stream` as `task` with nothing queued (it waits), broadcasts `n`, and holds
+/// that the broadcast woke the task once and that the stream then yields `n`.
+fn woken_once_for(
+    channel: &Channel<Identity>,
+    stream: &mut MessageStream<Identity>,
+    task: &Arc<Counter>,
+    n: u64,
+) {
+    assert_eq!(poll(stream, task), Poll::Pending);
+    let before = task.wakes();
+    broadcast(channel, n);
+    assert_eq!(
+        task.wakes(),
+        before + 1,
+        "broadcast {n} woke the waiting task once"
+    );
+    assert_eq!(poll(stream, task), Poll::Ready(Some(n)));
+}
+
 #[test]
 fn a_waiting_stream_is_woken_by_every_broadcast_it_waits_for() {
     let channel = deferring_channel();
@@ -65,15 +84,7 @@ fn a_waiting_stream_is_woken_by_every_broadcast_it_waits_for() {
     let mut stream = channel.message_stream(&listener);
     let task = Arc::new(Counter::default());
     for n in 0..5 {
-        assert_eq!(poll(&mut stream, &task), Poll::Pending);
-        let before = task.wakes();
-        broadcast(&channel, n);
-        assert_eq!(
-            task.wakes(),
-            before + 1,
-            "broadcast {n} woke the waiting task once"
-        );
-        assert_eq!(poll(&mut stream, &task), Poll::Ready(Some(n)));
+        woken_once_for(&channel, &mut stream, &task, n);
     }
 }
 
@@ -111,11 +122,7 @@ fn a_stream_that_moved_to_another_task_wakes_the_new_one() {
     );
     assert_eq!(poll(&mut stream, &second), Poll::Ready(Some(1)));
     // And back: the first task, which the stream left, polls it again.
-    assert_eq!(poll(&mut stream, &first), Poll::Pending);
-    let before = first.wakes();
-    broadcast(&channel, 2);
-    assert_eq!(first.wakes(), before + 1);
-    assert_eq!(poll(&mut stream, &first), Poll::Ready(Some(2)));
+    woken_once_for(&channel, &mut stream, &first, 2);
 }
 
 #[test]
@@ -140,7 +147,7 @@ fn a_task_that_got_its_message_is_not_woken_by_a_dispatch_it_does_not_wait_for()
 #[test]
 fn many_streams_on_one_channel_are_each_woken_once_per_broadcast() {
     let channel = deferring_channel();
-    let streams: Vec<_> = (0..50)
+    let mut streams: Vec<_> = (0..50)
         .map(|_| {
             let listener = running_listener(&channel);
             (
@@ -149,7 +156,6 @@ fn many_streams_on_one_channel_are_each_woken_once_per_broadcast() {
             )
         })
         .collect();
-    let mut streams = streams;
     for n in 0..3 {
         for (stream, task) in &mut streams {
             assert_eq!(poll(stream, task), Poll::Pending);

@@ -75,8 +75,16 @@ impl Chunk {
         chunk
     }
 
-    /// Adds `data` as the chunk after the head (nothing written yet, no chunk yet).
-    pub(super) fn append_data(&mut self, data: Vec<Bytes>) {
+    /// Adds `more` to the chunk's data, after the head if there is one; nothing of the
+    /// chunk is written yet.
+    pub(super) fn append_data(&mut self, mut more: Vec<Bytes>) {
+        let mut data = std::mem::take(&mut self.data);
+        if data.is_empty() {
+            data = more;
+        } else {
+            data.append(&mut more);
+            recycle(more);
+        }
         let size = data.iter().map(Bytes::len).sum();
         // An empty chunk would end the body.
         if size > 0 {
@@ -84,18 +92,8 @@ impl Chunk {
         }
     }
 
-    /// Adds `more` to the data of a chunk made by [`data`](Self::data) and not written
-    /// yet.
-    pub(super) fn extend_data(&mut self, mut more: Vec<Bytes>) {
-        debug_assert!(self.written == 0 && self.head.is_empty());
-        let mut data = std::mem::take(&mut self.data);
-        data.append(&mut more);
-        recycle(more);
-        *self = Chunk::data(data);
-    }
-
     fn set_chunk(&mut self, data: Vec<Bytes>, size: usize) {
-        debug_assert!(self.written == 0 && self.suffix.is_empty());
+        debug_assert_eq!(self.written, 0);
         self.size_line = SizeLine::new(size);
         self.data = data;
         self.suffix = b"\r\n";
@@ -202,7 +200,7 @@ mod tests {
         let pieces = vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cde")];
         let mut chunk = Chunk::data(pieces);
         assert_eq!(bytes_of(&chunk), b"5\r\nabcde\r\n");
-        chunk.extend_data(vec![Bytes::from_static(b"fghijklmnopq")]);
+        chunk.append_data(vec![Bytes::from_static(b"fghijklmnopq")]);
         assert_eq!(bytes_of(&chunk), b"11\r\nabcdefghijklmnopq\r\n");
         assert_eq!(bytes_of(&Chunk::last()), b"0\r\n\r\n");
         for (size, line) in [

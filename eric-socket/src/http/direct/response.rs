@@ -44,8 +44,11 @@ pub(crate) struct ResponseWriter<'a> {
     stream: &'a mut TcpStream,
     /// The events of a stream; `None` for a whole body (written with the head).
     events: Option<SseBody<LiveEvents>>,
-    /// Whether `chunk` is the head, not written yet: a ready frame may join it.
-    head_pending: bool,
+    /// `chunk` is not written yet, and what the body has ready joins it first: the head
+    /// on the first poll (the opening `retry:` frame goes in the same write), and the
+    /// frames of a stream that is behind, once the tasks ready before it ran (so what
+    /// they published goes in the same write too).
+    gathering: bool,
     /// What is being written.
     chunk: Chunk,
     /// `chunk` is the end of the response.
@@ -54,9 +57,6 @@ pub(crate) struct ResponseWriter<'a> {
     rest: Vec<u8>,
     /// Neither side asked to close the connection after the response.
     keep_alive: bool,
-    /// `chunk` holds frames of a stream that is behind, held back while the tasks
-    /// ready before this one run, so that what they publish joins the same write.
-    gathering: bool,
 }
 
 impl<'a> ResponseWriter<'a> {
@@ -89,12 +89,11 @@ impl<'a> ResponseWriter<'a> {
         ResponseWriter {
             stream,
             last_chunk: events.is_none(),
+            gathering: events.is_some(),
             events,
-            head_pending: true,
             chunk: Chunk::new(Bytes::from(head)),
             rest,
             keep_alive,
-            gathering: false,
         }
     }
 
@@ -154,16 +153,9 @@ impl Future for ResponseWriter<'_> {
         if this.poll_client(cx).is_err() {
             return Poll::Ready(None);
         }
-        if std::mem::take(&mut this.head_pending) && this.events.is_some() {
-            // The head and the opening `retry:` frame (ready on the first poll) go out in
-            // one write.
-            if let Poll::Ready(Some(data)) = this.poll_data(cx) {
-                this.chunk.append_data(data);
-            }
-        }
         if std::mem::take(&mut this.gathering) {
             if let Poll::Ready(Some(data)) = this.poll_data(cx) {
-                this.chunk.extend_data(data);
+                this.chunk.append_data(data);
             }
         }
         loop {
