@@ -50,6 +50,14 @@ fn running_listener(channel: &Channel<Identity>) -> Arc<Listener> {
     listener
 }
 
+/// A deferring channel with one running listener, and the listener's stream.
+fn one_stream() -> (Channel<Identity>, Arc<Listener>, MessageStream<Identity>) {
+    let channel = deferring_channel();
+    let listener = running_listener(&channel);
+    let stream = channel.message_stream(&listener);
+    (channel, listener, stream)
+}
+
 fn broadcast(channel: &Channel<Identity>, n: u64) {
     let report = channel.broadcast(Message::new("m", json!({ "n": n })));
     assert_eq!(
@@ -79,9 +87,7 @@ fn woken_once_for(
 
 #[test]
 fn a_waiting_stream_is_woken_by_every_broadcast_it_waits_for() {
-    let channel = deferring_channel();
-    let listener = running_listener(&channel);
-    let mut stream = channel.message_stream(&listener);
+    let (channel, _listener, mut stream) = one_stream();
     let task = Arc::new(Counter::default());
     for n in 0..5 {
         woken_once_for(&channel, &mut stream, &task, n);
@@ -90,9 +96,7 @@ fn a_waiting_stream_is_woken_by_every_broadcast_it_waits_for() {
 
 #[test]
 fn a_stream_polled_again_without_a_broadcast_is_still_woken_by_the_next() {
-    let channel = deferring_channel();
-    let listener = running_listener(&channel);
-    let mut stream = channel.message_stream(&listener);
+    let (channel, _listener, mut stream) = one_stream();
     let task = Arc::new(Counter::default());
     // Polled three times while nothing came (woken by something else, say a timer):
     // it stays on the list once, and the broadcast wakes it.
@@ -106,9 +110,7 @@ fn a_stream_polled_again_without_a_broadcast_is_still_woken_by_the_next() {
 
 #[test]
 fn a_stream_that_moved_to_another_task_wakes_the_new_one() {
-    let channel = deferring_channel();
-    let listener = running_listener(&channel);
-    let mut stream = channel.message_stream(&listener);
+    let (channel, _listener, mut stream) = one_stream();
     let first = Arc::new(Counter::default());
     let second = Arc::new(Counter::default());
     assert_eq!(poll(&mut stream, &first), Poll::Pending);
@@ -127,9 +129,7 @@ fn a_stream_that_moved_to_another_task_wakes_the_new_one() {
 
 #[test]
 fn a_task_that_got_its_message_is_not_woken_by_a_dispatch_it_does_not_wait_for() {
-    let channel = deferring_channel();
-    let listener = running_listener(&channel);
-    let mut stream = channel.message_stream(&listener);
+    let (channel, listener, mut stream) = one_stream();
     let task = Arc::new(Counter::default());
     assert_eq!(poll(&mut stream, &task), Poll::Pending);
     broadcast(&channel, 1);
